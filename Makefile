@@ -1,0 +1,37 @@
+# Chachaping: `make demo` and `make test` install everything they need, then run.
+# Both are idempotent: the second time they only run.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS := device,server,telegram,dev
+STAMP  := .make
+
+.PHONY: demo test install system-deps lint bench clean
+
+demo: install
+	$(BIN)/chacha talk --input samples/ko-read-sentence.wav --output build/demo-reply.wav --explain
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)/venv
+
+system-deps: $(STAMP)/system
+
+$(STAMP)/system: scripts/install-system-deps.sh
+	@mkdir -p $(STAMP)
+	sh scripts/install-system-deps.sh "$(PYTHON)"
+	@touch $@
+
+$(STAMP)/venv: pyproject.toml $(STAMP)/system
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(EXTRAS)]"
+	@mkdir -p build
+	@touch $@
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(STAMP) build
