@@ -10,7 +10,7 @@ STAMP  := .make
 .PHONY: demo test install system-deps lint bench clean
 
 demo: install
-	$(BIN)/chacha talk --input samples/ko-read-sentence.wav --output build/demo-reply.wav --explain
+	$(BIN)/chacha talk --input samples/ko-read-sentence.wav --output build/demo-reply.wav --conversation demo
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

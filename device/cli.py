@@ -1,0 +1,111 @@
+"""`chacha`: the command line of the doll, its server and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from device.config import ConfigError, load_config
+
+_LOGGER = logging.getLogger("chacha")
+
+
+class CommandError(Exception):
+    """A user-facing problem with a command's input; the message says what to do."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The errors that are the user's to fix: printed as one line, no traceback."""
+    from device.client import ServerUnavailable
+    from device.errors import STTError
+    from device.playback import AudioDeviceError
+    from inference_server.errors import InferenceError
+    from tts.errors import TTSError
+
+    return (CommandError, ConfigError, InferenceError, STTError, TTSError, ServerUnavailable,
+            AudioDeviceError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from device import commands
+
+    parser = argparse.ArgumentParser(
+        prog="chacha", description="차차핑: a talking doll that answers in Korean as 차차."
+    )
+    parser.add_argument("--config", type=Path, help="chacha.yaml to use (default: $CHACHA_CONFIG, "
+                        "./chacha.yaml, ~/.config/chachaping/chacha.yaml, /etc/chachaping/chacha.yaml)")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the inference server (needs CHACHA_API_TOKEN)")
+    p.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 8750)")
+    p.set_defaults(func=commands.serve)
+
+    p = sub.add_parser("talk", help="one whole turn from a file: her voice in, 차차's voice out")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, metavar="WAV", help="her utterance (WAV/FLAC/OGG)")
+    source.add_argument("--text", help="what she says, as text (skips speech recognition)")
+    p.add_argument("--output", type=Path, metavar="WAV", help="where to write 차차's spoken reply")
+    p.add_argument("--conversation", help="conversation id (default: client.conversation)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=commands.talk)
+
+    p = sub.add_parser("transcribe", help="speech recognition on audio files")
+    p.add_argument("files", type=Path, nargs="+", metavar="WAV")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=commands.transcribe)
+
+    p = sub.add_parser("say", help="speak a text in 차차's voice")
+    p.add_argument("text")
+    p.add_argument("--output", type=Path, metavar="WAV", help="write a WAV instead of playing it")
+    p.set_defaults(func=commands.say)
+
+    p = sub.add_parser("ask", help="ask 차차 in text and print his answer")
+    p.add_argument("text")
+    p.add_argument("--conversation", help="conversation id (default: client.conversation)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=commands.ask)
+
+    p = sub.add_parser("config", help="check the configuration and print it as used")
+    p.set_defaults(func=commands.show_config)
+    return parser
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        for noisy in ("httpx", "httpcore", "google_genai", "uvicorn.error"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.debug)
+    try:
+        config, source = load_config(args.config)
+        args.config_source = source
+        return int(args.func(args, config) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last word: one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, _known_errors()):
+            print(f"chacha: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"chacha: unexpected error: {type(exc).__name__}: {exc} "
+              "(run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

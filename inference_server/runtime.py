@@ -1,0 +1,137 @@
+"""Assembling and running the server: from settings to a listening socket."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+
+import uvicorn
+
+from inference_server.app import create_app
+from inference_server.backends.base import LLMBackend
+from inference_server.backends.gemini import GeminiBackend
+from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
+from inference_server.chat import ChatService
+from inference_server.errors import InferenceError
+from inference_server.persona import Persona
+from inference_server.settings import LLMSettings, PersonaSettings, ServerSettings
+from inference_server.store import ConversationStore
+
+_LOGGER = logging.getLogger(__name__)
+
+DATABASE_NAME = "conversations.sqlite3"
+
+
+def build_chat_service(
+    server: ServerSettings,
+    llm: LLMSettings,
+    persona: PersonaSettings,
+    env: Mapping[str, str] | None = None,
+) -> ChatService:
+    env = os.environ if env is None else env
+    backends: list[LLMBackend] = []
+    for name in llm.backends:
+        if name == "gemini":
+            backends.append(GeminiBackend(llm.gemini, env.get("GEMINI_API_KEY") or None))
+        elif name == "phrasebook":
+            book = Phrasebook.load(llm.phrasebook.file, min_similarity=llm.phrasebook.min_similarity)
+            backends.append(PhrasebookBackend(book))
+    return ChatService(
+        Persona.load(persona.file),
+        ConversationStore(server.data_dir / DATABASE_NAME),
+        backends,
+        history_turns=server.history_turns,
+        timezone=persona.timezone,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn does, so a busy port is our clear error, not a traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InferenceError(f"cannot resolve server.host {host!r}: use an address such as 127.0.0.1") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InferenceError(
+                f"port {port} on {host} is already in use: stop the other program "
+                f"(see `ss -ltnp 'sport = :{port}'`) or set server.port in chacha.yaml"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise InferenceError(f"no permission to listen on port {port}: use a port above 1023") from None
+        raise InferenceError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(app, log_config=None, log_level=log_level, access_log=False,
+                          lifespan="off", timeout_graceful_shutdown=3)
+
+
+def serve(chat: ChatService, token: str, sock: socket.socket, *, log_level: str = "info") -> None:
+    """Run the API on an already bound socket until interrupted (SIGINT/SIGTERM)."""
+    server = uvicorn.Server(_uvicorn_config(create_app(chat, token=token), log_level))
+    host, port = sock.getsockname()[:2]
+    _LOGGER.info("listening on http://%s:%d (backend chain: %s)", host, port,
+                 ", ".join(b.name for b in chat.backends))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        chat.store.close()
+
+
+class BackgroundServer:
+    """The API on 127.0.0.1 in a thread of this process, for one-shot commands like `chacha talk`.
+
+    It is the real server over real HTTP, only its lifetime is the command's.
+    """
+
+    def __init__(self, chat: ChatService, token: str) -> None:
+        self._sock = bind_socket("127.0.0.1", 0)
+        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
+        self.chat = chat
+        self._server = uvicorn.Server(_uvicorn_config(create_app(chat, token=token), "warning"))
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self._run, name="inference-server", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+
+    def start(self, timeout_s: float = 10.0) -> BackgroundServer:
+        self._thread.start()
+        waited = 0.0
+        while not self._server.started and self._thread.is_alive() and waited < timeout_s:
+            threading.Event().wait(0.01)
+            waited += 0.01
+        if not self._server.started:
+            raise InferenceError(f"the built-in server did not start: {self._error or 'timed out'}")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._sock.close()
+        self.chat.store.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

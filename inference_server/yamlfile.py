@@ -1,0 +1,65 @@
+"""Reading the project's YAML files with errors that say where and what to fix."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from inference_server.errors import InferenceError
+
+
+def load_yaml(path: Path, *, what: str) -> object:
+    """Parse a YAML file; a missing or malformed file is an InferenceError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InferenceError(f"{what} file not found: {path} — fix the path or create it") from None
+    except IsADirectoryError:
+        raise InferenceError(f"{what} file {path} is a folder — point to a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InferenceError(f"cannot read {what} file {path}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InferenceError(f"{what} file {path}{where} is not valid YAML ({problem}): fix it") from None
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line naming the first bad key and its problem, with a did-you-mean for typos."""
+    # A typo shows up as an unknown key *and* a missing one: name the typo first.
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = [str(p) for p in err["loc"]]
+    name = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+        known = _known_keys(model, loc[:-1]) if model else []
+        close = difflib.get_close_matches(loc[-1], known, n=1) if loc else []
+        if close:
+            msg += f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)"
+        elif known:
+            msg += f" (known here: {', '.join(known)})"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = err["msg"]
+        if "input" in err and not isinstance(err["input"], dict | list):
+            msg += f", got {err['input']!r}"
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    return f"{name}: {msg}{more}"
+
+
+def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    current: type[BaseModel] | None = model
+    for part in path:
+        field = current.model_fields.get(part) if current else None
+        annotation = field.annotation if field else None
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if current is None:
+            return []
+    return list(current.model_fields) if current else []

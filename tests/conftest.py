@@ -1,0 +1,75 @@
+"""Shared fixtures: a real server on loopback, the shipped persona and phrasebook, clean env."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from inference_server.backends.base import LLMBackend
+from inference_server.backends.gemini import GeminiBackend
+from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
+from inference_server.chat import ChatService
+from inference_server.persona import Persona
+from inference_server.runtime import BackgroundServer
+from inference_server.settings import GeminiSettings
+from inference_server.store import ConversationStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_WAV = ROOT / "samples" / "ko-read-sentence.wav"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may reach Google with a developer's real key, or read their config/history."""
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "CHACHA_API_TOKEN", "CHACHA_CONFIG",
+                 "GOOGLE_GEMINI_BASE_URL", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def persona() -> Persona:
+    return Persona.load()
+
+
+@pytest.fixture(scope="session")
+def phrasebook() -> Phrasebook:
+    book = Phrasebook.load()
+    book._rng = random.Random(7)
+    return book
+
+
+@pytest.fixture
+def token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def gemini_backend(base_url: str, **overrides) -> GeminiBackend:
+    """The real Gemini backend (real SDK) pointed at a fake Gemini server."""
+    settings = GeminiSettings(base_url=base_url, model="gemini-test-flash", **overrides)
+    return GeminiBackend(settings, api_key="test-key")
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path, persona: Persona, phrasebook: Phrasebook, token: str
+) -> Iterator[Callable[..., BackgroundServer]]:
+    """Start real servers on 127.0.0.1; all are stopped when the test ends."""
+    started: list[BackgroundServer] = []
+
+    def start(*backends: LLMBackend, data_dir: Path | None = None, history_turns: int = 12):
+        store = ConversationStore((data_dir or tmp_path / "data") / "conversations.sqlite3")
+        chat = ChatService(persona, store, list(backends) or [PhrasebookBackend(phrasebook)],
+                           history_turns=history_turns)
+        server = BackgroundServer(chat, token).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,110 @@
+"""The HTTP contract of the inference server, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from inference_server.backends.phrasebook import PhrasebookBackend
+
+
+def _chat(server, token: str | None, body, *, raw: bytes | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if raw is not None:
+        headers["Content-Type"] = "application/json"
+        return httpx.post(f"{server.url}/v1/chat", content=raw, headers=headers, timeout=10)
+    return httpx.post(f"{server.url}/v1/chat", json=body, headers=headers, timeout=10)
+
+
+def _events(response: httpx.Response) -> list[dict]:
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def test_chat_streams_sentences_then_a_final_event(start_server, token):
+    server = start_server()
+    response = _chat(server, token, {"conversation": "jinju", "text": "오늘 너무 피곤해"})
+    assert response.status_code == 200
+    events = _events(response)
+    *sentences, final = events
+    assert sentences and all(e["type"] == "sentence" for e in sentences)
+    assert [e["index"] for e in sentences] == list(range(len(sentences)))
+    assert final["type"] == "final"
+    assert final["backend"] == "phrasebook"
+    assert final["reply"] == " ".join(e["text"] for e in sentences)
+    assert final["timings_ms"]["total"] >= final["timings_ms"]["first_sentence"] >= 0
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": "Basic abc"}])
+def test_missing_or_wrong_token_is_401_everywhere(start_server, headers):
+    server = start_server()
+    chat = httpx.post(f"{server.url}/v1/chat", json={"text": "안녕"}, headers=headers)
+    health = httpx.get(f"{server.url}/v1/health", headers=headers)
+    assert chat.status_code == health.status_code == 401
+    assert chat.headers["www-authenticate"] == "Bearer"
+
+
+def test_401_comes_before_validation(start_server):
+    server = start_server()
+    assert _chat(server, None, None, raw=b"{not json").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"text": ""},
+        {"text": "   \n "},
+        {"text": "가" * 2001},
+        {},
+        {"text": "안녕", "conversation": "../etc/passwd"},
+        {"text": "안녕", "channel": "fax"},
+        {"text": "안녕", "unexpected": 1},
+    ],
+    ids=["empty", "blank", "too-long", "no-text", "bad-conversation", "bad-channel", "extra-key"],
+)
+def test_bad_requests_are_422(start_server, token, body):
+    server = start_server()
+    response = _chat(server, token, body)
+    assert response.status_code == 422, response.text
+
+
+def test_malformed_json_is_422(start_server, token):
+    server = start_server()
+    assert _chat(server, token, None, raw='{"text": "안녕"'.encode()).status_code == 422
+
+
+def test_text_of_exactly_2000_characters_is_accepted(start_server, token):
+    server = start_server()
+    response = _chat(server, token, {"text": "배고파" + "아" * 1997})
+    assert response.status_code == 200
+    assert _events(response)[-1]["reply"]
+
+
+def test_health_reports_the_chain(start_server, token, phrasebook):
+    from conftest import gemini_backend
+
+    server = start_server(gemini_backend("http://127.0.0.1:9"), PhrasebookBackend(phrasebook))
+    response = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    health = response.json()
+    assert health["status"] == "ok"
+    assert health["backend"] == "gemini"
+    assert [b["name"] for b in health["backends"]] == ["gemini", "phrasebook"]
+
+
+def test_history_survives_a_server_restart(start_server, token, tmp_path):
+    data = tmp_path / "persisted"
+    first = start_server(data_dir=data)
+    assert _chat(first, token, {"conversation": "c1", "text": "보고 싶어"}).status_code == 200
+    reply = _events(_chat(first, token, {"conversation": "c1", "text": "잘 자"}))[-1]["reply"]
+    first.stop()
+
+    second = start_server(data_dir=data)
+    turns = second.chat.store.recent("c1", 10)
+    assert [(t.role, t.text) for t in turns][:2] == [("user", "보고 싶어"), ("model", turns[1].text)]
+    assert (turns[-1].role, turns[-1].text) == ("model", reply)
+    assert turns[-1].backend == "phrasebook"
+    assert second.chat.store.recent("other", 10) == []
