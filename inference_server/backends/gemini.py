@@ -15,6 +15,17 @@ from inference_server.settings import GeminiSettings
 
 _LOGGER = logging.getLogger(__name__)
 
+# google-genai 3.x talks through `httpx2` (older releases through `httpx`); catch both.
+_TIMEOUTS: tuple[type[BaseException], ...] = (httpx.TimeoutException,)
+_TRANSPORT: tuple[type[BaseException], ...] = (httpx.HTTPError, OSError)
+try:
+    import httpx2
+
+    _TIMEOUTS += (httpx2.TimeoutException,)
+    _TRANSPORT += (httpx2.HTTPError,)
+except ImportError:  # pragma: no cover - depends on the SDK's release
+    pass
+
 # Finish reasons that mean the model would not (or could not) answer this text.
 _REFUSALS = {
     "SAFETY", "RECITATION", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
@@ -26,7 +37,8 @@ def _reason_for(exc: errors.APIError) -> str:
     code = exc.code or 0
     if code == 429:
         return "rate_limited"
-    if code in (401, 403) or (code == 400 and "API_KEY" in str(exc).upper()):
+    said = f"{exc.message} {exc.details}".upper()
+    if code in (401, 403) or (code == 400 and ("API_KEY" in said or "API KEY" in said)):
         return "auth"
     if code >= 500:
         return "server_error"
@@ -99,10 +111,13 @@ class GeminiBackend:
             raise BackendError("timeout", f"no {what} from {self.settings.model} in time") from None
         except errors.APIError as exc:
             raise BackendError(_reason_for(exc), f"HTTP {exc.code} {exc.status}: {exc.message}") from None
-        except httpx.TimeoutException as exc:
+        except _TIMEOUTS as exc:
             raise BackendError("timeout", f"{type(exc).__name__} talking to Gemini") from None
-        except httpx.HTTPError as exc:
+        except _TRANSPORT as exc:
             raise BackendError("network", f"{type(exc).__name__}: {exc}") from None
+        except (ValueError, TypeError, KeyError) as exc:  # a response the SDK could not parse
+            _LOGGER.exception("unexpected answer from Gemini")
+            raise BackendError("bad_response", f"{type(exc).__name__}: {exc}") from None
         finally:
             closer = getattr(chunks, "aclose", None)
             if closer is not None:
