@@ -56,8 +56,9 @@ class InferenceClient:
                     if event.get("type") == "sentence":
                         yield ReplySentence(event["index"], event["text"])
                     elif event.get("type") == "final":
-                        yield ReplyFinal(event["reply"], event["backend"], event["timings_ms"],
-                                         event.get("fallbacks", []))
+                        yield ReplyFinal(
+                            event["reply"], event["backend"], event["timings_ms"], event.get("fallbacks", [])
+                        )
         except httpx.ConnectError:
             raise ServerUnavailable(
                 f"the inference server at {self.base_url} is not reachable: start it with "
@@ -76,15 +77,19 @@ class InferenceClient:
             async with httpx.AsyncClient(timeout=self._timeout) as http:
                 response = await http.get(f"{self.base_url}/v1/health", headers=self._headers)
         except httpx.HTTPError as exc:
-            raise ServerUnavailable(f"the inference server at {self.base_url} is not reachable: {exc}") from None
+            raise ServerUnavailable(
+                f"the inference server at {self.base_url} is not reachable: {exc}"
+            ) from None
         if response.status_code != 200:
             raise ServerUnavailable(self._refusal(response))
         return response.json()
 
     def _refusal(self, response: httpx.Response) -> str:
         if response.status_code == 401:
-            return (f"the server at {self.base_url} rejected the token: set CHACHA_API_TOKEN "
-                    "to the same value the server uses")
+            return (
+                f"the server at {self.base_url} rejected the token: set CHACHA_API_TOKEN "
+                "to the same value the server uses"
+            )
         try:
             detail = response.json().get("detail")
         except ValueError:

@@ -18,7 +18,11 @@ from inference_server.yamlfile import describe_validation_error, load_yaml
 from tts.settings import TTSSettings
 
 CONFIG_ENV = "CHACHA_CONFIG"
-SEARCH_PATHS = (Path("chacha.yaml"), Path("~/.config/chachaping/chacha.yaml"), Path("/etc/chachaping/chacha.yaml"))
+SEARCH_PATHS = (
+    Path("chacha.yaml"),
+    Path("~/.config/chachaping/chacha.yaml"),
+    Path("/etc/chachaping/chacha.yaml"),
+)
 
 
 class ConfigError(Exception):
@@ -33,7 +37,10 @@ class ClientSettings(BaseModel):
         None, description="server URL, e.g. http://127.0.0.1:8750; None = start one in-process"
     )
     conversation: str = Field(
-        "jinju", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        "jinju",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
         description="conversation id; the doll and Telegram share it so 차차 remembers both",
     )
     timeout_s: float = Field(30.0, gt=0, le=300, description="longest wait for a whole reply (seconds)")
@@ -79,6 +86,5 @@ def load_config(explicit: Path | None = None) -> tuple[ChachaConfig, Path | None
         return ChachaConfig.model_validate(data), path
     except ValidationError as exc:
         raise ConfigError(
-            f"config file {path}: {describe_validation_error(exc, ChachaConfig)} "
-            "— see chacha.example.yaml"
+            f"config file {path}: {describe_validation_error(exc, ChachaConfig)} — see chacha.example.yaml"
         ) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 class AudioDeviceError(Exception):
     """No sound card, no PortAudio, or a device that refuses the format; says what to do."""
 

@@ -25,7 +25,10 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     conversation: str = Field(
-        "jinju", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        "jinju",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
         description="conversation id shared by the doll and Telegram",
     )
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")

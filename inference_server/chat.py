@@ -58,8 +58,7 @@ class ReplyDone:
                 "total": _round(self.total_ms),
             },
             "fallbacks": [
-                {"backend": f.backend, "reason": f.reason, "detail": f.detail}
-                for f in self.fallbacks
+                {"backend": f.backend, "reason": f.reason, "detail": f.detail} for f in self.fallbacks
             ],
         }
 
@@ -145,11 +144,17 @@ class ChatService:
                 if sentences:
                     _LOGGER.warning(
                         "%s failed mid-reply (%s); ending the reply after %d sentence(s)",
-                        backend.name, exc.reason, len(sentences),
+                        backend.name,
+                        exc.reason,
+                        len(sentences),
                     )
                     break
-                _LOGGER.warning("%s could not answer (%s: %s); trying the next backend",
-                                backend.name, exc.reason, exc.detail)
+                _LOGGER.warning(
+                    "%s could not answer (%s: %s); trying the next backend",
+                    backend.name,
+                    exc.reason,
+                    exc.detail,
+                )
                 continue
             if sentences:
                 break
@@ -163,8 +168,11 @@ class ChatService:
             used = "none"
         total_ms = (time.perf_counter() - started) * 1000
         _LOGGER.info(
-            "turn %s: %d sentence(s) from %s in %.0f ms%s", conversation, len(sentences), used,
-            total_ms, f" after {', '.join(f.backend + ':' + f.reason for f in fallbacks)}"
-            if fallbacks else "",
+            "turn %s: %d sentence(s) from %s in %.0f ms%s",
+            conversation,
+            len(sentences),
+            used,
+            total_ms,
+            f" after {', '.join(f.backend + ':' + f.reason for f in fallbacks)}" if fallbacks else "",
         )
         yield ReplyDone(conversation, reply, used, first_ms, total_ms, tuple(fallbacks))

@@ -53,7 +53,9 @@ class Persona:
         try:
             parsed = _PersonaFile.model_validate(data)
         except ValidationError as exc:
-            raise InferenceError(f"persona file {path}: {describe_validation_error(exc, _PersonaFile)}") from None
+            raise InferenceError(
+                f"persona file {path}: {describe_validation_error(exc, _PersonaFile)}"
+            ) from None
         return cls(
             name=parsed.name.strip(),
             partner=parsed.partner.strip(),

@@ -55,7 +55,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise InferenceError(f"cannot resolve server.host {host!r}: use an address such as 127.0.0.1") from None
+        raise InferenceError(
+            f"cannot resolve server.host {host!r}: use an address such as 127.0.0.1"
+        ) from None
     family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,16 +79,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_config(app, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(app, log_config=None, log_level=log_level, access_log=False,
-                          lifespan="off", timeout_graceful_shutdown=3)
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+    )
 
 
 def serve(chat: ChatService, token: str, sock: socket.socket, *, log_level: str = "info") -> None:
     """Run the API on an already bound socket until interrupted (SIGINT/SIGTERM)."""
     server = uvicorn.Server(_uvicorn_config(create_app(chat, token=token), log_level))
     host, port = sock.getsockname()[:2]
-    _LOGGER.info("listening on http://%s:%d (backend chain: %s)", host, port,
-                 ", ".join(b.name for b in chat.backends))
+    _LOGGER.info(
+        "listening on http://%s:%d (backend chain: %s)", host, port, ", ".join(b.name for b in chat.backends)
+    )
     try:
         server.run(sockets=[sock])
     finally:
@@ -101,7 +110,7 @@ class BackgroundServer:
 
     def __init__(self, chat: ChatService, token: str) -> None:
         self._sock = bind_socket("127.0.0.1", 0)
-        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self.chat = chat
         self._server = uvicorn.Server(_uvicorn_config(create_app(chat, token=token), "warning"))
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -65,7 +65,9 @@ class PhrasebookSettings(_Settings):
         None, description="phrasebook YAML (pairs of what she says → what he answers); None = sample"
     )
     min_similarity: float = Field(
-        0.35, ge=0.0, le=1.0,
+        0.35,
+        ge=0.0,
+        le=1.0,
         description="below this cosine similarity he says he did not catch it (0..1)",
     )
 

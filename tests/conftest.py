@@ -25,8 +25,14 @@ SAMPLE_WAV = ROOT / "samples" / "ko-read-sentence.wav"
 @pytest.fixture(autouse=True)
 def _no_real_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test may reach Google with a developer's real key, or read their config/history."""
-    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "CHACHA_API_TOKEN", "CHACHA_CONFIG",
-                 "GOOGLE_GEMINI_BASE_URL", "TELEGRAM_BOT_TOKEN"):
+    for name in (
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "CHACHA_API_TOKEN",
+        "CHACHA_CONFIG",
+        "GOOGLE_GEMINI_BASE_URL",
+        "TELEGRAM_BOT_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -64,8 +70,9 @@ def start_server(
 
     def start(*backends: LLMBackend, data_dir: Path | None = None, history_turns: int = 12):
         store = ConversationStore((data_dir or tmp_path / "data") / "conversations.sqlite3")
-        chat = ChatService(persona, store, list(backends) or [PhrasebookBackend(phrasebook)],
-                           history_turns=history_turns)
+        chat = ChatService(
+            persona, store, list(backends) or [PhrasebookBackend(phrasebook)], history_turns=history_turns
+        )
         server = BackgroundServer(chat, token).start()
         started.append(server)
         return server

@@ -19,14 +19,22 @@ from conftest import ROOT, SAMPLE_WAV
 pytestmark = pytest.mark.timeout(180)
 
 
-def chacha(*args: str, env_extra: dict | None = None, cwd: Path | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GEMINI_API_KEY", "CHACHA_API_TOKEN", "CHACHA_CONFIG")}
+def chacha(
+    *args: str, env_extra: dict | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GEMINI_API_KEY", "CHACHA_API_TOKEN", "CHACHA_CONFIG")
+    }
     env.update(env_extra or {})
     return subprocess.run(
-        [sys.executable, "-m", "device.cli", *args], capture_output=True, text=True,
-        env=env, cwd=cwd or ROOT, timeout=timeout,
+        [sys.executable, "-m", "device.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
     )
 
 
@@ -54,6 +62,7 @@ def free_port() -> int:
 
 # --- one whole turn ------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_talk_from_a_real_recording_end_to_end(tmp_path):
     out = tmp_path / "reply.wav"
@@ -63,8 +72,7 @@ def test_talk_from_a_real_recording_end_to_end(tmp_path):
     assert report["transcript"] and report["confidence"] > 0
     assert report["reply"] and report["backend"] == "phrasebook"
     assert report["fallbacks"][0]["detail"] == "GEMINI_API_KEY is not set"
-    assert set(report["timings_ms"]) >= {"stt", "llm_first_sentence", "llm_total",
-                                         "tts_first_audio", "total"}
+    assert set(report["timings_ms"]) >= {"stt", "llm_first_sentence", "llm_total", "tts_first_audio", "total"}
     assert all(report["timings_ms"][k] > 0 for k in ("stt", "llm_first_sentence", "total"))
     samples, rate = read_wav(out)
     assert rate == report["sample_rate"] and len(samples) / rate > 0.5
@@ -122,11 +130,17 @@ def test_say_writes_speech(tmp_path):
 
 # --- the server as its own process ------------------------------------------------------------
 
+
 def test_serve_answers_and_ask_talks_to_it(tmp_path):
     port = free_port()
     env = {"CHACHA_API_TOKEN": "t0ken", "XDG_DATA_HOME": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "device.cli", "serve", "--port", str(port)],
-                            env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(200):
@@ -141,8 +155,9 @@ def test_serve_answers_and_ask_talks_to_it(tmp_path):
         result = chacha("--config", str(config), "ask", "배고파", "--json", env_extra=env)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["backend"] == "phrasebook"
-        wrong = chacha("--config", str(config), "ask", "배고파",
-                       env_extra={**env, "CHACHA_API_TOKEN": "nope"})
+        wrong = chacha(
+            "--config", str(config), "ask", "배고파", env_extra={**env, "CHACHA_API_TOKEN": "nope"}
+        )
         assert_one_line_error(wrong, "rejected the token", "CHACHA_API_TOKEN")
     finally:
         proc.terminate()
@@ -152,6 +167,7 @@ def test_serve_answers_and_ask_talks_to_it(tmp_path):
 
 
 # --- bad input: one line that says what to do, non-zero exit, no traceback ------------------------
+
 
 def test_port_already_in_use():
     with socket.socket() as busy:
@@ -182,8 +198,9 @@ def test_a_missing_vosk_model(tmp_path):
 
 def test_a_missing_piper_voice(tmp_path):
     config = tmp_path / "chacha.yaml"
-    config.write_text(f"tts:\n  engine: piper\n  piper:\n    model: {tmp_path / 'chacha.onnx'}\n",
-                      encoding="utf-8")
+    config.write_text(
+        f"tts:\n  engine: piper\n  piper:\n    model: {tmp_path / 'chacha.onnx'}\n", encoding="utf-8"
+    )
     result = chacha("--config", str(config), "say", "안녕", "--output", str(tmp_path / "x.wav"))
     assert_one_line_error(result, str(tmp_path / "chacha.onnx"), "tts.piper.model")
 

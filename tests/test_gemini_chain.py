@@ -26,9 +26,11 @@ def fake_gemini():
 def _stream_chat(server, token, text, conversation="jinju"):
     """Yield (arrival time, event) as the server streams them."""
     with httpx.stream(
-        "POST", f"{server.url}/v1/chat",
+        "POST",
+        f"{server.url}/v1/chat",
         json={"conversation": conversation, "text": text},
-        headers={"Authorization": f"Bearer {token}"}, timeout=20,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=20,
     ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
@@ -40,8 +42,9 @@ def test_sentences_reach_the_client_before_the_model_has_finished(
     start_server, token, fake_gemini, phrasebook
 ):
     gate = threading.Event()
-    fake_gemini.push(Reply.stream(["진주야, 오늘 하루 ", "어땠어? 나는 ", "너 생각만 했지."],
-                                  gate=gate, gate_after=2))
+    fake_gemini.push(
+        Reply.stream(["진주야, 오늘 하루 ", "어땠어? 나는 ", "너 생각만 했지."], gate=gate, gate_after=2)
+    )
     server = start_server(gemini_backend(fake_gemini.base_url), PhrasebookBackend(phrasebook))
     events = []
     for _, event in _stream_chat(server, token, "나 왔어"):
@@ -65,8 +68,7 @@ def test_the_model_gets_persona_clock_and_history(start_server, token, fake_gemi
     second = fake_gemini.requests[-1]
     assert second.api_key == "test-key"
     assert "You are 차차" in second.system_text and "(Asia/Seoul)" in second.system_text
-    assert second.history == [("user", "차차 있어?"), ("model", "응, 나 여기 있어."),
-                              ("user", "나 또 왔어")]
+    assert second.history == [("user", "차차 있어?"), ("model", "응, 나 여기 있어."), ("user", "나 또 왔어")]
     assert second.generation_config["maxOutputTokens"] == 256
 
 
@@ -110,8 +112,9 @@ def test_no_api_key_skips_gemini_without_a_request(start_server, token, fake_gem
     server = start_server(keyless, PhrasebookBackend(phrasebook))
     final = [e for _, e in _stream_chat(server, token, "잘 자")][-1]
     assert final["backend"] == "phrasebook"
-    assert final["fallbacks"] == [{"backend": "gemini", "reason": "unavailable",
-                                   "detail": "GEMINI_API_KEY is not set"}]
+    assert final["fallbacks"] == [
+        {"backend": "gemini", "reason": "unavailable", "detail": "GEMINI_API_KEY is not set"}
+    ]
     assert fake_gemini.requests == []
 
 

@@ -37,8 +37,7 @@ def test_chat_streams_sentences_then_a_final_event(start_server, token):
     assert final["timings_ms"]["total"] >= final["timings_ms"]["first_sentence"] >= 0
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": "Basic abc"}])
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])
 def test_missing_or_wrong_token_is_401_everywhere(start_server, headers):
     server = start_server()
     chat = httpx.post(f"{server.url}/v1/chat", json={"text": "안녕"}, headers=headers)

@@ -28,8 +28,15 @@ except ImportError:  # pragma: no cover - depends on the SDK's release
 
 # Finish reasons that mean the model would not (or could not) answer this text.
 _REFUSALS = {
-    "SAFETY", "RECITATION", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
-    "MALFORMED_FUNCTION_CALL", "IMAGE_SAFETY", "LANGUAGE",
+    "SAFETY",
+    "RECITATION",
+    "OTHER",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "MALFORMED_FUNCTION_CALL",
+    "IMAGE_SAFETY",
+    "LANGUAGE",
 }
 
 
@@ -68,8 +75,7 @@ class GeminiBackend:
 
     def _contents(self, request: LLMRequest) -> list[types.Content]:
         contents = [
-            types.Content(role=turn.role, parts=[types.Part(text=turn.text)])
-            for turn in request.history
+            types.Content(role=turn.role, parts=[types.Part(text=turn.text)]) for turn in request.history
         ]
         contents.append(types.Content(role="user", parts=[types.Part(text=request.text)]))
         return contents

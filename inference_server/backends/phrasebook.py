@@ -94,7 +94,9 @@ class Phrasebook:
         try:
             parsed = _PhrasebookFile.model_validate(load_yaml(path, what="phrasebook"))
         except ValidationError as exc:
-            raise InferenceError(f"phrasebook file {path}: {describe_validation_error(exc, _PhrasebookFile)}") from None
+            raise InferenceError(
+                f"phrasebook file {path}: {describe_validation_error(exc, _PhrasebookFile)}"
+            ) from None
         return cls(
             [(p.she.strip(), p.he.strip()) for p in parsed.pairs],
             [r.strip() for r in parsed.not_understood],
@@ -111,9 +113,7 @@ class Phrasebook:
         query = self._weigh(_ngrams(text))
         if not query:
             return Match(self._pick(self.not_understood, avoid), 0.0, None)
-        scores = [
-            sum(w * vec.get(g, 0.0) for g, w in query.items()) for vec in self._vectors
-        ]
+        scores = [sum(w * vec.get(g, 0.0) for g, w in query.items()) for vec in self._vectors]
         best = max(scores)
         if best < self.min_similarity:
             return Match(self._pick(self.not_understood, avoid), best, None)
