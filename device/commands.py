@@ -84,9 +84,11 @@ def talk(args: Namespace, config: ChachaConfig) -> int:
 
     transcript = None
     if args.input is not None:
+        from device.audio import load_audio
         from device.stt import VoskTranscriber
 
-        transcript = VoskTranscriber(config.stt).transcribe_file(args.input)
+        samples = load_audio(args.input, sample_rate=config.stt.sample_rate)  # fail fast on a bad file
+        transcript = VoskTranscriber(config.stt).transcribe(samples)
     engine = create_engine(config.tts)
     conversation = args.conversation or config.client.conversation
     with _server_client(config) as client:

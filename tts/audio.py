@@ -1,0 +1,158 @@
+"""Synthesised speech as samples: one sentence of audio, joining, volume, WAV in and out."""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tts.errors import TTSError
+
+_LOGGER = logging.getLogger(__name__)
+
+_INT16_MIN = -32768
+_INT16_MAX = 32767
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechAudio:
+    """The audio of one sentence."""
+
+    text: str
+    """The sentence as spoken (normalised)."""
+    samples: np.ndarray
+    """int16, mono."""
+    sample_rate: int
+    """Hertz."""
+
+    @property
+    def duration_s(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate if self.sample_rate else 0.0
+
+
+def as_int16(samples: np.ndarray) -> np.ndarray:
+    """Mono samples as int16: floats are taken as -1‥1, other integers are clipped."""
+    array = np.asarray(samples)
+    if array.ndim != 1:
+        raise TTSError(
+            f"audio must be mono (one dimension), got shape {array.shape}: "
+            "mix the channels down before writing"
+        )
+    if array.dtype == np.int16:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        array = array * _INT16_MAX
+    return np.clip(np.rint(array), _INT16_MIN, _INT16_MAX).astype(np.int16)
+
+
+def scale_volume(samples: np.ndarray, volume: float) -> np.ndarray:
+    """int16 samples times ``volume`` (1.0 unchanged), clipped to the int16 range."""
+    if volume == 1.0:
+        return samples
+    scaled = np.rint(samples.astype(np.float32) * volume)
+    return np.clip(scaled, _INT16_MIN, _INT16_MAX).astype(np.int16)
+
+
+def join_audio(
+    chunks: Iterable[SpeechAudio], gap_ms: int, sample_rate: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Sentences one after another with ``gap_ms`` of silence between them.
+
+    Returns (int16 samples, hertz). With no chunks the result is empty at ``sample_rate``;
+    without one to fall back on that is an error.
+    """
+    parts: list[np.ndarray] = []
+    rate = None
+    for chunk in chunks:
+        if rate is None:
+            rate = chunk.sample_rate
+        elif chunk.sample_rate != rate:
+            raise TTSError(
+                f"cannot join audio at {rate} Hz and {chunk.sample_rate} Hz: "
+                "synthesise every sentence with the same engine"
+            )
+        if parts and gap_ms > 0:
+            parts.append(np.zeros(round(rate * gap_ms / 1000), dtype=np.int16))
+        parts.append(as_int16(chunk.samples))
+    if rate is None:
+        if sample_rate is None:
+            raise TTSError(
+                "no audio to join: the text had nothing speakable — "
+                "check the reply, or pass sample_rate to get empty audio"
+            )
+        return np.zeros(0, dtype=np.int16), sample_rate
+    return np.concatenate(parts), rate
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write 16-bit mono PCM to ``path``, creating its folder if needed."""
+    path = Path(path)
+    pcm = as_int16(samples)
+    if sample_rate <= 0:
+        raise TTSError(f"cannot write {path} at {sample_rate} Hz: the sample rate must be > 0")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as wav_file:
+            wav_file.setnchannels(1)
+            wav_file.setsampwidth(2)
+            wav_file.setframerate(sample_rate)
+            wav_file.writeframes(pcm.astype("<i2").tobytes())
+    except OSError as exc:
+        raise TTSError(f"cannot write {path}: {exc.strerror or exc} — choose a writable path") from exc
+    _LOGGER.debug("wrote %s (%.2f s at %d Hz)", path, len(pcm) / sample_rate, sample_rate)
+
+
+def read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    """16-bit PCM WAV bytes → (mono int16 samples, hertz).
+
+    Streamed WAV (espeak-ng --stdout) may carry placeholder sizes such as 0xFFFFFFFF in
+    its RIFF header; then the data chunk simply runs to the end of the bytes.
+    """
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav_file:
+            channels, width, rate = (
+                wav_file.getnchannels(),
+                wav_file.getsampwidth(),
+                wav_file.getframerate(),
+            )
+            frames = wav_file.readframes(wav_file.getnframes())
+    except (wave.Error, EOFError, struct.error):
+        channels, width, rate, frames = _read_riff_chunks(data)
+    if width != 2:
+        raise TTSError(f"expected 16-bit WAV audio, got {8 * width}-bit: use 16-bit PCM output")
+    usable = len(frames) - len(frames) % (2 * channels)
+    samples = np.frombuffer(frames[:usable], dtype="<i2").astype(np.int16)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    return samples, rate
+
+
+def _read_riff_chunks(data: bytes) -> tuple[int, int, int, bytes]:
+    """Walk the RIFF chunks by hand, trusting no size that runs past the end."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise TTSError("the engine did not return WAV audio: check that it writes WAV to stdout")
+    position = 12
+    fmt: tuple[int, int, int] | None = None
+    while position + 8 <= len(data):
+        chunk_id = data[position : position + 4]
+        (size,) = struct.unpack_from("<I", data, position + 4)
+        body_start = position + 8
+        body_end = min(body_start + size, len(data))
+        if chunk_id == b"fmt " and body_end - body_start >= 16:
+            audio_format, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body_start)
+            if audio_format != 1:
+                raise TTSError(f"WAV format {audio_format} is not PCM: use 16-bit PCM output")
+            fmt = (channels, bits // 8, rate)
+        elif chunk_id == b"data":
+            if fmt is None:
+                break
+            return (*fmt, data[body_start:body_end])
+        position = body_end + (size & 1)
+    raise TTSError("the WAV audio has no format or data chunk: check the engine's output")
