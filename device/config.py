@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from device.stt_settings import STTSettings
 from inference_server.errors import InferenceError
-from inference_server.settings import LLMSettings, PersonaSettings, ServerSettings
+from inference_server.settings import ConversationId, LLMSettings, PersonaSettings, ServerSettings
 from inference_server.yamlfile import describe_validation_error, load_yaml
 from tts.settings import TTSSettings
 
@@ -36,13 +36,7 @@ class ClientSettings(BaseModel):
     url: str | None = Field(
         None, description="server URL, e.g. http://127.0.0.1:8750; None = start one in-process"
     )
-    conversation: str = Field(
-        "jinju",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="conversation id; the doll and Telegram share it so 차차 remembers both",
-    )
+    conversation: ConversationId = Field("jinju", description="conversation id of the doll's turns")
     timeout_s: float = Field(30.0, gt=0, le=300, description="longest wait for a whole reply (seconds)")
 
 

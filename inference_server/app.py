@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inference_server import __version__
 from inference_server.chat import ChatService
-from inference_server.settings import MAX_TEXT_CHARS
+from inference_server.settings import MAX_TEXT_CHARS, ConversationId
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,13 +24,7 @@ NDJSON = "application/x-ndjson"
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conversation: str = Field(
-        "jinju",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="conversation id shared by the doll and Telegram",
-    )
+    conversation: ConversationId = "jinju"
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")
     channel: Literal["doll", "telegram", "cli"] = "doll"
 

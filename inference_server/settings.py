@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 BackendName = Literal["gemini", "phrasebook"]
 
 MAX_TEXT_CHARS = 2000
 """Longest utterance the server accepts (characters)."""
+
+ConversationId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"),
+]
+"""A conversation's id: the doll and Telegram use the same one, so 차차 remembers both."""
 
 
 def default_data_dir() -> Path:
