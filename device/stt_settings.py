@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from device.whisper_settings import WhisperSettings
+
+
+def default_cache_dir() -> Path:
+    """Where derived files (the assembled Whisper model, the speed probe) are kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "chachaping"
 
 
 class STTSettings(BaseModel):
@@ -14,9 +23,14 @@ class STTSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["vosk"] = Field(
-        default="vosk",
-        description="Speech recogniser to use. Only 'vosk' (offline, on the Pi) for now.",
+    engine: Literal["auto", "hybrid", "whisper", "vosk"] = Field(
+        default="auto",
+        description=(
+            "Speech recogniser. 'vosk': streams, fast, often wrong on conversational Korean. "
+            "'whisper': Whisper after she stops, far fewer errors. 'hybrid': Vosk while she "
+            "speaks (endpoint, partials), Whisper for the final text. 'auto': hybrid where this "
+            "machine is fast enough and has the memory for both, else vosk."
+        ),
     )
     vosk_model: Path | None = Field(
         default=None,
@@ -37,6 +51,37 @@ class STTSettings(BaseModel):
         le=1000,
         description="Length in milliseconds of each piece of audio fed to the recogniser.",
     )
+
+    whisper: WhisperSettings = Field(default_factory=WhisperSettings)
+    hybrid_tail_ms: int = Field(
+        default=300,
+        ge=0,
+        le=2000,
+        description="Audio kept after Vosk's endpoint when Whisper gets the utterance (milliseconds).",
+    )
+    auto_max_encode_s: float = Field(
+        default=1.5,
+        gt=0,
+        le=30,
+        description=(
+            "For 'auto': the longest one Whisper encoder pass (a 30 s window) may take on this "
+            "machine for hybrid to be chosen (seconds)."
+        ),
+    )
+    auto_min_memory_mb: int = Field(
+        default=1500,
+        ge=0,
+        description="For 'auto': the least total memory for loading both engines (megabytes).",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="Folder for the assembled Whisper model and the speed measurement.",
+    )
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _expand_cache(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @field_validator("vosk_model")
     @classmethod

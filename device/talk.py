@@ -23,9 +23,9 @@ NOTHING_HEARD = "응? 잘 안 들렸어. 한 번만 더 말해줄래?"
 @dataclass
 class TurnResult:
     transcript: Transcript | None  # None when the turn started from text
-    text: str                      # what was sent to 차차
+    text: str  # what was sent to 차차
     reply: str
-    backend: str                   # which brain answered ("none": nothing was asked)
+    backend: str  # which brain answered ("none": nothing was asked)
     fallbacks: list[dict] = field(default_factory=list)
     timings_ms: dict[str, float | None] = field(default_factory=dict)
     audio: np.ndarray | None = None
@@ -133,8 +133,7 @@ async def run_turn(
         t0 = time.perf_counter()
         chunks = await asyncio.to_thread(lambda: list(speak(engine, NOTHING_HEARD, volume=volume)))
         spent = _ms(time.perf_counter() - t0)
-        timings.update(llm_first_sentence=None, llm_total=None, tts_first_audio=spent,
-                       first_audio=spent)
+        timings.update(llm_first_sentence=None, llm_total=None, tts_first_audio=spent, first_audio=spent)
         reply, backend, fallbacks = NOTHING_HEARD, "none", []
     samples, rate = join_audio(chunks, gap_ms) if chunks else (np.zeros(0, np.int16), engine.sample_rate)
     stt_s = transcript.elapsed_s if transcript is not None else 0.0

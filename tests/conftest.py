@@ -22,8 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_WAV = ROOT / "samples" / "ko-read-sentence.wav"
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder for the whole run: the Whisper model is assembled into it once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _no_real_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _no_real_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_cache: Path) -> None:
     """No test may reach Google with a developer's real key, or read their config/history."""
     for name in (
         "GEMINI_API_KEY",
@@ -36,6 +42,7 @@ def _no_real_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared_cache))
 
 
 @pytest.fixture(scope="session")

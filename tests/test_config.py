@@ -19,6 +19,7 @@ def test_defaults_need_no_file(monkeypatch, tmp_path):
     assert config.server.host == "127.0.0.1"
     assert config.llm.backends == ["gemini", "phrasebook"]
     assert config.tts.engine == "espeak"
+    assert config.stt.engine == "auto"
 
 
 def test_the_committed_example_is_valid_and_matches_the_defaults(monkeypatch, tmp_path):
@@ -28,6 +29,8 @@ def test_the_committed_example_is_valid_and_matches_the_defaults(monkeypatch, tm
     # data_dir is written with ~ in the example; it expands to the same default folder
     assert example.pop("server")["data_dir"].endswith("/.local/share/chachaping")
     defaults["server"].pop("data_dir")
+    assert example["stt"].pop("cache_dir").endswith("/.cache/chachaping")
+    defaults["stt"].pop("cache_dir")
     example_server = yaml.safe_load((ROOT / "chacha.example.yaml").read_text())["server"]
     assert set(example_server) == set(ChachaConfig.model_fields["server"].annotation.model_fields)
     assert {k: v for k, v in defaults.items() if k != "server"} == example

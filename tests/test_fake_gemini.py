@@ -274,9 +274,7 @@ def test_500_raises_server_error_without_retry(fake):
 
 def test_retry_options_make_the_sdk_retry(fake):
     fake.push(Reply.error(503, "UNAVAILABLE"), Reply.text("이제 됐다"))
-    client = fake.client(
-        retry_options=types.HttpRetryOptions(attempts=3, initial_delay=0.0, jitter=0.0)
-    )
+    client = fake.client(retry_options=types.HttpRetryOptions(attempts=3, initial_delay=0.0, jitter=0.0))
     assert client.models.generate_content(model=MODEL, contents="?").text == "이제 됐다"
     assert [r.status for r in fake.requests] == [503, 200]
 
@@ -331,9 +329,7 @@ def test_stream_then_error_event_raises_mid_iteration(fake):
     assert caught.value.code == 500
 
     async def run() -> None:
-        async for chunk in await client.aio.models.generate_content_stream(
-            model=MODEL, contents="?"
-        ):
+        async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents="?"):
             received.append(chunk.text)
 
     with pytest.raises(errors.ServerError) as caught:
@@ -353,9 +349,7 @@ def test_stream_disconnect_raises_remote_protocol_error(fake):
     assert received == ["안녕, "]
 
     async def run() -> None:
-        async for chunk in await client.aio.models.generate_content_stream(
-            model=MODEL, contents="?"
-        ):
+        async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents="?"):
             received.append(chunk.text)
 
     with pytest.raises(httpx2.RemoteProtocolError):
@@ -401,9 +395,7 @@ def test_timeout_async(fake):
             outcomes.append(type(exc))
         for _ in range(2):
             try:
-                async for chunk in await client.aio.models.generate_content_stream(
-                    model=MODEL, contents="?"
-                ):
+                async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents="?"):
                     received.append(chunk.text)
             except Exception as exc:  # noqa: BLE001 - recording the type
                 outcomes.append(type(exc))

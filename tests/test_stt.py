@@ -158,9 +158,9 @@ def test_chunks():
 
 def test_settings():
     s = STTSettings()
-    assert (s.engine, s.vosk_model, s.sample_rate, s.chunk_ms) == ("vosk", None, 16000, 100)
+    assert (s.engine, s.vosk_model, s.sample_rate, s.chunk_ms) == ("auto", None, 16000, 100)
     assert STTSettings(vosk_model="~/m").vosk_model == Path.home() / "m"
-    for bad in ({"sample_rate": 4000}, {"chunk_ms": 5}, {"engine": "whisper"}, {"colour": 1}):
+    for bad in ({"sample_rate": 4000}, {"chunk_ms": 5}, {"engine": "deepspeech"}, {"colour": 1}):
         with pytest.raises(ValidationError):
             STTSettings(**bad)
     with pytest.raises(ValidationError):

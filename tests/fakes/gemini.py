@@ -277,9 +277,7 @@ class RecordedRequest:
     @property
     def history(self) -> list[tuple[str, str]]:
         """(role, text) for each item of `contents`, in order."""
-        return [
-            (c.get("role", ""), _text_of(c)) for c in self.contents or [] if isinstance(c, dict)
-        ]
+        return [(c.get("role", ""), _text_of(c)) for c in self.contents or [] if isinstance(c, dict)]
 
 
 def _text_of(content: Any) -> str:
@@ -288,9 +286,7 @@ def _text_of(content: Any) -> str:
     parts = content.get("parts")
     if not isinstance(parts, list):
         return ""
-    return "".join(
-        p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
-    )
+    return "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
 def _usage(prompt_tokens: int, candidate_tokens: int) -> dict[str, Any]:
@@ -603,9 +599,7 @@ class _Answer:
             if finish_reason is not None and i == len(chunks) - 1:
                 candidate["finishReason"] = finish_reason
             events.append(
-                self._payload(
-                    candidates=[candidate], usageMetadata=_usage(self.prompt_tokens, sent)
-                )
+                self._payload(candidates=[candidate], usageMetadata=_usage(self.prompt_tokens, sent))
             )
         return events
 

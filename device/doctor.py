@@ -1,0 +1,151 @@
+"""`chacha doctor`: every part checked, each line OK, WARN or FAIL with the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from device.config import ChachaConfig
+
+MIN_FREE_MB = 500
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str  # OK | WARN | FAIL
+    what: str
+    detail: str
+
+
+def _ok(what: str, detail: str) -> Check:
+    return Check("OK", what, detail)
+
+
+def _warn(what: str, detail: str) -> Check:
+    return Check("WARN", what, detail)
+
+
+def _fail(what: str, detail: str) -> Check:
+    return Check("FAIL", what, detail)
+
+
+def check_config(config: ChachaConfig, source: Path | None) -> Check:
+    return _ok("config", f"{source or 'built-in defaults (no chacha.yaml)'} is valid")
+
+
+def check_speech_recognition(config: ChachaConfig) -> list[Check]:
+    from device.recognizers import create_transcriber
+
+    transcriber = create_transcriber(config.stt)
+    return [_ok("speech recognition", f"{transcriber.choice.engine} — {transcriber.choice.reason}")]
+
+
+def check_speech_synthesis(config: ChachaConfig) -> Check:
+    from tts.engines import create_engine
+
+    engine = create_engine(config.tts)
+    return _ok("speech synthesis", f"{engine.name} at {engine.sample_rate} Hz")
+
+
+def check_audio_devices() -> list[Check]:
+    try:
+        import sounddevice as sd
+    except OSError as exc:
+        return [_fail("audio", f"PortAudio is missing ({exc}): sudo apt-get install libportaudio2")]
+    try:
+        devices = sd.query_devices()
+    except sd.PortAudioError as exc:
+        return [_fail("audio", f"cannot list audio devices ({exc}): check `aplay -l`")]
+    inputs = [d["name"] for d in devices if d["max_input_channels"] > 0]
+    outputs = [d["name"] for d in devices if d["max_output_channels"] > 0]
+    return [
+        _ok("microphone", ", ".join(inputs))
+        if inputs
+        else _fail("microphone", "no input device: plug in a USB or I2S microphone, check `arecord -l`"),
+        _ok("speaker", ", ".join(outputs))
+        if outputs
+        else _fail("speaker", "no output device: connect the amplifier or a USB speaker, check `aplay -l`"),
+    ]
+
+
+def check_secrets(config: ChachaConfig) -> list[Check]:
+    checks = []
+    if os.environ.get("GEMINI_API_KEY"):
+        checks.append(_ok("Gemini key", "GEMINI_API_KEY is set"))
+    elif "gemini" in config.llm.backends:
+        checks.append(
+            _warn(
+                "Gemini key",
+                "GEMINI_API_KEY is not set: the offline phrasebook "
+                "answers; export it (or put it in the systemd env file)",
+            )
+        )
+    token = os.environ.get("CHACHA_API_TOKEN")
+    if token:
+        checks.append(_ok("API token", "CHACHA_API_TOKEN is set"))
+    else:
+        checks.append(
+            _warn(
+                "API token", "CHACHA_API_TOKEN is not set: `chacha serve` and clients of client.url need it"
+            )
+        )
+    return checks
+
+
+def check_server(config: ChachaConfig) -> Check:
+    from device.client import InferenceClient, ServerUnavailable
+
+    if not config.client.url:
+        return _ok("server", "client.url is not set: commands start a server in their own process")
+    token = os.environ.get("CHACHA_API_TOKEN", "")
+    try:
+        health = asyncio.run(InferenceClient(config.client.url, token, timeout_s=5).health())
+    except ServerUnavailable as exc:
+        return _fail("server", str(exc))
+    return _ok("server", f"{config.client.url} answers; backend now: {health.get('backend')}")
+
+
+def check_disk(config: ChachaConfig) -> list[Check]:
+    checks = []
+    for what, folder in (("data folder", config.server.data_dir), ("cache folder", config.stt.cache_dir)):
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free_mb = shutil.disk_usage(probe).free // 2**20
+        writable = os.access(probe, os.W_OK)
+        if not writable:
+            checks.append(_fail(what, f"{folder} is not writable: fix its owner or set another path"))
+        elif free_mb < MIN_FREE_MB:
+            checks.append(_fail(what, f"{folder}: only {free_mb} MB free (keep {MIN_FREE_MB} MB)"))
+        else:
+            checks.append(_ok(what, f"{folder} ({free_mb} MB free)"))
+    return checks
+
+
+def _guard(what: str, check: Callable[[], Check | list[Check]]) -> list[Check]:
+    """A check that breaks is itself a FAIL line, never a crash of the doctor."""
+    try:
+        result = check()
+    except Exception as exc:  # each failure becomes a line with its message
+        return [_fail(what, str(exc))]
+    return result if isinstance(result, list) else [result]
+
+
+def run_checks(config: ChachaConfig, source: Path | None) -> int:
+    checks = [check_config(config, source)]
+    checks += _guard("speech recognition", lambda: check_speech_recognition(config))
+    checks += _guard("speech synthesis", lambda: check_speech_synthesis(config))
+    checks += _guard("audio", check_audio_devices)
+    checks += check_secrets(config)
+    checks += _guard("server", lambda: check_server(config))
+    checks += _guard("disk", lambda: check_disk(config))
+    width = max(len(c.what) for c in checks)
+    for c in checks:
+        print(f"{c.status:<4} {c.what:<{width}}  {c.detail}", flush=True)
+    failed = sum(c.status == "FAIL" for c in checks)
+    print(f"\n{failed} problem(s) to fix." if failed else "\nAll essential checks passed.")
+    return 1 if failed else 0

@@ -1,0 +1,260 @@
+"""Choosing and combining the speech recognisers: vosk, whisper, hybrid, or auto.
+
+Hybrid is what the doll uses where the machine allows: Vosk streams while she speaks (its
+partials feed the logs and its word timings give the endpoint), and Whisper, which makes
+far fewer mistakes on conversational Korean, reads the utterance once she has stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from device.audio import chunks, load_audio
+from device.stt import Transcript, VoskTranscriber
+from device.stt_settings import STTSettings
+from device.stt_text import clean_transcript
+
+_LOGGER = logging.getLogger(__name__)
+
+_SPEED_FILE = "stt-speed.json"
+
+
+class Transcriber(Protocol):
+    engine: str
+    sample_rate: int
+
+    def transcribe(self, samples: np.ndarray) -> Transcript: ...
+
+    def transcribe_file(self, path: Path) -> Transcript: ...
+
+
+class HybridTranscriber:
+    """Vosk's endpoint and partials, Whisper's final text."""
+
+    engine = "hybrid"
+
+    def __init__(self, vosk: VoskTranscriber, whisper, *, tail_s: float = 0.3) -> None:
+        self.vosk = vosk
+        self.whisper = whisper
+        self.tail_s = tail_s
+        self.sample_rate = vosk.sample_rate
+
+    def stream(self) -> HybridUtterance:
+        return HybridUtterance(self)
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        utterance = self.stream()
+        for chunk in chunks(np.asarray(samples), self.sample_rate, self.vosk.chunk_s):
+            utterance.feed(chunk)
+        return utterance.finish()
+
+    def transcribe_file(self, path: Path) -> Transcript:
+        return self.transcribe(load_audio(path, sample_rate=self.sample_rate))
+
+
+class HybridUtterance:
+    """One utterance: Vosk hears it live; Whisper reads it up to Vosk's endpoint at the end."""
+
+    def __init__(self, owner: HybridTranscriber) -> None:
+        self._owner = owner
+        self._vosk = owner.vosk.stream()
+        self._pieces: list[np.ndarray] = []
+
+    def feed(self, chunk: np.ndarray) -> str:
+        """Hear more audio; returns Vosk's partial text (for endpointing and logs)."""
+        self._pieces.append(np.asarray(chunk, dtype=np.int16).reshape(-1))
+        return self._vosk.feed(chunk)
+
+    def cancel(self) -> None:
+        self._vosk.cancel()
+
+    def finish(self) -> Transcript:
+        heard = self._vosk.finish()
+        audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.int16)
+        if not heard.text:
+            # Vosk heard no word at all: silence or noise. Whisper is not asked, so it cannot
+            # invent a sentence out of nothing.
+            return replace(heard, engine="hybrid", vosk_text="")
+        end = heard.speech_end_s if heard.speech_end_s is not None else heard.audio_s
+        cut = min(len(audio), int((end + self._owner.tail_s) * self._owner.sample_rate))
+        final = self._owner.whisper.transcribe(audio[:cut])
+        return Transcript(
+            text=final.text,
+            confidence=final.confidence,
+            audio_s=heard.audio_s,
+            elapsed_s=heard.elapsed_s + final.elapsed_s,
+            final_latency_s=heard.final_latency_s + final.elapsed_s,
+            engine="hybrid",
+            speech_end_s=heard.speech_end_s,
+            vosk_text=heard.text,
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    engine: str  # vosk | whisper | hybrid
+    reason: str
+
+
+def total_memory_mb() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        return None
+    return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith(("model name", "hardware", "model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_encode_s(whisper) -> float:
+    """Seconds one Whisper encoder pass over a 30 s window takes here (the fixed cost of a turn)."""
+    model = whisper.model
+    features = model.feature_extractor(np.zeros(16000, np.float32))
+    window = features[:, : model.feature_extractor.nb_max_frames]
+    window = np.pad(window, ((0, 0), (0, model.feature_extractor.nb_max_frames - window.shape[1])))
+    model.encode(window)  # the first pass warms caches up
+    started = time.perf_counter()
+    model.encode(window)
+    return time.perf_counter() - started
+
+
+def choose_engine(settings: STTSettings, whisper_factory) -> tuple[Choice, object | None]:
+    """Resolve 'auto': hybrid when memory allows and Whisper is fast enough here, else vosk.
+
+    The speed is measured once per machine and model and kept in the cache folder.
+    Returns the choice and the Whisper transcriber if one was loaded to decide.
+    """
+    if settings.engine != "auto":
+        return Choice(settings.engine, "set in stt.engine"), None
+    memory = total_memory_mb()
+    if memory is not None and memory < settings.auto_min_memory_mb:
+        return Choice("vosk", f"{memory} MB of memory is too little for Vosk and Whisper together"), None
+    whisper = whisper_factory()
+    key = f"{_cpu_name()}|{os.cpu_count()}|{whisper.model_path}|{settings.whisper.cpu_threads}"
+    cache = settings.cache_dir / _SPEED_FILE
+    encode_s = None
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            encode_s = float(stored["encode_s"])
+    except (OSError, ValueError, KeyError):
+        pass
+    if encode_s is None:
+        encode_s = measure_encode_s(whisper)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"key": key, "encode_s": encode_s}), encoding="utf-8")
+        except OSError as exc:
+            _LOGGER.warning("cannot keep the speed measurement in %s: %s", cache, exc)
+    if encode_s <= settings.auto_max_encode_s:
+        return Choice(
+            "hybrid", f"one Whisper pass takes {encode_s:.2f} s here (≤ {settings.auto_max_encode_s:g} s)"
+        ), whisper
+    return Choice(
+        "vosk",
+        f"one Whisper pass takes {encode_s:.2f} s here "
+        f"(> {settings.auto_max_encode_s:g} s): too slow for the doll",
+    ), None
+
+
+class CleanTranscriber:
+    """Wraps a recogniser so its text comes out cleaned for the LLM and the logs."""
+
+    def __init__(self, inner, choice: Choice) -> None:
+        self.inner = inner
+        self.choice = choice
+        self.engine = inner.engine
+        self.sample_rate = inner.sample_rate
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        return self._clean(self.inner.transcribe(samples))
+
+    def transcribe_file(self, path: Path) -> Transcript:
+        return self._clean(self.inner.transcribe_file(path))
+
+    def _clean(self, transcript: Transcript) -> Transcript:
+        text = clean_transcript(transcript.text, transcript.engine)
+        vosk_text = (
+            clean_transcript(transcript.vosk_text, "vosk") if transcript.vosk_text else transcript.vosk_text
+        )
+        return replace(transcript, text=text, vosk_text=vosk_text)
+
+
+def create_transcriber(
+    settings: STTSettings, *, engine: str | None = None, debug: bool = False
+) -> CleanTranscriber:
+    """The recogniser the settings ask for (after resolving 'auto'), loaded and ready."""
+    if engine is not None:
+        settings = settings.model_copy(update={"engine": engine})
+
+    def load_whisper():
+        from device.whisper_stt import WhisperTranscriber
+
+        return WhisperTranscriber(
+            settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate
+        )
+
+    choice, whisper = choose_engine(settings, load_whisper)
+    _LOGGER.info("speech recognition: %s (%s)", choice.engine, choice.reason)
+    if choice.engine == "vosk":
+        inner = VoskTranscriber(settings, debug=debug)
+    elif choice.engine == "whisper":
+        inner = whisper or load_whisper()
+    else:
+        inner = HybridTranscriber(
+            VoskTranscriber(settings, debug=debug),
+            whisper or load_whisper(),
+            tail_s=settings.hybrid_tail_ms / 1000,
+        )
+    return CleanTranscriber(inner, choice)
+
+
+def create_engines(settings: STTSettings, names: list[str], *, debug: bool = False) -> dict:
+    """Several recognisers sharing one loaded Vosk and one loaded Whisper (for comparisons)."""
+    loaded: dict[str, object] = {}
+
+    def vosk() -> VoskTranscriber:
+        if "vosk" not in loaded:
+            loaded["vosk"] = VoskTranscriber(settings, debug=debug)
+        return loaded["vosk"]
+
+    def whisper():
+        if "whisper" not in loaded:
+            from device.whisper_stt import WhisperTranscriber
+
+            loaded["whisper"] = WhisperTranscriber(
+                settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate
+            )
+        return loaded["whisper"]
+
+    engines = {}
+    for name in names:
+        if name == "vosk":
+            inner = vosk()
+        elif name == "whisper":
+            inner = whisper()
+        else:
+            inner = HybridTranscriber(vosk(), whisper(), tail_s=settings.hybrid_tail_ms / 1000)
+        engines[name] = CleanTranscriber(inner, Choice(name, "asked for"))
+    return engines

@@ -1,0 +1,116 @@
+"""Choosing and combining recognisers: hybrid (Vosk's endpoint, Whisper's text) and auto."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_WAV
+
+from device import recognizers
+from device.audio import load_audio
+from device.recognizers import HybridTranscriber, choose_engine, create_engines
+from device.stt_settings import STTSettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> STTSettings:
+    return STTSettings(cache_dir=tmp_path_factory.mktemp("stt-cache"))
+
+
+@pytest.fixture(scope="module")
+def engines(settings):
+    return create_engines(settings, ["vosk", "whisper", "hybrid"])
+
+
+@pytest.fixture(scope="module")
+def sample() -> np.ndarray:
+    return load_audio(SAMPLE_WAV)
+
+
+class SpyWhisper:
+    """The real Whisper transcriber, remembering how much audio it was given."""
+
+    def __init__(self, whisper) -> None:
+        self.whisper = whisper
+        self.given: list[int] = []
+
+    def transcribe(self, samples):
+        self.given.append(len(samples))
+        return self.whisper.transcribe(samples)
+
+
+def test_hybrid_returns_whispers_text_with_vosks_endpoint(engines, sample):
+    vosk = engines["vosk"].inner
+    spy = SpyWhisper(engines["whisper"].inner)
+    hybrid = HybridTranscriber(vosk, spy, tail_s=0.3)
+    trailing = np.zeros(16000 * 2, np.int16)  # she stopped; two more seconds of room tone
+    heard = hybrid.transcribe(np.concatenate([sample, trailing]))
+
+    alone = engines["vosk"].inner.transcribe(sample)
+    assert heard.engine == "hybrid"
+    assert heard.vosk_text == alone.text
+    assert heard.speech_end_s == pytest.approx(alone.speech_end_s, abs=0.05)
+    assert heard.speech_end_s < 3.9 < heard.audio_s
+    # Whisper read only up to Vosk's endpoint plus the tail, not the trailing room tone
+    assert spy.given == [int((heard.speech_end_s + 0.3) * 16000)]
+    whisper_text = spy.whisper.transcribe(sample[: spy.given[0]]).text
+    assert heard.text == whisper_text
+    assert "피하면서" in heard.text
+    assert heard.final_latency_s >= alone.final_latency_s
+
+
+@pytest.mark.parametrize("name", ["vosk", "whisper", "hybrid"])
+def test_silence_and_noise_give_empty_text_from_every_engine(engines, name):
+    rng = np.random.default_rng(3)
+    silence = np.zeros(16000 * 2, np.int16)
+    noise = (rng.standard_normal(16000 * 3) * 0.005 * 32767).astype(np.int16)
+    assert engines[name].transcribe(silence).text == ""
+    assert engines[name].transcribe(noise).text == ""
+
+
+def test_hybrid_does_not_ask_whisper_when_vosk_heard_nothing(engines):
+    spy = SpyWhisper(engines["whisper"].inner)
+    hybrid = HybridTranscriber(engines["vosk"].inner, spy)
+    assert hybrid.transcribe(np.zeros(16000, np.int16)).text == ""
+    assert spy.given == []
+
+
+def test_text_is_cleaned_for_the_llm(engines, sample):
+    vosk = engines["vosk"].transcribe(sample)
+    assert "걸어갔다" in vosk.text  # Vosk's "걸어갔 다" joined again
+
+
+def test_auto_picks_hybrid_on_a_fast_machine_and_remembers_the_measurement(settings, monkeypatch):
+    loads = []
+    whisper = create_engines(settings, ["whisper"])["whisper"].inner
+
+    def factory():
+        loads.append(1)
+        return whisper
+
+    fast = settings.model_copy(update={"auto_max_encode_s": 30.0, "auto_min_memory_mb": 0})
+    choice, loaded = choose_engine(fast, factory)
+    assert choice.engine == "hybrid" and loaded is whisper and "Whisper pass" in choice.reason
+    stored = json.loads((settings.cache_dir / "stt-speed.json").read_text())
+    assert stored["encode_s"] > 0
+
+    def no_second_measurement(_):
+        raise AssertionError("the stored measurement should have been used")
+
+    monkeypatch.setattr(recognizers, "measure_encode_s", no_second_measurement)
+    slow = fast.model_copy(update={"auto_max_encode_s": stored["encode_s"] / 10})
+    choice, loaded = choose_engine(slow, factory)
+    assert choice.engine == "vosk" and loaded is None and "too slow" in choice.reason
+
+
+def test_auto_picks_vosk_without_loading_whisper_when_memory_is_short(settings):
+    def factory():
+        raise AssertionError("Whisper must not be loaded on a small machine")
+
+    small = settings.model_copy(update={"auto_min_memory_mb": 10**9})
+    choice, _ = choose_engine(small, factory)
+    assert choice.engine == "vosk" and "memory" in choice.reason
