@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="pin the process to N cores (1 = a Pi-class budget) before loading anything",
     )
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="transcribe everything N times; latencies are medians over the runs (default 3)",
+    )
     b.add_argument("--output", type=Path, metavar="JSON", help="also write the results as JSON here")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=commands.bench_stt)

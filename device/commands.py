@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import statistics
 import sys
 from argparse import Namespace
 from collections.abc import Iterator
@@ -237,12 +238,24 @@ def bench_stt(args: Namespace, config: ChachaConfig) -> int:
         os.sched_setaffinity(0, set(available[: args.cores]))
         stt = stt.model_copy(update={"whisper": stt.whisper.model_copy(update={"cpu_threads": args.cores})})
     loaded = create_engines(stt, engines, debug=args.debug)
-    reports = [evaluate(args.folder, loaded[name].transcribe_file) for name in engines]
+    reports, latencies = [], {}
+    for name in engines:
+        runs = [evaluate(args.folder, loaded[name].transcribe_file) for _ in range(args.repeat)]
+        reports.append(runs[-1])  # the first run pays one-off warm-up costs
+        latencies[name] = sorted(r.median_final_latency_s for r in runs)
     result = {
         "folder": str(args.folder),
         "cores": args.cores or len(os.sched_getaffinity(0)),
+        "repeat": args.repeat,
         "peak_rss_mb": _peak_rss_mb(),
-        "engines": [r.as_json() for r in reports],
+        "engines": [
+            {
+                **r.as_json(),
+                "final_latency_runs_s": latencies[name],
+                "final_latency_median_of_runs_s": statistics.median(latencies[name]),
+            }
+            for name, r in zip(engines, reports, strict=True)
+        ],
     }
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -250,8 +263,12 @@ def bench_stt(args: Namespace, config: ChachaConfig) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        for report in reports:
+        for name, report in zip(engines, reports, strict=True):
             print(report.as_table())
+            print(
+                f"end of speech → final text, median of {args.repeat} run(s): "
+                f"{statistics.median(latencies[name]) * 1000:.0f} ms"
+            )
             print()
         print(
             f"Cores: {result['cores']} · peak RSS with {', '.join(engines)} loaded: "

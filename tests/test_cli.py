@@ -236,3 +236,60 @@ def test_config_prints_the_configuration_in_use(tmp_path):
     result = chacha("config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "built-in defaults" in result.stdout and "gemini-flash-latest" in result.stdout
+
+
+# --- speech recognition engines, the accuracy bench, the doctor ---------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["vosk", "whisper", "hybrid"])
+def test_transcribe_with_each_engine(engine):
+    result = chacha("transcribe", str(SAMPLE_WAV), "--engine", engine, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["engine"] == engine and "피하면서" in report["text"]
+    assert (report["vosk_text"] is not None) == (engine == "hybrid")
+
+
+@pytest.mark.slow
+def test_bench_stt_reports_cer_latency_and_memory(tmp_path):
+    out = tmp_path / "stt.json"
+    result = chacha(
+        "bench",
+        "stt",
+        str(ROOT / "samples"),
+        "--engines",
+        "vosk,whisper",
+        "--cores",
+        "1",
+        "--output",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pooled" in result.stdout and "peak RSS" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["cores"] == 1 and report["peak_rss_mb"] > 100
+    cer = {e["engine"]: e["pooled_cer"] for e in report["engines"]}
+    assert cer["whisper"] < cer["vosk"] <= 0.4
+
+
+def test_bench_stt_on_a_folder_without_transcripts(tmp_path):
+    result = chacha("bench", "stt", str(tmp_path))
+    assert_one_line_error(result, "transcripts.tsv")
+
+
+@pytest.mark.slow
+def test_doctor_says_what_is_wrong_and_how_to_fix_it():
+    result = chacha("doctor")
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("OK") and "speech recognition" in line for line in lines)
+    assert any(line.startswith("OK") and "speech synthesis" in line for line in lines)
+    assert any("Gemini key" in line and "GEMINI_API_KEY" in line for line in lines)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    # this machine has no sound card: the doctor must say so, with what to do, and exit 1
+    assert (result.returncode == 1) == bool(failed)
+    assert all(
+        "aplay" in line or "arecord" in line or "apt-get" in line
+        for line in failed
+        if "microphone" in line or "speaker" in line or "audio" in line
+    )

@@ -76,7 +76,7 @@ def _noise(level: float, seconds: float, seed: int) -> np.ndarray:
 
 def test_settings_defaults_and_validation():
     s = WhisperSettings()
-    assert (s.model, s.compute_type, s.cpu_threads, s.beam_size, s.language) == (None, "int8", 0, 1, "ko")
+    assert (s.model, s.compute_type, s.cpu_threads, s.beam_size, s.language) == (None, "int8", 0, 5, "ko")
     assert s.temperatures == (0.0, 0.4) and s.max_decode_s == 4.0 and s.vad_trim
     for name, field in WhisperSettings.model_fields.items():
         assert field.description, name
@@ -93,7 +93,7 @@ def test_settings_defaults_and_validation():
         with pytest.raises(ValidationError):
             WhisperSettings(**bad)
     with pytest.raises(ValidationError):
-        s.beam_size = 5  # frozen
+        s.beam_size = 2  # frozen
 
 
 # --- the guards, without a model ---------------------------------------------------------
