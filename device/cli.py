@@ -112,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
     p.set_defaults(func=commands.doctor)
 
+    from device import admin_commands
+
+    p = sub.add_parser("status", help="the server's backends, cooldowns and quota left, on one screen")
+    p.add_argument("--json", action="store_true", help="print the health JSON")
+    p.set_defaults(func=admin_commands.status)
+
+    p = sub.add_parser("persona", help="show, edit, set or reload 차차's persona (applies at once)")
+    p.add_argument("action", choices=["show", "edit", "set", "reload"])
+    p.add_argument("file", type=Path, nargs="?", help="with `set`: the persona YAML to use")
+    p.set_defaults(func=admin_commands.persona)
+
     p = sub.add_parser("config", help="check the configuration and print it as used")
     p.set_defaults(func=commands.show_config)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ class ReplyFinal:
     backend: str
     timings_ms: dict
     fallbacks: list[dict]
+    heard: str | None = None  # audio mode: what the model heard her say
 
 
 class InferenceClient:
@@ -37,10 +39,15 @@ class InferenceClient:
         self._timeout = httpx.Timeout(timeout_s, connect=5.0)
 
     async def chat(
-        self, text: str, *, conversation: str, channel: str = "doll"
+        self, text: str, *, conversation: str, channel: str = "doll", audio: tuple[str, bytes] | None = None
     ) -> AsyncIterator[ReplySentence | ReplyFinal]:
-        """Yield each sentence as the server sends it, then the final summary."""
+        """Yield each sentence as the server sends it, then the final summary.
+
+        `audio` is (mime type, bytes) of her recording, for a server in audio mode.
+        """
         body = {"conversation": conversation, "text": text, "channel": channel}
+        if audio is not None:
+            body["audio"] = {"mime_type": audio[0], "data": base64.b64encode(audio[1]).decode("ascii")}
         try:
             async with (
                 httpx.AsyncClient(timeout=self._timeout) as http,
@@ -57,7 +64,11 @@ class InferenceClient:
                         yield ReplySentence(event["index"], event["text"])
                     elif event.get("type") == "final":
                         yield ReplyFinal(
-                            event["reply"], event["backend"], event["timings_ms"], event.get("fallbacks", [])
+                            event["reply"],
+                            event["backend"],
+                            event["timings_ms"],
+                            event.get("fallbacks", []),
+                            event.get("heard"),
                         )
         except httpx.ConnectError:
             raise ServerUnavailable(
@@ -83,6 +94,29 @@ class InferenceClient:
         if response.status_code != 200:
             raise ServerUnavailable(self._refusal(response))
         return response.json()
+
+    async def _admin(self, method: str, path: str, body: dict | None = None) -> dict:
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as http:
+                response = await http.request(
+                    method, f"{self.base_url}{path}", json=body, headers=self._headers
+                )
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(
+                f"the inference server at {self.base_url} is not reachable: {exc}"
+            ) from None
+        if response.status_code != 200:
+            raise ServerUnavailable(self._refusal(response))
+        return response.json()
+
+    async def persona(self) -> dict:
+        return await self._admin("GET", "/v1/admin/persona")
+
+    async def set_persona(self, text: str) -> dict:
+        return await self._admin("PUT", "/v1/admin/persona", {"text": text})
+
+    async def reload_persona(self) -> dict:
+        return await self._admin("POST", "/v1/admin/persona/reload")
 
     def _refusal(self, response: httpx.Response) -> str:
         if response.status_code == 401:

@@ -86,13 +86,15 @@ def talk(args: Namespace, config: ChachaConfig) -> int:
     from device.talk import run_turn, write_reply
     from tts.engines import create_engine
 
-    transcript = None
+    transcript, recording = None, None
     if args.input is not None:
         from device.audio import load_audio
         from device.recognizers import create_transcriber
 
         samples = load_audio(args.input, sample_rate=config.stt.sample_rate)  # fail fast on a bad file
         transcript = create_transcriber(config.stt, debug=args.debug).transcribe(samples)
+        if config.client.send_audio:
+            recording = (samples, config.stt.sample_rate)
     engine = create_engine(config.tts)
     conversation = args.conversation or config.client.conversation
     with _server_client(config) as client:
@@ -105,6 +107,7 @@ def talk(args: Namespace, config: ChachaConfig) -> int:
                 transcript=transcript,
                 gap_ms=config.tts.sentence_gap_ms,
                 volume=config.tts.volume,
+                recording=recording,
             )
         )
     if args.output is not None:

@@ -38,6 +38,9 @@ class ClientSettings(BaseModel):
     )
     conversation: ConversationId = Field("jinju", description="conversation id of the doll's turns")
     timeout_s: float = Field(30.0, gt=0, le=300, description="longest wait for a whole reply (seconds)")
+    send_audio: bool = Field(
+        False, description="send her recording with the transcript, for a server in audio mode"
+    )
 
 
 class ChachaConfig(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,15 @@ class TurnResult:
         }
 
 
+def encode_utterance(samples: np.ndarray, sample_rate: int) -> tuple[str, bytes]:
+    """Her recording, compressed for the trip to the server: Ogg/Opus (~2 KB a second)."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, sample_rate, format="OGG", subtype="OPUS")
+    return "audio/ogg", buffer.getvalue()
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
@@ -63,6 +73,7 @@ async def reply_to_text(
     conversation: str,
     channel: str = "doll",
     volume: float = 1.0,
+    audio: tuple[str, bytes] | None = None,
 ) -> tuple[ReplyFinal, list[SpeechAudio], dict[str, float | None]]:
     """Ask the server and synthesise each sentence the moment it arrives.
 
@@ -71,7 +82,7 @@ async def reply_to_text(
     """
     started = time.perf_counter()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    audio: list[SpeechAudio] = []
+    spoken: list[SpeechAudio] = []
     marks: dict[str, float | None] = dict.fromkeys(
         ("llm_first_sentence", "llm_total", "tts_first_audio", "first_audio")
     )
@@ -80,7 +91,7 @@ async def reply_to_text(
         while (sentence := await queue.get()) is not None:
             t0 = time.perf_counter()
             chunks = await asyncio.to_thread(lambda s=sentence: list(speak(engine, s, volume=volume)))
-            audio.extend(chunks)
+            spoken.extend(chunks)
             if marks["tts_first_audio"] is None and any(len(c.samples) for c in chunks):
                 marks["tts_first_audio"] = _ms(time.perf_counter() - t0)
                 marks["first_audio"] = _ms(time.perf_counter() - started)
@@ -88,7 +99,7 @@ async def reply_to_text(
     worker = asyncio.create_task(synthesise())
     final: ReplyFinal | None = None
     try:
-        async for event in client.chat(text, conversation=conversation, channel=channel):
+        async for event in client.chat(text, conversation=conversation, channel=channel, audio=audio):
             if isinstance(event, ReplySentence):
                 if marks["llm_first_sentence"] is None:
                     marks["llm_first_sentence"] = _ms(time.perf_counter() - started)
@@ -103,7 +114,7 @@ async def reply_to_text(
             worker.cancel()
     if final is None:
         final = ReplyFinal("", "none", {}, [])
-    return final, audio, marks
+    return final, spoken, marks
 
 
 async def run_turn(
@@ -115,6 +126,7 @@ async def run_turn(
     transcript: Transcript | None = None,
     gap_ms: int = 120,
     volume: float = 1.0,
+    recording: tuple[np.ndarray, int] | None = None,
 ) -> TurnResult:
     """A whole turn from text or from a transcript; the reply audio is joined for writing."""
     started = time.perf_counter()
@@ -123,8 +135,9 @@ async def run_turn(
         "stt": _ms(transcript.elapsed_s) if transcript is not None else None,
     }
     if heard:
+        audio = encode_utterance(*recording) if recording is not None else None
         final, chunks, marks = await reply_to_text(
-            heard, client, engine, conversation=conversation, volume=volume
+            heard, client, engine, conversation=conversation, volume=volume, audio=audio
         )
         timings.update(marks)
         reply, backend, fallbacks = final.reply, final.backend, final.fallbacks

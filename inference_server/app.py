@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -10,15 +11,34 @@ from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, field_validator
 
 from inference_server import __version__
+from inference_server.backends.base import AudioClip
 from inference_server.chat import ChatService
+from inference_server.errors import InferenceError
 from inference_server.settings import MAX_TEXT_CHARS, ConversationId
 
 _LOGGER = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
+
+
+MAX_AUDIO_BYTES = 1_500_000
+"""Largest utterance audio accepted (about 90 s of 16 kHz Opus, or 45 s of FLAC)."""
+
+
+class AudioPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mime_type: Literal["audio/ogg", "audio/flac", "audio/wav"] = Field(description="the encoding")
+    data: Base64Bytes = Field(description="the recording, base64", max_length=MAX_AUDIO_BYTES)
+
+
+class PersonaText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=100_000, description="the whole persona YAML")
 
 
 class ChatRequest(BaseModel):
@@ -27,6 +47,7 @@ class ChatRequest(BaseModel):
     conversation: ConversationId = "jinju"
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")
     channel: Literal["doll", "telegram", "cli"] = "doll"
+    audio: AudioPayload | None = Field(None, description="her utterance as sound (audio mode)")
 
     @field_validator("text")
     @classmethod
@@ -78,11 +99,36 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
 
     @app.post("/v1/chat")
     async def chat_turn(request: ChatRequest) -> StreamingResponse:
+        audio = AudioClip(request.audio.mime_type, request.audio.data) if request.audio else None
+
         async def events() -> AsyncIterator[bytes]:
-            async for event in chat.reply(request.conversation, request.text, request.channel):
+            async for event in chat.reply(request.conversation, request.text, request.channel, audio=audio):
                 yield json.dumps(event.as_json(), ensure_ascii=False).encode() + b"\n"
 
         return StreamingResponse(events(), media_type=NDJSON)
+
+    @app.get("/v1/admin/persona")
+    async def get_persona() -> dict:
+        book = chat.persona
+        return {"path": str(book.path), "name": book.current.name, "text": book.text()}
+
+    @app.put("/v1/admin/persona")
+    async def put_persona(body: PersonaText) -> JSONResponse:
+        try:
+            persona = await asyncio.to_thread(chat.persona.save, body.text)
+        except InferenceError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        _LOGGER.info("persona replaced through the admin API (%s)", chat.persona.path)
+        return JSONResponse({"path": str(chat.persona.path), "name": persona.name})
+
+    @app.post("/v1/admin/persona/reload")
+    async def reload_persona() -> JSONResponse:
+        try:
+            persona = await asyncio.to_thread(chat.persona.reload)
+        except InferenceError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        _LOGGER.info("persona reloaded from %s", chat.persona.path)
+        return JSONResponse({"path": str(chat.persona.path), "name": persona.name})
 
     app.add_middleware(BearerAuth, token=token)
     return app

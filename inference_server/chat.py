@@ -10,9 +10,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from inference_server.backends.base import BackendError, HistoryTurn, LLMBackend, LLMRequest
-from inference_server.persona import Persona
+from inference_server.backends.base import (
+    HEARD_CLOSE,
+    HEARD_OPEN,
+    AudioClip,
+    BackendError,
+    LLMBackend,
+    LLMRequest,
+    StreamEnd,
+)
+from inference_server.history import HistoryWindow, Summariser
+from inference_server.persona import PersonaBook
 from inference_server.store import ConversationStore
+from tts.normalize import clean_reply_text
 from tts.sentences import SentenceSplitter
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,6 +56,7 @@ class ReplyDone:
     first_sentence_ms: float | None
     total_ms: float
     fallbacks: tuple[Fallback, ...] = field(default_factory=tuple)
+    heard: str | None = None  # audio mode: what the model heard her say
 
     def as_json(self) -> dict:
         return {
@@ -53,9 +64,12 @@ class ReplyDone:
             "conversation": self.conversation,
             "reply": self.reply,
             "backend": self.backend,
+            "heard": self.heard,
             "timings_ms": {
-                "first_sentence": _round(self.first_sentence_ms),
-                "total": _round(self.total_ms),
+                "first_sentence": None
+                if self.first_sentence_ms is None
+                else round(self.first_sentence_ms, 1),
+                "total": round(self.total_ms, 1),
             },
             "fallbacks": [
                 {"backend": f.backend, "reason": f.reason, "detail": f.detail} for f in self.fallbacks
@@ -63,11 +77,37 @@ class ReplyDone:
         }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
 ChatEvent = Sentence | ReplyDone
+
+
+class HeardPrefix:
+    """Strips the ⟦what the model heard⟧ prefix of an audio-mode reply from its stream."""
+
+    def __init__(self, expected: bool) -> None:
+        self.pending = expected
+        self.buffer = ""
+        self.heard: str | None = None
+
+    def feed(self, delta: str) -> str:
+        if not self.pending:
+            return delta
+        self.buffer += delta
+        stripped = self.buffer.lstrip()
+        if not stripped:
+            return ""
+        if not stripped.startswith(HEARD_OPEN):
+            self.pending = False
+            return self.buffer
+        end = stripped.find(HEARD_CLOSE)
+        if end < 0:
+            return "" if len(stripped) < 400 else self._give_up(stripped)
+        self.pending = False
+        self.heard = stripped[len(HEARD_OPEN) : end].strip() or None
+        return stripped[end + len(HEARD_CLOSE) :]
+
+    def _give_up(self, text: str) -> str:
+        self.pending = False
+        return text.replace(HEARD_OPEN, "")
 
 
 class ChatService:
@@ -80,11 +120,14 @@ class ChatService:
 
     def __init__(
         self,
-        persona: Persona,
+        persona: PersonaBook,
         store: ConversationStore,
         backends: Sequence[LLMBackend],
         *,
         history_turns: int = 12,
+        history_tokens: int = 1200,
+        summarize: bool = True,
+        max_sentences: int = 3,
         timezone: str = "Asia/Seoul",
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -93,59 +136,100 @@ class ChatService:
         self.persona = persona
         self.store = store
         self.backends = list(backends)
-        self.history_turns = history_turns
+        self.window = HistoryWindow(store, max_turns=history_turns, max_tokens=history_tokens)
+        self.summariser = (
+            Summariser(store, self.backends, name=persona.current.name, partner=persona.current.partner)
+            if summarize
+            else None
+        )
+        self.max_sentences = max_sentences
         self._zone = ZoneInfo(timezone)
         self._clock = clock or (lambda: datetime.now(self._zone))
+        self._background: set[asyncio.Task] = set()
 
     def backend_status(self) -> list[dict]:
-        return [
-            {"name": b.name, "available": b.unavailable_reason is None, "reason": b.unavailable_reason}
-            for b in self.backends
-        ]
+        status = []
+        for b in self.backends:
+            entry = {
+                "name": b.name,
+                "available": b.unavailable_reason is None,
+                "reason": b.unavailable_reason,
+            }
+            quota = getattr(b, "quota_status", lambda: None)()
+            if quota is not None:
+                entry["quota"] = quota
+            status.append(entry)
+        return status
 
     def preferred_backend(self) -> str:
-        return next((b.name for b in self.backends if b.unavailable_reason is None), "none")
+        for b in self.backends:
+            quota = getattr(b, "quota_status", lambda: None)()
+            if b.unavailable_reason is None and not (
+                quota and (quota["cooldown_s"] or not quota["left_today"])
+            ):
+                return b.name
+        return "none"
 
-    async def reply(self, conversation: str, text: str, channel: str) -> AsyncIterator[ChatEvent]:
+    async def reply(
+        self, conversation: str, text: str, channel: str, *, audio: AudioClip | None = None
+    ) -> AsyncIterator[ChatEvent]:
         started = time.perf_counter()
-        history = await asyncio.to_thread(self.store.recent, conversation, self.history_turns)
-        await asyncio.to_thread(self.store.add, conversation, "user", text, channel=channel)
+        turn_id = await asyncio.to_thread(
+            self.store.add, conversation, "user", text, channel=channel, source="stt" if audio else "text"
+        )
+        window = await asyncio.to_thread(self.window.build, conversation, turn_id)
+        persona = self.persona.current
         request = LLMRequest(
             conversation=conversation,
             text=text,
-            system_instruction=self.persona.system_instruction(self._clock()),
-            history=tuple(HistoryTurn(t.role, t.text) for t in history),
+            channel=channel,
+            audio=audio,
+            system_instruction=persona.system_instruction(self._clock()),
+            history=window.as_history(),
+            summary=window.summary,
         )
         fallbacks: list[Fallback] = []
         sentences: list[str] = []
         first_ms: float | None = None
-        used = "none"
+        used, heard = "none", None
         for backend in self.backends:
             reason = backend.unavailable_reason
             if reason is not None:
                 fallbacks.append(Fallback(backend.name, "unavailable", reason))
                 continue
             used = backend.name
-            splitter = SentenceSplitter()
+            splitter, prefix, truncated = SentenceSplitter(), HeardPrefix(audio is not None), False
+            pieces = backend.stream(request)
             try:
-                async for delta in backend.stream(request):
-                    for sentence in splitter.feed(delta):
-                        if first_ms is None:
-                            first_ms = (time.perf_counter() - started) * 1000
+                async for piece in pieces:
+                    if isinstance(piece, StreamEnd):
+                        truncated = truncated or piece.truncated
+                        continue
+                    for sentence in self._speakable(splitter.feed(prefix.feed(piece))):
+                        if len(sentences) >= self.max_sentences:
+                            break
+                        first_ms = first_ms or (time.perf_counter() - started) * 1000
                         yield Sentence(len(sentences), sentence)
                         sentences.append(sentence)
-                for sentence in splitter.flush():
-                    if first_ms is None:
-                        first_ms = (time.perf_counter() - started) * 1000
+                    if len(sentences) >= self.max_sentences:
+                        break
+                rest = [] if truncated else self._speakable(splitter.flush())
+                if truncated and splitter.flush():
+                    _LOGGER.info(
+                        "%s reached its token limit: the unfinished sentence is dropped", backend.name
+                    )
+                for sentence in rest[: self.max_sentences - len(sentences)]:
+                    first_ms = first_ms or (time.perf_counter() - started) * 1000
                     yield Sentence(len(sentences), sentence)
                     sentences.append(sentence)
             except BackendError as exc:
                 fallbacks.append(Fallback(backend.name, exc.reason, exc.detail))
                 if sentences:
                     _LOGGER.warning(
-                        "%s failed mid-reply (%s); ending the reply after %d sentence(s)",
+                        "%s failed mid-reply (%s: %s); ending the reply after %d sentence(s)",
                         backend.name,
                         exc.reason,
+                        exc.detail,
                         len(sentences),
                     )
                     break
@@ -156,10 +240,15 @@ class ChatService:
                     exc.detail,
                 )
                 continue
+            finally:
+                await pieces.aclose()
+            heard = prefix.heard
             if sentences:
                 break
             fallbacks.append(Fallback(backend.name, "empty", "no speakable text"))
         reply = " ".join(sentences)
+        if heard:
+            await asyncio.to_thread(self.store.set_heard, turn_id, heard)
         if reply:
             await asyncio.to_thread(
                 self.store.add, conversation, "model", reply, channel=channel, backend=used
@@ -168,11 +257,23 @@ class ChatService:
             used = "none"
         total_ms = (time.perf_counter() - started) * 1000
         _LOGGER.info(
-            "turn %s: %d sentence(s) from %s in %.0f ms%s",
+            "turn %s (%s): %d sentence(s) from %s in %.0f ms%s",
             conversation,
+            channel,
             len(sentences),
             used,
             total_ms,
             f" after {', '.join(f.backend + ':' + f.reason for f in fallbacks)}" if fallbacks else "",
         )
-        yield ReplyDone(conversation, reply, used, first_ms, total_ms, tuple(fallbacks))
+        if self.summariser is not None and self.summariser.wanted(window):
+            task = asyncio.create_task(
+                self.summariser.summarise(conversation, window, names=(persona.partner, persona.name))
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        yield ReplyDone(conversation, reply, used, first_ms, total_ms, tuple(fallbacks), heard)
+
+    @staticmethod
+    def _speakable(sentences: list[str]) -> list[str]:
+        """Sentences with markup, emoji, lists and URLs removed; empty ones dropped."""
+        return [s for s in (clean_reply_text(x) for x in sentences) if s]

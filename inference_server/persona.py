@@ -108,3 +108,45 @@ def format_korean_time(now: datetime) -> str:
         f"{now.year}년 {now.month}월 {now.day}일 {_WEEKDAYS[now.weekday()]}요일 "
         f"{half} {hour12}시 {now.minute}분 ({zone})"
     )
+
+
+class PersonaBook:
+    """The persona in use, reloadable and editable while the server runs.
+
+    The shipped persona lives inside the package (read-only on the Pi); an edit is saved to
+    `persona.file` when one is configured, otherwise to `<data_dir>/persona.yaml`, which then
+    takes precedence over the shipped one.
+    """
+
+    def __init__(self, configured: Path | None, data_dir: Path) -> None:
+        self.configured = configured
+        self.override = data_dir / "persona.yaml"
+        self.current = Persona.load(self.path)
+
+    @property
+    def path(self) -> Path:
+        if self.configured is not None:
+            return self.configured
+        return self.override if self.override.is_file() else default_persona_path()
+
+    def reload(self) -> Persona:
+        self.current = Persona.load(self.path)
+        return self.current
+
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    def save(self, text: str) -> Persona:
+        """Validate a new persona YAML, write it atomically, and use it from the next turn."""
+        target = self.configured or self.override
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(f".{target.name}.new")
+        scratch.write_text(text, encoding="utf-8")
+        try:
+            persona = Persona.load(scratch)
+        except InferenceError as exc:
+            scratch.unlink(missing_ok=True)
+            raise InferenceError(str(exc).replace(str(scratch), "the new persona")) from None
+        scratch.replace(target)
+        self.current = persona
+        return persona

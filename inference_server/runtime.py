@@ -18,13 +18,15 @@ from inference_server.backends.gemini import GeminiBackend
 from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
-from inference_server.persona import Persona
+from inference_server.persona import PersonaBook
+from inference_server.quota import QuotaLedger
 from inference_server.settings import LLMSettings, PersonaSettings, ServerSettings
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
 
 DATABASE_NAME = "conversations.sqlite3"
+QUOTA_NAME = "quota.sqlite3"
 
 
 def build_chat_service(
@@ -37,15 +39,23 @@ def build_chat_service(
     backends: list[LLMBackend] = []
     for name in llm.backends:
         if name == "gemini":
-            backends.append(GeminiBackend(llm.gemini, env.get("GEMINI_API_KEY") or None))
+            ledger = QuotaLedger(server.data_dir / QUOTA_NAME)
+            backends.append(GeminiBackend(llm.gemini, env.get("GEMINI_API_KEY") or None, ledger))
+        elif name == "openai":
+            from inference_server.backends.openai_compat import OpenAICompatibleBackend
+
+            backends.append(OpenAICompatibleBackend(llm.openai))
         elif name == "phrasebook":
             book = Phrasebook.load(llm.phrasebook.file, min_similarity=llm.phrasebook.min_similarity)
             backends.append(PhrasebookBackend(book))
     return ChatService(
-        Persona.load(persona.file),
+        PersonaBook(persona.file, server.data_dir),
         ConversationStore(server.data_dir / DATABASE_NAME),
         backends,
         history_turns=server.history_turns,
+        history_tokens=server.history_tokens,
+        summarize=server.summarize_history,
+        max_sentences=server.max_sentences,
         timezone=persona.timezone,
     )
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-BackendName = Literal["gemini", "phrasebook"]
+BackendName = Literal["gemini", "openai", "phrasebook"]
 
 MAX_TEXT_CHARS = 2000
 """Longest utterance the server accepts (characters)."""
@@ -37,13 +37,51 @@ class ServerSettings(_Settings):
         default_factory=default_data_dir, description="folder for the conversation database"
     )
     history_turns: int = Field(
-        12, ge=0, le=200, description="how many earlier turns (hers and his) go to the model"
+        12, ge=0, le=200, description="at most this many earlier turns (hers and his) go to the model"
+    )
+    history_tokens: int = Field(
+        1200,
+        ge=0,
+        le=100_000,
+        description="and at most about this many tokens of them; older turns are summarised or dropped",
+    )
+    summarize_history: bool = Field(
+        True, description="summarise turns that leave the window with the LLM when quota allows"
+    )
+    max_sentences: int = Field(
+        3, ge=1, le=20, description="a reply is cut after this many sentences (it is spoken aloud)"
     )
 
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+
+class QuotaSettings(_Settings):
+    """A model's free-tier limits. Google's day resets at midnight Pacific time."""
+
+    requests_per_minute: int = Field(10, ge=1, description="requests in any 60 s (count)")
+    tokens_per_minute: int = Field(250_000, ge=1000, description="input + output tokens in any 60 s")
+    requests_per_day: int = Field(20, ge=1, description="requests per Pacific-time day (count)")
+    doll_reserve: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="share of the day's requests only the doll may use (Telegram cannot spend it)",
+    )
+    max_wait_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=30.0,
+        description="wait this long for a per-minute slot; longer waits go to the next backend at once",
+    )
+    backoff_s: float = Field(
+        30.0, gt=0, le=3600, description="cooldown after a 429 that gives no retry delay (seconds)"
+    )
+    backoff_max_s: float = Field(
+        900.0, gt=0, le=86_400, description="longest cooldown after repeated 429s (seconds)"
+    )
 
 
 class GeminiSettings(_Settings):
@@ -64,6 +102,39 @@ class GeminiSettings(_Settings):
         None, description="API endpoint override (a proxy or a test server); None = Google's"
     )
     api_version: str = Field("v1beta", description="Gemini REST API version")
+    thinking_budget: int | None = Field(
+        0,
+        ge=-1,
+        le=32_768,
+        description="thinking tokens for models with a budget (0 = off, fastest; None = model default)",
+    )
+    safety: Literal["default", "relaxed"] = Field(
+        "default",
+        description="'relaxed' blocks only high-probability harm (fewer refusals of ordinary talk)",
+    )
+    send_audio: bool = Field(
+        False,
+        description="when the doll sends her audio, Gemini hears it too (costs ~32 tokens a second)",
+    )
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
+
+
+class OpenAISettings(_Settings):
+    """Any OpenAI-compatible endpoint: Ollama, llama.cpp's server, LM Studio, vLLM, OpenAI."""
+
+    base_url: str = Field(
+        "http://127.0.0.1:11434/v1", description="the endpoint, ending in /v1 (Ollama's default here)"
+    )
+    model: str = Field("gemma3", min_length=1, description="model name as the endpoint knows it")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="environment variable with the key (local servers need none)"
+    )
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="sampling temperature")
+    max_tokens: int = Field(200, ge=16, le=8192, description="longest reply (tokens)")
+    first_token_timeout_s: float = Field(
+        8.0, gt=0, le=300, description="give up if no text arrives within this (seconds)"
+    )
+    total_timeout_s: float = Field(30.0, gt=0, le=600, description="give up after this (seconds)")
 
 
 class PhrasebookSettings(_Settings):
@@ -90,6 +161,7 @@ class LLMSettings(_Settings):
         description="the chain, tried in order; phrasebook should stay last as the offline net",
     )
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
     phrasebook: PhrasebookSettings = Field(default_factory=PhrasebookSettings)
 
     @field_validator("backends")

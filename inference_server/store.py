@@ -24,17 +24,39 @@ CREATE TABLE IF NOT EXISTS turns (
     created_at   REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation, id);
+CREATE TABLE IF NOT EXISTS summaries (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT    NOT NULL,
+    through_id   INTEGER NOT NULL,
+    text         TEXT    NOT NULL,
+    created_at   REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS summaries_by_conversation ON summaries (conversation, id);
 """
+# Columns added after the first release; older databases get them on open.
+_ADDED_COLUMNS = {
+    "source": "ALTER TABLE turns ADD COLUMN source TEXT NOT NULL DEFAULT 'text'",
+    "heard": "ALTER TABLE turns ADD COLUMN heard TEXT",
+}
+_TURN_COLUMNS = "id, conversation, role, text, channel, backend, created_at, source, heard"
 
 
 @dataclass(frozen=True)
 class Turn:
+    id: int
     conversation: str
     role: Role
-    text: str
+    text: str  # as typed, or as speech recognition heard it (source "stt")
     channel: str
     backend: str | None
     created_at: float
+    source: str = "text"  # text | stt
+    heard: str | None = None  # in audio mode: what the model itself heard her say
+
+    @property
+    def for_model(self) -> str:
+        """What the model is shown of this turn: its own hearing beats speech recognition's."""
+        return self.heard or self.text
 
 
 class ConversationStore:
@@ -49,6 +71,10 @@ class ConversationStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(turns)")}
+            for column, statement in _ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise InferenceError(
                 f"cannot open the conversation database {path}: {exc} — "
@@ -64,25 +90,61 @@ class ConversationStore:
         *,
         channel: str,
         backend: str | None = None,
-    ) -> None:
+        source: str = "text",
+    ) -> int:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO turns (conversation, role, text, channel, backend, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (conversation, role, text, channel, backend, time.time()),
+            cursor = self._db.execute(
+                "INSERT INTO turns (conversation, role, text, channel, backend, created_at, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conversation, role, text, channel, backend, time.time(), source),
             )
+            return cursor.lastrowid
 
-    def recent(self, conversation: str, limit: int) -> list[Turn]:
-        """The last `limit` turns of a conversation, oldest first."""
+    def set_heard(self, turn_id: int, heard: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE turns SET heard = ? WHERE id = ?", (heard, turn_id))
+
+    def recent(self, conversation: str, limit: int, *, before_id: int | None = None) -> list[Turn]:
+        """The last `limit` turns of a conversation (before `before_id` if given), oldest first."""
         if limit <= 0:
             return []
         with self._lock:
             rows = self._db.execute(
-                "SELECT conversation, role, text, channel, backend, created_at FROM turns"
-                " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
-                (conversation, limit),
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? AND id < ?"
+                " ORDER BY id DESC LIMIT ?",
+                (conversation, before_id if before_id is not None else 2**62, limit),
             ).fetchall()
         return [Turn(*row) for row in reversed(rows)]
+
+    def between(self, conversation: str, after_id: int, before_id: int) -> list[Turn]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? AND id > ? AND id < ? ORDER BY id",
+                (conversation, after_id, before_id),
+            ).fetchall()
+        return [Turn(*row) for row in rows]
+
+    def latest_summary(self, conversation: str) -> tuple[int, str] | None:
+        """(through which turn id, summary text) of the newest summary, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT through_id, text FROM summaries WHERE conversation = ? ORDER BY id DESC LIMIT 1",
+                (conversation,),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def save_summary(self, conversation: str, through_id: int, text: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO summaries (conversation, through_id, text, created_at) VALUES (?, ?, ?, ?)",
+                (conversation, through_id, text, time.time()),
+            )
+
+    def count(self, conversation: str) -> int:
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM turns WHERE conversation = ?", (conversation,)
+            ).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from inference_server.backends.base import LLMBackend
 from inference_server.backends.gemini import GeminiBackend
 from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
 from inference_server.chat import ChatService
-from inference_server.persona import Persona
+from inference_server.persona import Persona, PersonaBook
 from inference_server.runtime import BackgroundServer
 from inference_server.settings import GeminiSettings
 from inference_server.store import ConversationStore
@@ -75,10 +75,15 @@ def start_server(
     """Start real servers on 127.0.0.1; all are stopped when the test ends."""
     started: list[BackgroundServer] = []
 
-    def start(*backends: LLMBackend, data_dir: Path | None = None, history_turns: int = 12):
-        store = ConversationStore((data_dir or tmp_path / "data") / "conversations.sqlite3")
+    def start(*backends: LLMBackend, data_dir: Path | None = None, history_turns: int = 12, **options):
+        folder = data_dir or tmp_path / "data"
+        store = ConversationStore(folder / "conversations.sqlite3")
         chat = ChatService(
-            persona, store, list(backends) or [PhrasebookBackend(phrasebook)], history_turns=history_turns
+            PersonaBook(None, folder),
+            store,
+            list(backends) or [PhrasebookBackend(phrasebook)],
+            history_turns=history_turns,
+            **options,
         )
         server = BackgroundServer(chat, token).start()
         started.append(server)

@@ -131,3 +131,21 @@ def normalize_for_speech(text: str) -> str:
     for _ in range(2):  # removing a mark can make a new pair ("( , )") empty
         text = _tidy(text)
     return text
+
+
+def clean_reply_text(text: str) -> str:
+    """A reply made fit to be spoken *and* shown: markup, emoji, emoticons, URLs and code go.
+
+    Unlike ``normalize_for_speech`` it keeps digits and Latin words as written, because the
+    same text is shown on Telegram; the speech engines normalise it further themselves.
+    """
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.translate(_FULLWIDTH).translate(_PUNCTUATION_ALIASES)
+    text = _remove_markup(text)
+    text = remove_emoji(text)
+    text = remove_emoticons(text)
+    text = text.replace("*", " ").replace("_", " ").replace("`", " ").replace("#", " ")
+    text = _REPEATED_MARK.sub(r"\1", text)
+    text = _SPACE_BEFORE_MARK.sub("", text)
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return _LEADING_MARKS.sub("", " ".join(line for line in lines if line)).strip()

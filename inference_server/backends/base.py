@@ -16,11 +16,33 @@ class HistoryTurn:
 
 
 @dataclass(frozen=True)
+class AudioClip:
+    """Her utterance as sound, for a backend that can hear (Gemini's audio mode)."""
+
+    mime_type: str  # audio/ogg, audio/flac or audio/wav
+    data: bytes
+
+
+@dataclass(frozen=True)
 class LLMRequest:
     conversation: str
-    text: str
+    text: str  # what she said; in audio mode what speech recognition made of it
     system_instruction: str
     history: tuple[HistoryTurn, ...] = field(default_factory=tuple)
+    channel: str = "doll"
+    audio: AudioClip | None = None
+    summary: str | None = None  # what was said before the history window, summarised
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """Sent last by a backend that knows more than the text: a reply cut at the token limit."""
+
+    truncated: bool = False
+
+
+HEARD_OPEN, HEARD_CLOSE = "⟦", "⟧"
+"""In audio mode the model first writes what it heard between these marks."""
 
 
 class BackendError(Exception):
@@ -43,5 +65,8 @@ class LLMBackend(Protocol):
     def unavailable_reason(self) -> str | None:
         """None when the backend can be asked; otherwise why not (shown in /v1/health)."""
 
-    def stream(self, request: LLMRequest) -> AsyncIterator[str]:
-        """Yield the reply's text as it is produced; raise BackendError when it fails."""
+    def stream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
+        """Yield the reply's text as it is produced (then maybe a StreamEnd); raise BackendError."""
+
+    async def complete(self, request: LLMRequest) -> str:
+        """The whole reply at once (used to summarise old history); raise BackendError."""

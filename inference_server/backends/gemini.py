@@ -1,16 +1,19 @@
-"""Gemini through Google's `google-genai` SDK, streamed, with 차차's persona as system instruction."""
+"""Gemini through Google's `google-genai` SDK: streamed, persona as system instruction, counted
+against the quota ledger before every call, and never retried in a tight loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import httpx
 from google import genai
 from google.genai import errors, types
 
-from inference_server.backends.base import BackendError, LLMRequest
+from inference_server.backends.base import HEARD_CLOSE, HEARD_OPEN, BackendError, LLMRequest, StreamEnd
+from inference_server.quota import QuotaLedger
 from inference_server.settings import GeminiSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,13 +41,39 @@ _REFUSALS = {
     "IMAGE_SAFETY",
     "LANGUAGE",
 }
+_RELAXED_SAFETY = [
+    types.SafetySetting(category=category, threshold=types.HarmBlockThreshold.BLOCK_ONLY_HIGH)
+    for category in (
+        types.HarmCategory.HARM_CATEGORY_HARASSMENT,
+        types.HarmCategory.HARM_CATEGORY_HATE_SPEECH,
+        types.HarmCategory.HARM_CATEGORY_SEXUALLY_EXPLICIT,
+        types.HarmCategory.HARM_CATEGORY_DANGEROUS_CONTENT,
+    )
+]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+AUDIO_INSTRUCTION = (
+    "Her message is a voice recording; the text beside it is what offline speech recognition "
+    f"made of it and may be wrong. First write exactly what you heard her say between "
+    f"{HEARD_OPEN} and {HEARD_CLOSE}, then answer what she really said."
+)
+
+
+def retry_delay_s(exc: errors.APIError) -> float | None:
+    """Google's RetryInfo.retryDelay ("17s") from a 429's details, if it gave one."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    for detail in (body.get("error") or {}).get("details") or []:
+        if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
 
 
 def _reason_for(exc: errors.APIError) -> str:
     code = exc.code or 0
+    said = f"{exc.message} {exc.details}".upper()
     if code == 429:
         return "rate_limited"
-    said = f"{exc.message} {exc.details}".upper()
     if code in (401, 403) or (code == 400 and ("API_KEY" in said or "API KEY" in said)):
         return "auth"
     if code >= 500:
@@ -52,13 +81,23 @@ def _reason_for(exc: errors.APIError) -> str:
     return "bad_request"
 
 
+def estimate_tokens(*texts: str) -> int:
+    """A generous guess before the call (Korean runs ~1 token per 1–2 characters)."""
+    return sum(len(t) for t in texts if t) + 16
+
+
 class GeminiBackend:
     name = "gemini"
 
-    def __init__(self, settings: GeminiSettings, api_key: str | None) -> None:
+    def __init__(
+        self, settings: GeminiSettings, api_key: str | None, ledger: QuotaLedger | None = None
+    ) -> None:
         self.settings = settings
+        self.ledger = ledger
         self._api_key = api_key
         self._client: genai.Client | None = None
+        self._rejected_key: str | None = None
+        self._thinking = settings.thinking_budget is not None
         if api_key:
             options = types.HttpOptions(
                 api_version=settings.api_version,
@@ -71,32 +110,148 @@ class GeminiBackend:
     def unavailable_reason(self) -> str | None:
         if not self._api_key:
             return "GEMINI_API_KEY is not set"
+        if self._rejected_key:
+            return f"Google rejected GEMINI_API_KEY ({self._rejected_key}): fix the key and restart"
         return None
+
+    def quota_status(self) -> dict | None:
+        if self.ledger is None:
+            return None
+        return self.ledger.status(self.settings.model, self.settings.quota)
+
+    # -- building the request -------------------------------------------------------------------
 
     def _contents(self, request: LLMRequest) -> list[types.Content]:
         contents = [
             types.Content(role=turn.role, parts=[types.Part(text=turn.text)]) for turn in request.history
         ]
-        contents.append(types.Content(role="user", parts=[types.Part(text=request.text)]))
+        if request.audio is not None and self.settings.send_audio:
+            parts = [
+                types.Part(
+                    inline_data=types.Blob(mime_type=request.audio.mime_type, data=request.audio.data)
+                ),
+                types.Part(text=f"(speech recognition heard: {request.text})"),
+            ]
+        else:
+            parts = [types.Part(text=request.text)]
+        contents.append(types.Content(role="user", parts=parts))
         return contents
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
-        if self._client is None:
-            raise BackendError("unavailable", self.unavailable_reason or "no client")
-        config = types.GenerateContentConfig(
-            system_instruction=request.system_instruction,
+    def _config(self, request: LLMRequest, *, max_tokens: int | None = None) -> types.GenerateContentConfig:
+        instruction = request.system_instruction
+        if request.summary:
+            instruction += f"\n\n## Earlier today (summary)\n{request.summary}"
+        if request.audio is not None and self.settings.send_audio:
+            instruction += f"\n\n{AUDIO_INSTRUCTION}"
+        return types.GenerateContentConfig(
+            system_instruction=instruction,
             temperature=self.settings.temperature,
-            max_output_tokens=self.settings.max_output_tokens,
+            max_output_tokens=max_tokens or self.settings.max_output_tokens,
+            safety_settings=_RELAXED_SAFETY if self.settings.safety == "relaxed" else None,
+            thinking_config=(
+                types.ThinkingConfig(thinking_budget=self.settings.thinking_budget)
+                if self._thinking
+                else None
+            ),
         )
+
+    # -- quota ------------------------------------------------------------------------------------
+
+    async def _admit(self, request: LLMRequest) -> int | None:
+        if self.ledger is None:
+            return None
+        tokens = (
+            estimate_tokens(
+                request.system_instruction,
+                request.text,
+                request.summary or "",
+                *(t.text for t in request.history),
+            )
+            + self.settings.max_output_tokens
+        )
+        if request.audio is not None and self.settings.send_audio:
+            tokens += 32 * 30  # at most 30 s of audio at ~32 tokens a second
+        limits = self.settings.quota
+        while True:
+            admission = await asyncio.to_thread(
+                self.ledger.admit, self.settings.model, limits, channel=request.channel, tokens=tokens
+            )
+            if admission.admitted:
+                return admission.request_id
+            if 0 < admission.wait_s <= limits.max_wait_s:
+                _LOGGER.info("quota: waiting %.1f s for a per-minute slot", admission.wait_s)
+                await asyncio.sleep(admission.wait_s)
+                continue
+            raise BackendError("quota", admission.reason)
+
+    def _settle(
+        self, request_id: int | None, usage: types.GenerateContentResponseUsageMetadata | None
+    ) -> None:
+        if self.ledger is None or request_id is None:
+            return
+        if usage is not None and usage.total_token_count:
+            self.ledger.settle(request_id, usage.total_token_count)
+        self.ledger.succeeded(self.settings.model)
+
+    def _failed(self, exc: errors.APIError) -> BackendError:
+        reason = _reason_for(exc)
+        detail = f"HTTP {exc.code} {exc.status}: {exc.message}"
+        if reason == "rate_limited" and self.ledger is not None:
+            delay = retry_delay_s(exc)
+            seconds = self.ledger.cool_down(
+                self.settings.model, self.settings.quota, retry_after_s=delay, reason=exc.message or "429"
+            )
+            detail += f" — cooling down {seconds:.0f} s"
+        elif reason == "auth" and not self._rejected_key:
+            self._rejected_key = f"HTTP {exc.code} {exc.status}"
+            _LOGGER.error(
+                "Google rejected GEMINI_API_KEY (%s); Gemini is off until the key is fixed "
+                "and the server restarted",
+                self._rejected_key,
+            )
+        return BackendError(reason, detail)
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
+        if self._client is None or self.unavailable_reason:
+            raise BackendError("unavailable", self.unavailable_reason or "no client")
+        request_id = await self._admit(request)
+        retried_without_thinking = False
+        while True:
+            try:
+                async for piece in self._stream_once(request, request_id):
+                    yield piece
+                return
+            except errors.APIError as exc:
+                if (
+                    exc.code == 400
+                    and self._thinking
+                    and not retried_without_thinking
+                    and "thinking" in (exc.message or "").lower()
+                ):
+                    _LOGGER.warning(
+                        "%s does not take a thinking budget; asking without one", self.settings.model
+                    )
+                    self._thinking, retried_without_thinking = False, True
+                    request_id = await self._admit(request)
+                    continue
+                raise self._failed(exc) from None
+
+    async def _stream_once(
+        self, request: LLMRequest, request_id: int | None
+    ) -> AsyncIterator[str | StreamEnd]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.total_timeout_s
         first_wait = min(self.settings.first_token_timeout_s, self.settings.total_timeout_s)
-        chunks: AsyncIterator[types.GenerateContentResponse] | None = None
+        chunks = None
         produced = False
+        truncated = False
+        usage = None
         try:
             chunks = await asyncio.wait_for(
                 self._client.aio.models.generate_content_stream(
-                    model=self.settings.model, contents=self._contents(request), config=config
+                    model=self.settings.model, contents=self._contents(request), config=self._config(request)
                 ),
                 first_wait,
             )
@@ -106,17 +261,18 @@ class GeminiBackend:
                     chunk = await asyncio.wait_for(anext(chunks), wait)
                 except StopAsyncIteration:
                     break
-                text, refusal = _read_chunk(chunk)
+                usage = chunk.usage_metadata or usage
+                text, finish = _read_chunk(chunk)
                 if text:
                     produced = True
                     yield text
-                if refusal and not produced:
-                    raise BackendError("blocked", f"finish reason {refusal}")
+                if finish == "MAX_TOKENS":
+                    truncated = True
+                elif finish in _REFUSALS and not produced:
+                    raise BackendError("blocked", f"finish reason {finish}")
         except TimeoutError:
             what = "more text" if produced else "the first text"
             raise BackendError("timeout", f"no {what} from {self.settings.model} in time") from None
-        except errors.APIError as exc:
-            raise BackendError(_reason_for(exc), f"HTTP {exc.code} {exc.status}: {exc.message}") from None
         except _TIMEOUTS as exc:
             raise BackendError("timeout", f"{type(exc).__name__} talking to Gemini") from None
         except _TRANSPORT as exc:
@@ -131,20 +287,48 @@ class GeminiBackend:
                     await closer()
                 except Exception:  # closing a broken stream must not hide the real error
                     _LOGGER.debug("closing the Gemini stream failed", exc_info=True)
+        self._settle(request_id, usage)
         if not produced:
             raise BackendError("empty", f"{self.settings.model} returned no text")
+        if truncated:
+            yield StreamEnd(truncated=True)
+
+    async def complete(self, request: LLMRequest) -> str:
+        if self._client is None or self.unavailable_reason:
+            raise BackendError("unavailable", self.unavailable_reason or "no client")
+        request_id = await self._admit(request)
+        try:
+            response = await asyncio.wait_for(
+                self._client.aio.models.generate_content(
+                    model=self.settings.model,
+                    contents=self._contents(request),
+                    config=self._config(request, max_tokens=400),
+                ),
+                self.settings.total_timeout_s,
+            )
+        except TimeoutError:
+            raise BackendError("timeout", "no summary in time") from None
+        except errors.APIError as exc:
+            raise self._failed(exc) from None
+        except _TRANSPORT as exc:
+            raise BackendError("network", f"{type(exc).__name__}: {exc}") from None
+        self._settle(request_id, response.usage_metadata)
+        text, _ = _read_chunk(response)
+        if not text:
+            raise BackendError("empty", "no summary text")
+        return text
 
 
 def _read_chunk(chunk: types.GenerateContentResponse) -> tuple[str, str | None]:
-    """The chunk's text and, when the model stopped for a reason other than success, that reason."""
+    """The chunk's text and its finish reason, if it has one."""
     feedback = chunk.prompt_feedback
     if feedback is not None and feedback.block_reason:
-        return "", str(getattr(feedback.block_reason, "value", feedback.block_reason))
+        blocked = str(getattr(feedback.block_reason, "value", feedback.block_reason))
+        return "", blocked if blocked in _REFUSALS else "SAFETY"
     if not chunk.candidates:
         return "", None
     candidate = chunk.candidates[0]
     parts = candidate.content.parts if candidate.content and candidate.content.parts else []
     text = "".join(p.text for p in parts if p.text and not p.thought)
     reason = candidate.finish_reason
-    name = str(getattr(reason, "value", reason)) if reason else None
-    return text, name if name in _REFUSALS else None
+    return text, (str(getattr(reason, "value", reason)) if reason else None)

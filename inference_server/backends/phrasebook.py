@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inference_server.backends.base import LLMRequest
+from inference_server.backends.base import BackendError, LLMRequest
 from inference_server.errors import InferenceError
 from inference_server.yamlfile import describe_validation_error, load_yaml
 
@@ -138,6 +138,9 @@ class PhrasebookBackend:
     @property
     def unavailable_reason(self) -> str | None:
         return None
+
+    async def complete(self, request: LLMRequest) -> str:
+        raise BackendError("unavailable", "the phrasebook cannot write new text")
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
         recent = frozenset(t.text for t in request.history[-6:] if t.role == "model")

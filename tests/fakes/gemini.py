@@ -516,6 +516,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
 
+        refusal = fake._over_limit()
+        if refusal is not None:
+            record.status = 429
+            self._send_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                refusal[0],
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                        "violations": [{"quotaMetric": refusal[1], "quotaId": refusal[1]}],
+                    },
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": refusal[2]},
+                ],
+            )
+            return
+
         reply = fake._next_reply()
         record.reply = reply
         prompt_tokens = sum(len(_text_of(c)) for c in contents) + len(record.system_text)
@@ -629,11 +646,18 @@ class FakeGemini:
         default: Reply | None = None,
         api_key: str | None = "test-key",
         models: Iterable[str] | None = None,
+        requests_per_minute: int | None = None,
+        requests_per_day: int | None = None,
     ) -> None:
         self.default = default if default is not None else Reply.text(DEFAULT_TEXT)
         self.api_key = api_key
         self.models = frozenset(models) if models is not None else None
         self.requests: list[RecordedRequest] = []
+        # Google's own limits, enforced like the real service: over them, 429 with RetryInfo.
+        self.requests_per_minute = requests_per_minute
+        self.requests_per_day = requests_per_day
+        self.accepted_at: list[float] = []  # monotonic times of requests within the limits
+        self.rate_limited = 0  # requests answered 429 for going over a limit
         self.server_errors: list[BaseException] = []  # unexpected handler exceptions
         self.gate_timeouts = 0  # gates that were never set within their timeout
         self._queue: deque[Reply] = deque()
@@ -649,6 +673,30 @@ class FakeGemini:
         self._server.fake = self
         host, port = self._server.server_address[:2]
         self.base_url = f"http://{host}:{port}"
+
+    def _over_limit(self) -> tuple[str, str, str] | None:
+        """(message, quota metric, retry delay) when this request breaks a limit, else None."""
+        now = time.monotonic()
+        with self._lock:
+            if self.requests_per_day is not None and len(self.accepted_at) >= self.requests_per_day:
+                self.rate_limited += 1
+                return (
+                    "You exceeded your current quota (requests per day).",
+                    "generate_content_free_tier_requests_per_day",
+                    "3600s",
+                )
+            if self.requests_per_minute is not None:
+                window = [t for t in self.accepted_at if now - t < 60.0]
+                if len(window) >= self.requests_per_minute:
+                    self.rate_limited += 1
+                    retry = max(1, int(60.0 - (now - window[0])) + 1)
+                    return (
+                        "You exceeded your current quota (requests per minute).",
+                        "generate_content_free_tier_requests_per_minute",
+                        f"{retry}s",
+                    )
+            self.accepted_at.append(now)
+        return None
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""`chacha status` and `chacha persona …`: the developer's view of the server, over SSH."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from argparse import Namespace
+from pathlib import Path
+
+from device.config import ChachaConfig
+
+
+def _with_client(config: ChachaConfig, job):
+    """Run `job(client)` against the configured server, or one started in this process."""
+    from device.commands import _server_client
+
+    async def run():
+        return await job(client)
+
+    with _server_client(config) as client:
+        return asyncio.run(run())
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def status(args: Namespace, config: ChachaConfig) -> int:
+    health = _with_client(config, lambda client: client.health())
+    if args.json:
+        print(json.dumps(health, ensure_ascii=False))
+        return 0
+    where = config.client.url or "in-process (client.url is not set)"
+    print(f"Server:   {where} · version {health.get('version')}")
+    print(f"Answers:  {health.get('backend')}  (the first backend that can answer now)")
+    for backend in health.get("backends", []):
+        state = "ready" if backend["available"] else f"off — {backend['reason']}"
+        print(f"  {backend['name']:<11} {state}")
+        quota = backend.get("quota")
+        if quota:
+            cooldown = (
+                f"cooling down {quota['cooldown_s']:.0f} s ({quota['cooldown_reason']})"
+                if quota["cooldown_s"]
+                else "no cooldown"
+            )
+            hours, rest = divmod(int(quota["resets_in_s"]), 3600)
+            print(
+                f"  {'':<11} {quota['model']}: {quota['left_today']} of {quota['requests_per_day']} "
+                f"requests left today ({quota['left_today_for_telegram']} for Telegram), "
+                f"resets in {hours} h {rest // 60} min"
+            )
+            print(
+                f"  {'':<11} this minute: {quota['requests_last_minute']}/{quota['requests_per_minute']} "
+                f"requests, {quota['tokens_last_minute']}/{quota['tokens_per_minute']} tokens · {cooldown}"
+            )
+    return 0
+
+
+# --- persona -----------------------------------------------------------------------------
+
+
+def persona(args: Namespace, config: ChachaConfig) -> int:
+    from device.cli import CommandError
+
+    if args.action == "show":
+        found = _with_client(config, lambda client: client.persona())
+        print(f"# {found['path']}")
+        print(found["text"], end="" if found["text"].endswith("\n") else "\n")
+        return 0
+    if args.action == "reload":
+        found = _with_client(config, lambda client: client.reload_persona())
+        print(f"Reloaded {found['name']}'s persona from {found['path']}.")
+        return 0
+    if args.action == "set":
+        if args.file is None:
+            raise CommandError("`chacha persona set` needs a file: chacha persona set my-persona.yaml")
+        try:
+            text = args.file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+        found = _with_client(config, lambda client: client.set_persona(text))
+        print(f"Saved {found['name']}'s persona to {found['path']}; it applies from the next turn.")
+        return 0
+    return _edit(config)
+
+
+def _edit(config: ChachaConfig) -> int:
+    """Open the persona in $EDITOR; save it through the server, which checks it first."""
+    from device.cli import CommandError
+    from device.client import ServerUnavailable
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "nano"
+
+    async def job(client):
+        found = await client.persona()
+        with tempfile.NamedTemporaryFile(
+            "w", suffix=".yaml", prefix="persona-", delete=False, encoding="utf-8"
+        ) as handle:
+            handle.write(found["text"])
+            draft = Path(handle.name)
+        while True:
+            try:
+                await asyncio.to_thread(subprocess.run, [*shlex.split(editor), str(draft)], check=True)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise CommandError(
+                    f"the editor {editor!r} failed ({exc}); set $EDITOR, or use "
+                    f"`chacha persona set FILE` — your draft is in {draft}"
+                ) from None
+            text = draft.read_text(encoding="utf-8")
+            if text == found["text"]:
+                draft.unlink()
+                return "unchanged"
+            try:
+                saved = await client.set_persona(text)
+            except ServerUnavailable as exc:
+                answer = input(f"{exc}\nEdit again? [Y/n] ").strip().lower()
+                if answer in ("n", "no"):
+                    raise CommandError(f"not saved; your draft is in {draft}") from None
+                continue
+            draft.unlink()
+            return f"Saved {saved['name']}'s persona to {saved['path']}; it applies from the next turn."
+
+    print(_with_client(config, job))
+    return 0

@@ -1,0 +1,207 @@
+"""The quota ledger: every Gemini request counted before it is sent, kept across restarts.
+
+Free-tier Gemini allows a handful of requests a minute and a few dozen a day. The ledger
+enforces those limits *before* a call (so the doll never burns the day in a burst and never
+provokes a 429 by itself), keeps a share of the day for the doll that Telegram cannot spend,
+and puts a model in cooldown after a 429 for as long as Google asked (RetryInfo), or with
+growing backoff when it did not say.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from inference_server.errors import InferenceError
+from inference_server.settings import QuotaSettings
+
+PACIFIC = ZoneInfo("America/Los_Angeles")
+"""Google's daily quotas reset at midnight Pacific time."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    model   TEXT NOT NULL,
+    at      REAL NOT NULL,
+    day     TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    tokens  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS requests_by_model_day ON requests (model, day);
+CREATE INDEX IF NOT EXISTS requests_by_model_at ON requests (model, at);
+CREATE TABLE IF NOT EXISTS cooldowns (
+    model   TEXT PRIMARY KEY,
+    until   REAL NOT NULL,
+    reason  TEXT NOT NULL,
+    strikes INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The ledger's answer to "may I call this model now?"."""
+
+    request_id: int | None  # set when admitted: the request is counted from now on
+    wait_s: float = 0.0  # > 0: try again after this long (a per-minute slot frees up)
+    reason: str = ""  # why not, when neither admitted nor worth waiting for
+
+    @property
+    def admitted(self) -> bool:
+        return self.request_id is not None
+
+
+def pacific_day(at: float) -> str:
+    return datetime.fromtimestamp(at, PACIFIC).date().isoformat()
+
+
+def next_reset(at: float) -> float:
+    """The next midnight Pacific time after `at` (epoch seconds)."""
+    local = datetime.fromtimestamp(at, PACIFIC)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), PACIFIC)
+    return midnight.timestamp()
+
+
+class QuotaLedger:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise InferenceError(
+                f"cannot open the quota ledger {path}: {exc} — set server.data_dir to a writable folder"
+            ) from None
+        self._lock = threading.Lock()
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def admit(self, model: str, limits: QuotaSettings, *, channel: str, tokens: int) -> Admission:
+        """Count a request now if every limit allows it; otherwise say how long to wait or why not."""
+        now = self._clock()
+        with self._lock:
+            cooldown = self._db.execute(
+                "SELECT until, reason FROM cooldowns WHERE model = ? AND until > ?", (model, now)
+            ).fetchone()
+            if cooldown:
+                return Admission(None, reason=f"cooling down for {cooldown[0] - now:.0f} s ({cooldown[1]})")
+            day = pacific_day(now)
+            today = self._count_day(model, day)
+            if today >= limits.requests_per_day:
+                return Admission(None, reason=f"today's {limits.requests_per_day} requests are spent")
+            if channel != "doll":
+                share = int(limits.requests_per_day * (1.0 - limits.doll_reserve))
+                if today >= share:
+                    return Admission(
+                        None, reason=f"the rest of today's requests is kept for the doll ({today}/{share})"
+                    )
+            window = self._db.execute(
+                "SELECT at, tokens FROM requests WHERE model = ? AND at > ? ORDER BY at",
+                (model, now - 60.0),
+            ).fetchall()
+            wait = 0.0
+            if len(window) >= limits.requests_per_minute:
+                wait = window[len(window) - limits.requests_per_minute][0] + 60.0 - now
+            used = sum(t for _, t in window)
+            if used + tokens > limits.tokens_per_minute:
+                freed, need = 0, used + tokens - limits.tokens_per_minute
+                for at, spent in window:
+                    freed += spent
+                    if freed >= need:
+                        wait = max(wait, at + 60.0 - now)
+                        break
+                else:
+                    return Admission(None, reason="the request is larger than the per-minute tokens")
+            if wait > 0:
+                return Admission(None, wait_s=wait, reason=f"per-minute limit: a slot frees in {wait:.1f} s")
+            cursor = self._db.execute(
+                "INSERT INTO requests (model, at, day, channel, tokens) VALUES (?, ?, ?, ?, ?)",
+                (model, now, day, channel, tokens),
+            )
+            return Admission(cursor.lastrowid)
+
+    def settle(self, request_id: int, tokens: int) -> None:
+        """Replace the estimate with the tokens the model reported (usage_metadata)."""
+        with self._lock:
+            self._db.execute("UPDATE requests SET tokens = ? WHERE id = ?", (tokens, request_id))
+
+    # -- cooldowns -----------------------------------------------------------------------------
+
+    def cool_down(
+        self, model: str, limits: QuotaSettings, *, retry_after_s: float | None, reason: str
+    ) -> float:
+        """Put a model in cooldown after a 429; returns the cooldown in seconds."""
+        now = self._clock()
+        with self._lock:
+            row = self._db.execute("SELECT strikes FROM cooldowns WHERE model = ?", (model,)).fetchone()
+            strikes = (row[0] if row else 0) + 1
+            if retry_after_s is None:
+                seconds = min(limits.backoff_max_s, limits.backoff_s * 2 ** (strikes - 1))
+            else:
+                seconds = min(max(retry_after_s, 1.0), max(limits.backoff_max_s, retry_after_s))
+            if "per day" in reason.lower() or "perday" in reason.lower().replace("_", ""):
+                seconds = max(seconds, next_reset(now) - now)
+            self._db.execute(
+                "INSERT INTO cooldowns (model, until, reason, strikes) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(model) DO UPDATE SET until = excluded.until, reason = excluded.reason,"
+                " strikes = excluded.strikes",
+                (model, now + seconds, reason, strikes),
+            )
+        return seconds
+
+    def succeeded(self, model: str) -> None:
+        """A call went through: the backoff starts small again next time."""
+        with self._lock:
+            self._db.execute("UPDATE cooldowns SET strikes = 0 WHERE model = ?", (model,))
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def _count_day(self, model: str, day: str) -> int:
+        return self._db.execute(
+            "SELECT COUNT(*) FROM requests WHERE model = ? AND day = ?", (model, day)
+        ).fetchone()[0]
+
+    def status(self, model: str, limits: QuotaSettings) -> dict:
+        now = self._clock()
+        with self._lock:
+            today = self._count_day(model, pacific_day(now))
+            minute = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM requests WHERE model = ? AND at > ?",
+                (model, now - 60.0),
+            ).fetchone()
+            cooldown = self._db.execute(
+                "SELECT until, reason FROM cooldowns WHERE model = ? AND until > ?", (model, now)
+            ).fetchone()
+        telegram_share = int(limits.requests_per_day * (1.0 - limits.doll_reserve))
+        return {
+            "model": model,
+            "requests_today": today,
+            "requests_per_day": limits.requests_per_day,
+            "left_today": max(0, limits.requests_per_day - today),
+            "left_today_for_telegram": max(0, telegram_share - today),
+            "requests_last_minute": minute[0],
+            "requests_per_minute": limits.requests_per_minute,
+            "tokens_last_minute": minute[1],
+            "tokens_per_minute": limits.tokens_per_minute,
+            "cooldown_s": round(cooldown[0] - now, 1) if cooldown else 0.0,
+            "cooldown_reason": cooldown[1] if cooldown else None,
+            "resets_in_s": round(next_reset(now) - now),
+        }
+
+    def requests_today(self, model: str) -> int:
+        with self._lock:
+            return self._count_day(model, pacific_day(self._clock()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
