@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := device,server,telegram,dev
+# The tests also build llama.cpp's OpenAI-compatible server (several minutes, once: pip keeps the wheel).
+TEST_EXTRAS := $(EXTRAS),llm-test
 STAMP  := .make
 
 .PHONY: demo test install system-deps lint bench clean
@@ -12,7 +14,7 @@ STAMP  := .make
 demo: install
 	$(BIN)/chacha talk --input samples/ko-read-sentence.wav --output build/demo-reply.wav --conversation demo
 
-test: install
+test: $(STAMP)/test-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -29,6 +31,11 @@ $(STAMP)/venv: pyproject.toml $(STAMP)/system
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(EXTRAS)]"
 	@mkdir -p build
+	@touch $@
+
+$(STAMP)/test-deps: $(STAMP)/venv scripts/install-test-deps.sh
+	sh scripts/install-test-deps.sh
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(TEST_EXTRAS)]"
 	@touch $@
 
 lint: install

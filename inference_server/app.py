@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -11,7 +13,7 @@ from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inference_server import __version__
 from inference_server.backends.base import AudioClip
@@ -32,7 +34,21 @@ class AudioPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mime_type: Literal["audio/ogg", "audio/flac", "audio/wav"] = Field(description="the encoding")
-    data: Base64Bytes = Field(description="the recording, base64", max_length=MAX_AUDIO_BYTES)
+    data: str = Field(
+        description="the recording, base64", min_length=4, max_length=MAX_AUDIO_BYTES * 4 // 3 + 4
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("data is not base64") from None
+        return value
+
+    def decoded(self) -> bytes:
+        return base64.b64decode(self.data)
 
 
 class PersonaText(BaseModel):
@@ -99,7 +115,7 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
 
     @app.post("/v1/chat")
     async def chat_turn(request: ChatRequest) -> StreamingResponse:
-        audio = AudioClip(request.audio.mime_type, request.audio.data) if request.audio else None
+        audio = AudioClip(request.audio.mime_type, request.audio.decoded()) if request.audio else None
 
         async def events() -> AsyncIterator[bytes]:
             async for event in chat.reply(request.conversation, request.text, request.channel, audio=audio):

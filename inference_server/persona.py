@@ -146,7 +146,7 @@ class PersonaBook:
             persona = Persona.load(scratch)
         except InferenceError as exc:
             scratch.unlink(missing_ok=True)
-            raise InferenceError(str(exc).replace(str(scratch), "the new persona")) from None
+            raise InferenceError(str(exc).replace(f"persona file {scratch}", "the new persona")) from None
         scratch.replace(target)
         self.current = persona
         return persona

@@ -293,3 +293,62 @@ def test_doctor_says_what_is_wrong_and_how_to_fix_it():
         for line in failed
         if "microphone" in line or "speaker" in line or "audio" in line
     )
+
+
+# --- the brain from the command line -------------------------------------------------------------
+
+
+def test_status_shows_backend_cooldown_and_quota_on_one_screen(tmp_path):
+    result = chacha("status", env_extra={"XDG_DATA_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Answers:  phrasebook" in out
+    assert "gemini" in out and "GEMINI_API_KEY is not set" in out
+    assert "20 of 20 requests left today" in out and "no cooldown" in out and "resets in" in out
+
+
+def test_persona_set_show_and_reload(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    shown = chacha("persona", "show", env_extra=env)
+    assert shown.returncode == 0 and "name: 차차" in shown.stdout
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(shown.stdout.split("\n", 1)[1].replace("name: 차차", "name: 차돌이"), encoding="utf-8")
+    saved = chacha("persona", "set", str(mine), env_extra=env)
+    assert saved.returncode == 0, saved.stderr
+    assert "차돌이" in saved.stdout and str(tmp_path / "chachaping" / "persona.yaml") in saved.stdout
+    assert "name: 차돌이" in chacha("persona", "show", env_extra=env).stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: 차차\n", encoding="utf-8")
+    assert_one_line_error(chacha("persona", "set", str(bad), env_extra=env), "the new persona: partner")
+    assert chacha("persona", "reload", env_extra=env).returncode == 0
+
+
+@pytest.mark.slow
+def test_talk_in_audio_mode_sends_her_recording_to_gemini(tmp_path):
+    import base64
+
+    from fakes.gemini import FakeGemini, Reply
+
+    with FakeGemini() as fake:
+        fake.push(Reply.stream(["⟦그는 이리저리 피하면서⟧ 무슨 책 읽고 있어?"]))
+        config = tmp_path / "chacha.yaml"
+        config.write_text(
+            "client:\n  send_audio: true\n"
+            f"llm:\n  gemini:\n    send_audio: true\n    base_url: {fake.base_url}\n",
+            encoding="utf-8",
+        )
+        result = chacha(
+            "--config",
+            str(config),
+            "talk",
+            "--input",
+            str(SAMPLE_WAV),
+            "--json",
+            env_extra={"GEMINI_API_KEY": "test-key", "XDG_DATA_HOME": str(tmp_path)},
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["backend"] == "gemini" and report["reply"] == "무슨 책 읽고 있어?"
+        parts = fake.requests[-1].body["contents"][-1]["parts"]
+        inline = [p.get("inlineData") or p.get("inline_data") for p in parts if len(p) and "text" not in p]
+        assert base64.urlsafe_b64decode(inline[0]["data"])[:4] == b"OggS"

