@@ -8,7 +8,6 @@ from datetime import datetime
 
 import httpx
 import pytest
-from conftest import gemini_backend
 from fakes.gemini import FakeGemini, Reply
 
 from inference_server.backends.phrasebook import PhrasebookBackend
