@@ -351,4 +351,5 @@ def test_talk_in_audio_mode_sends_her_recording_to_gemini(tmp_path):
         assert report["backend"] == "gemini" and report["reply"] == "무슨 책 읽고 있어?"
         parts = fake.requests[-1].body["contents"][-1]["parts"]
         inline = [p.get("inlineData") or p.get("inline_data") for p in parts if len(p) and "text" not in p]
-        assert base64.urlsafe_b64decode(inline[0]["data"])[:4] == b"OggS"
+        assert (inline[0].get("mimeType") or inline[0].get("mime_type")) == "audio/flac"
+        assert base64.urlsafe_b64decode(inline[0]["data"])[:4] == b"fLaC"
