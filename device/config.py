@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from device.stt_settings import STTSettings
+from hardware.settings import HardwareSettings
 from inference_server.errors import InferenceError
 from inference_server.settings import ConversationId, LLMSettings, PersonaSettings, ServerSettings
 from inference_server.yamlfile import describe_validation_error, load_yaml
@@ -51,6 +52,7 @@ class ChachaConfig(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     stt: STTSettings = Field(default_factory=STTSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+    hardware: HardwareSettings = Field(default_factory=HardwareSettings)
 
 
 def find_config(explicit: Path | None) -> Path | None:

@@ -1,0 +1,281 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The systemd units and the installer: systemd-analyze, shellcheck, install.sh under --root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from device.config import load_config
+from device.stt_settings import default_cache_dir
+from inference_server.settings import default_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT_DIR = ROOT / "systemd"
+INSTALL = UNIT_DIR / "install.sh"
+UNITS = ("chachaping-server.service", "chachaping-doll.service", "chachaping-telegram.service")
+EXEC = "/opt/chachaping/venv/bin/chacha"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def need(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} not found: install the Debian package {package} (scripts/install-test-deps.sh)")
+    return path
+
+
+def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """section → key → every value given (keys such as DeviceAllow= repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None, f"{path.name}: a setting outside a section: {line}"
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+# -- the units -------------------------------------------------------------------------------
+
+
+def verify(unit_file: Path) -> tuple[int, list[str]]:
+    """systemd-analyze verify; its return code and the lines that concern this unit."""
+    result = subprocess.run(
+        [need("systemd-analyze", "systemd"), "verify", str(unit_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_PAGER": ""},
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    # Lines about other units (the distribution's own, in a container) are not ours to judge.
+    return result.returncode, [line for line in lines if unit_file.name in line]
+
+
+def copy_with_fake_exec(unit: str, tmp_path: Path) -> Path:
+    """The unit, with ExecStart's program replaced by an executable that exists here."""
+    fake = tmp_path / "bin" / "chacha"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    text = (UNIT_DIR / unit).read_text(encoding="utf-8")
+    assert f"ExecStart={EXEC} " in text
+    target = tmp_path / "units" / unit
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(text.replace(EXEC, str(fake)), encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_analyze_verify_finds_nothing_wrong(unit: str, tmp_path: Path) -> None:
+    code, ours = verify(copy_with_fake_exec(unit, tmp_path))
+    assert ours == [], "\n".join(ours)
+    assert code == 0
+
+
+def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
+    """The check above is not vacuous: a typo and a missing program are reported."""
+    unit = copy_with_fake_exec("chachaping-doll.service", tmp_path)
+    text = unit.read_text().replace("Restart=on-failure", "Restart=on-failur\nNicee=-5")
+    unit.write_text(text.replace(str(tmp_path / "bin" / "chacha"), "/nonexistent/chacha"))
+    code, ours = verify(unit)
+    joined = "\n".join(ours)
+    assert "Nicee" in joined and "on-failur" in joined
+    assert "/nonexistent/chacha" in joined and code != 0
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_runs_as_chachaping_with_its_config_and_state(unit: str) -> None:
+    service = parse_unit(UNIT_DIR / unit)["Service"]
+    command = {"chachaping-server.service": "serve", "chachaping-doll.service": "run"}.get(unit, "telegram")
+    assert service["ExecStart"] == [f"{EXEC} {command}"]
+    assert service["Type"] == ["exec"]  # not notify: the program sends no READY=1
+    assert service["User"] == service["Group"] == ["chachaping"]
+    assert service["EnvironmentFile"] == ["/etc/chachaping/chachaping.env"]
+    environment = " ".join(service["Environment"]).split()
+    for setting in (
+        "CHACHA_CONFIG=/etc/chachaping/chacha.yaml",
+        "XDG_DATA_HOME=/var/lib",
+        "XDG_CACHE_HOME=/var/cache",
+    ):
+        assert setting in environment
+    assert service["StateDirectory"] == service["CacheDirectory"] == ["chachaping"]
+    assert (service["Restart"], service["RestartSec"]) == (["on-failure"], ["3"])
+    for key in (
+        "NoNewPrivileges",
+        "ProtectHome",
+        "PrivateTmp",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectControlGroups",
+        "RestrictSUIDSGID",
+        "LockPersonality",
+    ):
+        assert service[key] == ["yes"], key
+    assert service["ProtectSystem"] == ["strict"]
+    assert service["MemoryMax"]
+    families = service["RestrictAddressFamilies"][0].split()
+    assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families)
+    assert parse_unit(UNIT_DIR / unit)["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_the_doll_reaches_audio_and_gpio_and_nothing_else() -> None:
+    unit = parse_unit(UNIT_DIR / "chachaping-doll.service")
+    service = unit["Service"]
+    assert service["SupplementaryGroups"][0].split() == ["audio", "gpio"]
+    assert service["PrivateDevices"] == ["no"] and service["DevicePolicy"] == ["closed"]
+    allowed = [value.split()[0] for value in service["DeviceAllow"]]
+    assert "char-alsa" in allowed and "char-gpiochip" in allowed
+    assert service["RestrictRealtime"] == ["no"] and service["Nice"] == ["-5"]
+    assert "chachaping-server.service" in unit["Unit"]["Wants"][0].split()
+    assert "chachaping-server.service" in unit["Unit"]["After"][0].split()
+
+
+@pytest.mark.parametrize("unit", ["chachaping-server.service", "chachaping-telegram.service"])
+def test_server_and_bot_see_no_devices(unit: str) -> None:
+    service = parse_unit(UNIT_DIR / unit)["Service"]
+    assert service["PrivateDevices"] == ["yes"]
+    assert service["RestrictRealtime"] == ["yes"]
+    assert "SupplementaryGroups" not in service
+    if unit == "chachaping-telegram.service":
+        assert "chachaping-server.service" in parse_unit(UNIT_DIR / unit)["Unit"]["After"][0].split()
+
+
+def test_the_units_environment_puts_data_and_cache_where_systemd_makes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XDG_DATA_HOME=/var/lib + StateDirectory=chachaping: the project's defaults land there."""
+    monkeypatch.setenv("XDG_DATA_HOME", "/var/lib")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache")
+    assert default_data_dir() == Path("/var/lib/chachaping")
+    assert default_cache_dir() == Path("/var/cache/chachaping")
+
+
+# -- the scripts ---------------------------------------------------------------------------
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = [INSTALL, *sorted((ROOT / "scripts").glob("*.sh"))]
+    result = subprocess.run(
+        [need("shellcheck", "shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def fake_non_root(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `id -u` answers 1000, so the script believes it is not root."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake_id = bin_dir / "id"
+    fake_id.write_text(
+        f'#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else exec {shutil.which("id")} "$@"; fi\n'
+    )
+    fake_id.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CHACHA_ROOT"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def install(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "CHACHA_ROOT"}
+    return subprocess.run(["sh", str(INSTALL), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under folder → (mtime in ns, mode), links not followed."""
+    result = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        result[str(path.relative_to(folder))] = (info.st_mtime_ns, info.st_mode)
+    return result
+
+
+def test_install_twice_under_a_root_folder(tmp_path: Path) -> None:
+    target = tmp_path / "root"
+    target.mkdir()
+    first = install("--root", str(target), env=fake_non_root(tmp_path))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "skipped under --root" in first.stdout  # useradd, pip, daemon-reload: printed, not run
+
+    env_file = target / "etc/chachaping/chachaping.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    secrets = env_file.read_text()
+    for name in ("GEMINI_API_KEY", "CHACHA_API_TOKEN", "TELEGRAM_BOT_TOKEN"):
+        assert f"\n{name}=\n" in secrets  # present, empty, with a comment above
+    config_file = target / "etc/chachaping/chacha.yaml"
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o644
+    config, _ = load_config(config_file)  # a valid configuration, set for the services
+    assert config.server.data_dir == Path("/var/lib/chachaping")
+    assert config.stt.cache_dir == Path("/var/cache/chachaping")
+    assert config.client.url == "http://127.0.0.1:8750"
+    for unit in UNITS:
+        installed = target / "etc/systemd/system" / unit
+        assert installed.read_bytes() == (UNIT_DIR / unit).read_bytes()
+        if shutil.which("systemctl"):
+            assert (target / "etc/systemd/system/multi-user.target.wants" / unit).is_symlink()
+
+    before = snapshot(target)
+    second = install("--root", str(target), env=fake_non_root(tmp_path))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.strip().splitlines()[-1] == "Nothing changed: everything was already in place."
+    assert snapshot(target) == before
+
+
+def test_install_repairs_what_drifted(tmp_path: Path) -> None:
+    target = tmp_path / "root"
+    target.mkdir()
+    assert install("--root", str(target)).returncode == 0
+    env_file = target / "etc/chachaping/chachaping.env"
+    env_file.chmod(0o644)
+    env_file.write_text(env_file.read_text() + "# her note\n")
+    unit = target / "etc/systemd/system/chachaping-doll.service"
+    unit.write_text("# edited by hand\n")
+
+    again = install("--root", str(target))
+    assert again.returncode == 0, again.stderr
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert env_file.read_text().endswith("# her note\n")  # secrets are never overwritten
+    assert unit.read_bytes() == (UNIT_DIR / "chachaping-doll.service").read_bytes()
+    assert "mode set to 600" in again.stdout and "updated" in again.stdout
+    assert "Nothing changed" not in again.stdout
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "root"
+    target.mkdir()
+    env = fake_non_root(tmp_path) | {"CHACHA_ROOT": str(target)}
+    result = install("--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "would be written" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "Dry run: nothing was changed."
+    assert list(target.iterdir()) == []
+
+
+def test_install_refuses_without_root_and_without_root_folder(tmp_path: Path) -> None:
+    result = install(env=fake_non_root(tmp_path))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("install.sh: must run as root: sudo sh systemd/install.sh")
+    assert "--root DIR" in lines[0]
+
+
+def test_install_rejects_an_unknown_option(tmp_path: Path) -> None:
+    result = install("--root", str(tmp_path), "--bogus")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "install.sh: unknown option '--bogus' (see --help)"
