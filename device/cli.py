@@ -22,7 +22,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from device.client import ServerUnavailable
     from device.errors import STTError
     from device.playback import AudioDeviceError
+    from hardware.errors import HardwareError
     from inference_server.errors import InferenceError
+    from telegram_collector.errors import TelegramError
     from tts.errors import TTSError
 
     return (
@@ -33,6 +35,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         TTSError,
         ServerUnavailable,
         AudioDeviceError,
+        HardwareError,
+        TelegramError,
     )
 
 
@@ -122,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "edit", "set", "reload"])
     p.add_argument("file", type=Path, nargs="?", help="with `set`: the persona YAML to use")
     p.set_defaults(func=admin_commands.persona)
+
+    from telegram_collector.cli_args import register as register_telegram
+
+    register_telegram(sub)
 
     p = sub.add_parser("config", help="check the configuration and print it as used")
     p.set_defaults(func=commands.show_config)

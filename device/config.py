@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from device.stt_settings import STTSettings
 from hardware.settings import HardwareSettings
+from telegram_collector.settings import TelegramSettings
 from inference_server.errors import InferenceError
 from inference_server.settings import ConversationId, LLMSettings, PersonaSettings, ServerSettings
 from inference_server.yamlfile import describe_validation_error, load_yaml
@@ -53,6 +54,7 @@ class ChachaConfig(BaseModel):
     stt: STTSettings = Field(default_factory=STTSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
     hardware: HardwareSettings = Field(default_factory=HardwareSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
 
 
 def find_config(explicit: Path | None) -> Path | None:

@@ -1,0 +1,188 @@
+"""The developer's commands in the bot: /status, /persona, /history, /clear, /version.
+
+Only users with ``role: developer`` reach these; 진주 gets a polite refusal instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import secrets
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from device.client import ServerUnavailable
+
+if TYPE_CHECKING:
+    from telegram_collector.bot import ChachaBot
+
+_LOGGER = logging.getLogger(__name__)
+
+DEVELOPER_COMMANDS = {
+    "status": "server health, backend and quota; speech models",
+    "persona": "the first lines of 차차's persona (as the server has it)",
+    "history": "the last 10 collected messages: /history [name or chat id]",
+    "clear": "forget what the bot collected in this chat (asks for a code)",
+    "version": "versions of Chachaping, python-telegram-bot and the server",
+}
+HISTORY_LINES = 10
+PERSONA_LINES = 12
+CLEAR_CODE_S = 60.0
+_ROLE_LABEL = {"she": "she", "he": "he", "other": "other"}
+
+
+def describe_quota(quota: dict) -> str:
+    """The server's quota numbers of one backend in one line."""
+    parts = [
+        f"{quota.get('requests_today', '?')}/{quota.get('requests_per_day', '?')} requests today",
+        f"{quota.get('left_today_for_telegram', '?')} left for Telegram",
+        f"{quota.get('requests_last_minute', '?')}/{quota.get('requests_per_minute', '?')} this minute",
+    ]
+    if quota.get("cooldown_s"):
+        parts.append(f"cooling down {quota['cooldown_s']} s ({quota.get('cooldown_reason')})")
+    return ", ".join(parts)
+
+
+class DeveloperCommands:
+    """Handlers of the developer commands, sharing the bot's client, store and settings."""
+
+    def __init__(self, bot: ChachaBot) -> None:
+        self.bot = bot
+        self._clear_codes: dict[int, tuple[str, float]] = {}
+
+    async def on_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/status: what the server says about itself, and the state of the speech models."""
+        lines = [f"server: {self.bot.client.base_url}"]
+        try:
+            health = await self.bot.client.health()
+        except ServerUnavailable as exc:
+            lines.append(f"NOT REACHABLE: {exc}")
+        else:
+            lines.append(f"status: {health.get('status')} (version {health.get('version', '?')})")
+            lines.append(f"answering now: {health.get('backend')}")
+            for backend in health.get("backends", []):
+                state = "on" if backend.get("available") else f"off ({backend.get('reason')})"
+                lines.append(f"  {backend.get('name')}: {state}")
+                if isinstance(backend.get("quota"), dict):
+                    lines.append(f"    quota: {describe_quota(backend['quota'])}")
+            if "quota" in health:
+                lines.append(f"quota: {health['quota']}")
+        store = self.bot.store
+        total, imported = await asyncio.to_thread(lambda: (store.count(), store.count(source="import")))
+        lines.append(f"collected: {total} messages ({imported} imported) in {store.path}")
+        hearing = "off" if self.bot.settings.stt_engine == "off" else self.bot.transcriber.state
+        lines.append(f"speech recognition: {hearing}")
+        if self.bot.settings.voice_reply:
+            lines.append(f"speech synthesis: {self.bot.speech.state}")
+        await update.effective_message.reply_text("\n".join(lines))
+
+    async def on_persona(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/persona: the start of the persona the server uses (or, if it cannot say, the local file)."""
+        try:
+            answer = await self.bot.client.persona()
+            text, where = str(answer.get("text", "")), f"the server's {answer.get('path')}"
+        except ServerUnavailable as exc:
+            _LOGGER.info("persona from the local file: %s", exc)
+            text, where = await asyncio.to_thread(self._local_persona)
+        lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        shown = "\n".join(lines[:PERSONA_LINES])
+        more = f"\n… ({len(lines) - PERSONA_LINES} more lines)" if len(lines) > PERSONA_LINES else ""
+        await update.effective_message.reply_text(f"{shown}{more}\n\n(from {where})")
+
+    def _local_persona(self) -> tuple[str, str]:
+        from inference_server.persona import default_persona_path
+
+        path = self.bot.config.persona.file or default_persona_path()
+        try:
+            return path.read_text(encoding="utf-8"), f"{path} on this machine: the server did not answer"
+        except OSError as exc:
+            return f"cannot read the persona: {exc}", str(path)
+
+    async def on_history(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/history [name or chat id]: the last collected messages (default: the partner's chat)."""
+        chosen = self._chosen_chat(context.args, update)
+        if chosen is None:
+            names = ", ".join(u.name for u in self.bot.settings.users)
+            await update.effective_message.reply_text(
+                f"no user called {' '.join(context.args)}: give one of {names}, or a chat id"
+            )
+            return
+        chat_id, label = chosen
+        records = await asyncio.to_thread(self.bot.store.recent, chat_id, HISTORY_LINES)
+        if not records:
+            await update.effective_message.reply_text(f"nothing collected from {label} yet")
+            return
+        zone = ZoneInfo(self.bot.config.persona.timezone)
+        lines = [f"last {len(records)} of {label}:"]
+        for r in records:
+            when = datetime.fromtimestamp(r.date, zone).strftime("%m-%d %H:%M")
+            text = r.text if r.text else f"({r.kind})"
+            mark = " [import]" if r.source == "import" else ""
+            lines.append(f"{when} {r.sender_name or _ROLE_LABEL[r.role]}{mark}: {text[:200]}")
+        await update.effective_message.reply_text("\n".join(lines))
+
+    def _chosen_chat(self, args: list[str] | None, update: Update) -> tuple[int, str] | None:
+        """The chat /history means: a user's (a private chat's id is the user's), a chat id, or None."""
+        users = self.bot.settings.users
+        if args:
+            wanted = " ".join(args).strip()
+            for user in users:
+                if user.name.casefold() == wanted.casefold():
+                    return user.id, f"{user.name}'s chat"
+            return (int(wanted), f"chat {wanted}") if wanted.lstrip("-").isdigit() else None
+        partner = next((u for u in users if u.role == "partner"), None)
+        if partner is not None:
+            return partner.id, f"{partner.name}'s chat"
+        return update.effective_chat.id, "this chat"
+
+    async def on_clear(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/clear, then /clear CODE within a minute: forget what the bot collected in this chat."""
+        chat_id = update.effective_chat.id
+        message = update.effective_message
+        if not context.args:
+            code = f"{1000 + secrets.randbelow(9000)}"
+            self._clear_codes[chat_id] = (code, time.monotonic() + CLEAR_CODE_S)
+            count = await asyncio.to_thread(self.bot.store.count, chat_id, source="bot")
+            await message.reply_text(
+                f"This deletes the {count} messages the bot collected in this chat "
+                f"(imports stay). Send /clear {code} within {CLEAR_CODE_S:.0f} s to go ahead.\n"
+                "The server's own history of the conversation is not deleted: it has no delete "
+                "endpoint yet."
+            )
+            return
+        expected = self._clear_codes.pop(chat_id, None)
+        if expected is None or expected[0] != context.args[0] or time.monotonic() > expected[1]:
+            await message.reply_text("That code is wrong or has expired: send /clear for a new one.")
+            return
+        removed = await asyncio.to_thread(self.bot.store.clear_chat, chat_id, source="bot")
+        _LOGGER.info("cleared %d collected messages of chat %d", removed, chat_id)
+        await message.reply_text(
+            f"Deleted {removed} collected messages of this chat. "
+            "(The server's conversation history is unchanged.)"
+        )
+
+    async def on_version(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/version: what runs here, and the server's version."""
+        import telegram
+
+        try:
+            from importlib.metadata import version
+
+            ours = version("chachaping")
+        except Exception:
+            from inference_server import __version__ as ours
+        try:
+            server = (await self.bot.client.health()).get("version", "?")
+        except ServerUnavailable:
+            server = "not reachable"
+        await update.effective_message.reply_text(
+            f"Chachaping {ours} (server {server})\n"
+            f"python-telegram-bot {telegram.__version__}, Bot API {telegram.constants.BOT_API_VERSION}\n"
+            f"Python {platform.python_version()}"
+        )

@@ -1,0 +1,205 @@
+"""The collector: every message of the allowed chats in SQLite (WAL), from the bot and from imports.
+
+This is 차차's raw material for the offline phrasebook and for fine-tuning. It is separate from
+the server's conversation history, which holds what the model saw; this holds what was said,
+with who said it, when, and where it came from.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from telegram_collector.errors import TelegramError
+
+Speaker = Literal["she", "he", "other"]
+Source = Literal["bot", "import"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id      INTEGER NOT NULL,
+    message_id   INTEGER NOT NULL,
+    source       TEXT    NOT NULL CHECK (source IN ('bot', 'import')),
+    sender_id    INTEGER,
+    sender_name  TEXT    NOT NULL DEFAULT '',
+    role         TEXT    NOT NULL CHECK (role IN ('she', 'he', 'other')),
+    date         REAL    NOT NULL,
+    text         TEXT    NOT NULL DEFAULT '',
+    reply_to     INTEGER,
+    kind         TEXT    NOT NULL DEFAULT 'text',
+    edited       INTEGER NOT NULL DEFAULT 0,
+    backend      TEXT,
+    UNIQUE (chat_id, message_id, source)
+);
+CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, date, message_id);
+"""
+
+_COLUMNS = (
+    "chat_id, message_id, source, sender_id, sender_name, role, date, text, reply_to, kind, edited, backend"
+)
+
+
+@dataclass(frozen=True)
+class CollectedMessage:
+    """One message as the collector keeps it."""
+
+    chat_id: int
+    message_id: int
+    source: Source
+    sender_id: int | None
+    sender_name: str
+    role: Speaker
+    """'she' (진주), 'he' (차차, also the bot's replies) or 'other' (e.g. the developer)."""
+    date: float
+    """Unix time (seconds)."""
+    text: str
+    """What was said; for a voice note, what was heard."""
+    reply_to: int | None = None
+    kind: str = "text"
+    """'text', 'voice', or the media type of a captioned photo, video, … ."""
+    edited: bool = False
+    backend: str | None = None
+    """For the bot's replies: which brain made it (gemini, phrasebook, none)."""
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: int
+    updated: int
+    unchanged: int
+
+
+class CollectorStore:
+    """One SQLite file; calls are short and serialised, so worker threads may share it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise TelegramError(
+                f"cannot open the Telegram collector database {self.path}: {exc} — "
+                "set telegram.database (or server.data_dir) to a writable place"
+            ) from None
+        self._lock = threading.Lock()
+
+    def add(self, message: CollectedMessage) -> bool:
+        """Keep one message; False when it was already there (same chat, id and source)."""
+        return self.add_many([message]).added == 1
+
+    def add_many(self, messages: Iterable[CollectedMessage]) -> AddResult:
+        """Keep many messages in one transaction; a message already there gets its newer text."""
+        added = updated = unchanged = 0
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for m in messages:
+                    cursor = self._db.execute(
+                        f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            m.chat_id,
+                            m.message_id,
+                            m.source,
+                            m.sender_id,
+                            m.sender_name,
+                            m.role,
+                            m.date,
+                            m.text,
+                            m.reply_to,
+                            m.kind,
+                            int(m.edited),
+                            m.backend,
+                        ),
+                    )
+                    if cursor.rowcount:
+                        added += 1
+                        continue
+                    cursor = self._db.execute(
+                        "UPDATE messages SET text = ?, edited = 1"
+                        " WHERE chat_id = ? AND message_id = ? AND source = ? AND text != ?",
+                        (m.text, m.chat_id, m.message_id, m.source, m.text),
+                    )
+                    if cursor.rowcount:
+                        updated += 1
+                    else:
+                        unchanged += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return AddResult(added, updated, unchanged)
+
+    def edit(self, chat_id: int, message_id: int, text: str, *, source: Source = "bot") -> bool:
+        """Replace a message's text with its edited version; False if it was never collected."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE messages SET text = ?, edited = 1"
+                " WHERE chat_id = ? AND message_id = ? AND source = ?",
+                (text, chat_id, message_id, source),
+            )
+        return cursor.rowcount > 0
+
+    def recent(self, chat_id: int, limit: int = 10) -> list[CollectedMessage]:
+        """The last ``limit`` messages of a chat (bot and imports), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE chat_id = ?"
+                " ORDER BY date DESC, message_id DESC, id DESC LIMIT ?",
+                (chat_id, limit),
+            ).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def messages(self) -> Iterator[CollectedMessage]:
+        """Every message, chat by chat and source by source, in the order they were said."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages ORDER BY chat_id, source, date, message_id, id"
+            ).fetchall()
+        for row in rows:
+            yield _message(row)
+
+    def count(self, chat_id: int | None = None, *, source: Source | None = None) -> int:
+        query, params = "SELECT COUNT(*) FROM messages WHERE 1=1", []
+        if chat_id is not None:
+            query += " AND chat_id = ?"
+            params.append(chat_id)
+        if source is not None:
+            query += " AND source = ?"
+            params.append(source)
+        with self._lock:
+            return self._db.execute(query, params).fetchone()[0]
+
+    def clear_chat(self, chat_id: int, *, source: Source = "bot") -> int:
+        """Forget what was collected from one chat (by default only what the bot collected)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM messages WHERE chat_id = ? AND source = ?", (chat_id, source)
+            )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CollectorStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _message(row: tuple) -> CollectedMessage:
+    chat_id, message_id, source, sender_id, name, role, date, text, reply_to, kind, edited, backend = row
+    return CollectedMessage(
+        chat_id, message_id, source, sender_id, name, role, date, text, reply_to, kind, bool(edited), backend
+    )
