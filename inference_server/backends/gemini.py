@@ -58,6 +58,21 @@ AUDIO_INSTRUCTION = (
 )
 
 
+def _pinned_transport() -> dict:
+    """Keep the SDK on its httpx client even where aiohttp is installed.
+
+    With aiohttp importable the SDK switches its async path to it, which changes the
+    exceptions and adds a silent retry after connection errors; an explicit transport keeps
+    one predictable client (the SDK's rule: a custom transport means httpx).
+    """
+    try:
+        import httpx2
+
+        return {"transport": httpx2.AsyncHTTPTransport()}
+    except ImportError:  # pragma: no cover - older SDKs speak plain httpx
+        return {"transport": httpx.AsyncHTTPTransport()}
+
+
 def retry_delay_s(exc: errors.APIError) -> float | None:
     """Google's RetryInfo.retryDelay ("17s") from a 429's details, if it gave one."""
     body = exc.details if isinstance(exc.details, dict) else {}
@@ -103,6 +118,7 @@ class GeminiBackend:
                 api_version=settings.api_version,
                 timeout=int(settings.total_timeout_s * 1000),
                 base_url=settings.base_url,
+                async_client_args=_pinned_transport(),
             )
             self._client = genai.Client(api_key=api_key, http_options=options)
 
