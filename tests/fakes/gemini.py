@@ -778,7 +778,12 @@ class FakeGemini:
         from google import genai
         from google.genai import types
 
-        options = {"base_url": self.base_url, "api_version": "v1beta", **http_options}
+        import httpx2
+
+        # The SDK switches its async path to aiohttp whenever aiohttp is importable; an explicit
+        # httpx2 transport keeps these tests on one client, as the product's backend does.
+        pinned = {"async_client_args": {"transport": httpx2.AsyncHTTPTransport()}}
+        options = {"base_url": self.base_url, "api_version": "v1beta", **pinned, **http_options}
         client = genai.Client(
             api_key=api_key or self.api_key or "test-key",
             http_options=types.HttpOptions(**options),
