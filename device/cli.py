@@ -116,7 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
     p.set_defaults(func=commands.doctor)
 
-    from device import admin_commands
+    from device import admin_commands, live_commands
+
+    p = sub.add_parser("run", help="the doll itself: push-to-talk loop with LEDs (systemd runs this)")
+    p.set_defaults(func=live_commands.run)
+
+    p = sub.add_parser("test", help="check one part of the doll: leds, button, mic or speaker")
+    p.add_argument("part", choices=["leds", "button", "mic", "speaker"])
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="seconds per LED state (2), watching the button (10), recording the mic (3)",
+    )
+    p.set_defaults(func=live_commands.test_hardware)
 
     p = sub.add_parser("status", help="the server's backends, cooldowns and quota left, on one screen")
     p.add_argument("--json", action="store_true", help="print the health JSON")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from device.live_settings import AudioSettings, LoopSettings
 from device.stt_settings import STTSettings
 from hardware.settings import HardwareSettings
 from telegram_collector.settings import TelegramSettings
@@ -53,6 +54,8 @@ class ChachaConfig(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     stt: STTSettings = Field(default_factory=STTSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
     hardware: HardwareSettings = Field(default_factory=HardwareSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
 

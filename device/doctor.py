@@ -72,6 +72,18 @@ def check_audio_devices() -> list[Check]:
     ]
 
 
+def check_gpio(config: ChachaConfig) -> Check:
+    from hardware import make_pin_factory
+
+    factory = make_pin_factory(config.hardware.pin_factory)
+    name = type(factory).__name__ if factory is not None else "gpiozero's default"
+    return _ok(
+        "GPIO",
+        f"{name}; button on GPIO{config.hardware.button_pin}, "
+        f"LED ({config.hardware.led.kind}) on GPIO{config.hardware.led.pin}",
+    )
+
+
 def check_secrets(config: ChachaConfig) -> list[Check]:
     checks = []
     if os.environ.get("GEMINI_API_KEY"):
@@ -96,7 +108,7 @@ def check_secrets(config: ChachaConfig) -> list[Check]:
     return checks
 
 
-def check_server(config: ChachaConfig) -> Check:
+def check_server(config: ChachaConfig) -> Check | list[Check]:
     from device.client import InferenceClient, ServerUnavailable
 
     if not config.client.url:
@@ -106,7 +118,17 @@ def check_server(config: ChachaConfig) -> Check:
         health = asyncio.run(InferenceClient(config.client.url, token, timeout_s=5).health())
     except ServerUnavailable as exc:
         return _fail("server", str(exc))
-    return _ok("server", f"{config.client.url} answers; backend now: {health.get('backend')}")
+    checks = [
+        _ok("server", f"{config.client.url} answers with the token; backend now: {health.get('backend')}")
+    ]
+    for backend in health.get("backends", []):
+        quota = backend.get("quota")
+        if quota:
+            line = f"{quota['model']}: {quota['left_today']} of {quota['requests_per_day']} left today" + (
+                f", cooling down {quota['cooldown_s']:.0f} s" if quota["cooldown_s"] else ""
+            )
+            checks.append((_ok if quota["left_today"] else _warn)("quota", line))
+    return checks
 
 
 def check_disk(config: ChachaConfig) -> list[Check]:
@@ -140,6 +162,7 @@ def run_checks(config: ChachaConfig, source: Path | None) -> int:
     checks += _guard("speech recognition", lambda: check_speech_recognition(config))
     checks += _guard("speech synthesis", lambda: check_speech_synthesis(config))
     checks += _guard("audio", check_audio_devices)
+    checks += _guard("GPIO", lambda: check_gpio(config))
     checks += check_secrets(config)
     checks += _guard("server", lambda: check_server(config))
     checks += _guard("disk", lambda: check_disk(config))

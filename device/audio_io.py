@@ -1,0 +1,406 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The doll's microphone and speaker, live, through sounddevice (PortAudio).
+
+Both run PortAudio callback streams: the callback runs on PortAudio's own thread and
+only moves samples; everything else happens on the asyncio loop that called ``start()``.
+
+- :class:`Microphone` hands int16 mono blocks of ``audio.block_ms`` at ``audio.capture_rate``
+  to the loop (``await mic.read()``). While ``muted`` it drops them: a Pi with one
+  microphone and no echo cancellation must not hear the doll's own voice.
+- :class:`Speaker` plays int16 mono at the device's rate: ``play()`` queues, ``stop()``
+  silences within one block, ``await drain()`` waits until everything queued has sounded.
+
+Each takes its ``backend`` (the ``sounddevice`` module, or a fake in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+from typing import Literal
+
+import numpy as np
+
+from device.live_settings import AudioSettings
+from device.playback import AudioDeviceError
+
+_LOGGER = logging.getLogger(__name__)
+
+_QUEUE_LIMIT_S = 30.0  # the most microphone audio kept unread before the oldest is dropped
+
+
+def default_backend():
+    """The real ``sounddevice`` module; a missing PortAudio library is an AudioDeviceError."""
+    try:
+        import sounddevice
+    except OSError as exc:
+        raise AudioDeviceError(
+            f"cannot load PortAudio ({exc}): run `sudo apt-get install libportaudio2`"
+        ) from None
+    return sounddevice
+
+
+def _hint(kind: Literal["input", "output"]) -> str:
+    if kind == "input":
+        return "plug in the microphone, check `arecord -l`, and set audio.input_device in chacha.yaml"
+    return "plug in the speaker, check `aplay -l`, and set audio.output_device in chacha.yaml"
+
+
+def _describe(devices: list[dict], key: str) -> str:
+    found = [f"{d.get('index', i)} {d['name']!r}" for i, d in enumerate(devices) if d.get(key, 0) > 0]
+    return ", ".join(found) or "none"
+
+
+def find_device(
+    backend, wanted: str | int | None, kind: Literal["input", "output"]
+) -> tuple[int | None, dict]:
+    """Resolve ``audio.input_device``/``output_device`` (name part, index, or None = default).
+
+    Returns (index for PortAudio or None for its default, the device's description).
+    Raises AudioDeviceError saying which devices exist when none fits.
+    """
+    what = "microphone" if kind == "input" else "speaker"
+    key = f"max_{kind}_channels"
+    try:
+        devices = [dict(d) for d in backend.query_devices()]
+    except backend.PortAudioError as exc:
+        raise AudioDeviceError(f"cannot list sound devices ({exc}): {_hint(kind)}") from None
+    for i, device in enumerate(devices):
+        device.setdefault("index", i)
+    usable = [d for d in devices if d.get(key, 0) > 0]
+    if not usable:
+        raise AudioDeviceError(
+            f"no sound card with a{'n' if kind == 'input' else ''} {kind} found: {_hint(kind)}"
+        )
+    if wanted is None:
+        try:
+            return None, dict(backend.query_devices(kind=kind))
+        except (backend.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(
+                f"there is no default {what} ({exc}): set audio.{kind}_device to one of "
+                f"{_describe(devices, key)} (see `{'arecord' if kind == 'input' else 'aplay'} -l`)"
+            ) from None
+    if isinstance(wanted, int):
+        matches = [d for d in usable if d["index"] == wanted]
+    else:
+        matches = [d for d in usable if wanted.lower() in str(d["name"]).lower()]
+        exact = [d for d in matches if str(d["name"]).lower() == wanted.lower()]
+        matches = exact or matches
+    if len(matches) == 1:
+        return int(matches[0]["index"]), matches[0]
+    problem = "matches several" if matches else "matches no"
+    tool = "arecord" if kind == "input" else "aplay"
+    raise AudioDeviceError(
+        f"audio.{kind}_device {wanted!r} {problem} {kind} device: choose one of "
+        f"{_describe(usable if matches else devices, key)} (see `{tool} -l`)"
+    )
+
+
+class Microphone:
+    """Blocks of int16 mono audio from the sound card, delivered to the asyncio loop."""
+
+    def __init__(self, settings: AudioSettings | None = None, *, backend=None) -> None:
+        self.settings = settings or AudioSettings()
+        self._backend = backend
+        self.sample_rate = self.settings.capture_rate
+        self.block_samples = self.sample_rate * self.settings.block_ms // 1000
+        self.muted = False
+        """While true, blocks are dropped in the callback (set it from any thread)."""
+        self.device_rate = self.sample_rate
+        self.dropped_blocks = 0
+        self.status_flags = 0  # callbacks that reported an overflow or another problem
+        self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
+        self._limit = max(1, round(_QUEUE_LIMIT_S * 1000 / self.settings.block_ms))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream = None
+        self._resampler = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the stream is open and delivering."""
+        return self._stream is not None and bool(self._stream.active)
+
+    def start(self) -> None:
+        """Open and start the input stream; call it from the loop that will read."""
+        self._loop = asyncio.get_running_loop()
+        backend = self._backend if self._backend is not None else default_backend()
+        self._backend = backend
+        index, info = find_device(backend, self.settings.input_device, "input")
+        name = info.get("name", "the default microphone")
+        try:
+            self._stream = self._open(index, self.sample_rate)
+        except (backend.PortAudioError, ValueError) as exc:
+            native = int(info.get("default_samplerate") or 0)
+            if not native or native == self.sample_rate or "sample rate" not in str(exc).lower():
+                raise AudioDeviceError(
+                    f"cannot open the microphone {name!r} ({exc}): {_hint('input')}"
+                ) from None
+            _LOGGER.info(
+                "microphone %r records at %d Hz; resampling to %d Hz", name, native, self.sample_rate
+            )
+            import soxr
+
+            try:
+                self._stream = self._open(index, native)
+            except (backend.PortAudioError, ValueError) as exc2:
+                raise AudioDeviceError(
+                    f"cannot open the microphone {name!r} ({exc2}): {_hint('input')}"
+                ) from None
+            self._resampler = soxr.ResampleStream(native, self.sample_rate, 1, dtype="int16")
+            self.device_rate = native
+        try:
+            self._stream.start()
+        except backend.PortAudioError as exc:
+            self._close_stream()
+            raise AudioDeviceError(
+                f"cannot start the microphone {name!r} ({exc}): {_hint('input')}"
+            ) from None
+        _LOGGER.debug(
+            "microphone %r open: %d Hz, %d ms blocks", name, self.device_rate, self.settings.block_ms
+        )
+
+    def _open(self, index: int | None, rate: int):
+        return self._backend.RawInputStream(
+            samplerate=rate,
+            blocksize=rate * self.settings.block_ms // 1000,
+            device=index,
+            channels=1,
+            dtype="int16",
+            latency="low",
+            callback=self._on_audio,
+        )
+
+    def stop(self) -> None:
+        """Stop and close the stream (safe to call twice)."""
+        self._close_stream()
+        self._resampler = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.stop()
+            stream.close()
+        except Exception as exc:  # a vanished USB device fails here too; nothing left to do
+            _LOGGER.debug("closing the microphone: %s", exc)
+
+    # -- PortAudio's thread --------------------------------------------------------------
+
+    def _on_audio(self, indata, frames: int, time_info, status) -> None:
+        if status:
+            self.status_flags += 1
+        if self.muted:
+            return
+        block = np.frombuffer(indata, dtype=np.int16).copy()
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(block)
+            if not len(block):
+                return
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the doll is shutting down
+            loop.call_soon_threadsafe(self._put, block)
+
+    # -- the loop's side ---------------------------------------------------------------
+
+    def _put(self, block: np.ndarray) -> None:
+        if self.muted:  # muted after the block was captured
+            return
+        if self._queue.qsize() >= self._limit:
+            self._queue.get_nowait()
+            self.dropped_blocks += 1
+        self._queue.put_nowait(block)
+
+    async def read(self) -> np.ndarray | None:
+        """The next block; ``None`` when :meth:`wake` was called (nothing to read)."""
+        return await self._queue.get()
+
+    def read_pending(self) -> list[np.ndarray]:
+        """Every block already waiting, without waiting for more."""
+        blocks = []
+        while not self._queue.empty():
+            block = self._queue.get_nowait()
+            if block is not None:
+                blocks.append(block)
+        return blocks
+
+    def wake(self) -> None:
+        """Make a pending (or the next) :meth:`read` return ``None`` at once."""
+        self._queue.put_nowait(None)
+
+    def clear(self) -> None:
+        """Drop every block not yet read (and any pending wake-up)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+
+class Speaker:
+    """Int16 mono audio out, queued and played by a PortAudio callback at the device's rate."""
+
+    def __init__(
+        self, settings: AudioSettings | None = None, *, backend=None, sample_rate: int | None = None
+    ) -> None:
+        self.settings = settings or AudioSettings()
+        self._backend = backend
+        self._wanted_rate = sample_rate
+        self.sample_rate = sample_rate or 0
+        """Hertz the device plays at; known after :meth:`start` (None given: the device's default)."""
+        self.latency_s = 0.0
+        self.status_flags = 0
+        self._lock = threading.Lock()
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._offset = 0
+        self._busy = False
+        self._generation = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream = None
+
+    @property
+    def active(self) -> bool:
+        return self._stream is not None and bool(self._stream.active)
+
+    @property
+    def playing(self) -> bool:
+        """Whether queued audio has not all been handed to the device yet."""
+        return self._busy
+
+    def start(self) -> None:
+        """Open and start the output stream (it plays silence until something is queued)."""
+        self._loop = asyncio.get_running_loop()
+        backend = self._backend if self._backend is not None else default_backend()
+        self._backend = backend
+        index, info = find_device(backend, self.settings.output_device, "output")
+        name = info.get("name", "the default speaker")
+        rate = self._wanted_rate or int(info.get("default_samplerate") or 48000)
+        stream = None
+        problem: Exception | None = None
+        for channels in (1, 2):  # some cards play stereo only
+            try:
+                stream = backend.OutputStream(
+                    samplerate=rate,
+                    blocksize=rate * self.settings.block_ms // 1000,
+                    device=index,
+                    channels=channels,
+                    dtype="int16",
+                    latency="low",
+                    callback=self._on_output,
+                )
+                break
+            except (backend.PortAudioError, ValueError) as exc:
+                problem = exc
+        if stream is None:
+            raise AudioDeviceError(f"cannot open the speaker {name!r} ({problem}): {_hint('output')}")
+        try:
+            stream.start()
+        except backend.PortAudioError as exc:
+            stream.close()
+            raise AudioDeviceError(f"cannot start the speaker {name!r} ({exc}): {_hint('output')}") from None
+        self._stream = stream
+        self.sample_rate = rate
+        self.latency_s = float(getattr(stream, "latency", 0.0) or 0.0)
+        _LOGGER.debug("speaker %r open: %d Hz, latency %.0f ms", name, rate, self.latency_s * 1000)
+
+    def close(self) -> None:
+        """Silence, stop and close the stream (safe to call twice)."""
+        self.stop()
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.stop()
+            stream.close()
+        except Exception as exc:
+            _LOGGER.debug("closing the speaker: %s", exc)
+
+    def restart(self) -> None:
+        self.close()
+        self.start()
+
+    def convert(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        """``samples`` at ``rate`` as int16 at the device's rate, volume applied (any thread)."""
+        pcm = np.asarray(samples).reshape(-1)
+        if pcm.dtype != np.int16:
+            pcm = np.clip(np.rint(pcm), -32768, 32767).astype(np.int16)
+        if rate != self.sample_rate and len(pcm):
+            import soxr
+
+            pcm = soxr.resample(pcm, rate, self.sample_rate)
+        if self.settings.volume != 1.0:
+            scaled = np.rint(pcm.astype(np.float32) * self.settings.volume)
+            pcm = np.clip(scaled, -32768, 32767).astype(np.int16)
+        return pcm
+
+    def play(self, samples: np.ndarray, rate: int | None = None) -> None:
+        """Queue int16 mono ``samples`` at ``rate`` Hz after what is already queued.
+
+        ``rate=None``: the samples are ready to play, as :meth:`convert` returns them (so the
+        resampling can be done in a worker thread).
+        """
+        pcm = samples if rate is None else self.convert(samples, rate)
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16).reshape(-1)
+        if not len(pcm):
+            return
+        with self._lock:
+            self._chunks.append(pcm)
+            self._busy = True
+            self._generation += 1
+        self._idle.clear()
+
+    def stop(self) -> None:
+        """Drop everything queued: the next block the device asks for is silence."""
+        with self._lock:
+            self._chunks.clear()
+            self._offset = 0
+            self._busy = False
+            self._generation += 1
+        self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been played (or :meth:`stop` was called)."""
+        if self._idle.is_set():
+            return
+        await self._idle.wait()
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)  # the device's own buffer is still sounding
+
+    # -- PortAudio's thread --------------------------------------------------------------
+
+    def _on_output(self, outdata, frames: int, time_info, status) -> None:
+        if status:
+            self.status_flags += 1
+        written = 0
+        finished = False
+        with self._lock:
+            while written < frames and self._chunks:
+                chunk = self._chunks[0]
+                take = min(frames - written, len(chunk) - self._offset)
+                outdata[written : written + take] = chunk[self._offset : self._offset + take, np.newaxis]
+                written += take
+                self._offset += take
+                if self._offset >= len(chunk):
+                    self._chunks.popleft()
+                    self._offset = 0
+            if self._busy and not self._chunks:
+                self._busy = False
+                finished = True
+            generation = self._generation
+        if written < frames:
+            outdata[written:] = 0
+        if finished and self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._went_idle, generation)
+
+    def _went_idle(self, generation: int) -> None:
+        if generation == self._generation and not self._busy:
+            self._idle.set()

@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""End of speech: has she started talking, and has she stopped?
+
+Two detectors of voice activity turn a block of audio (int16 mono, ~30 ms) into the
+probability that it holds speech:
+
+- :class:`SileroVad`: the Silero VAD network that faster-whisper ships
+  (``faster_whisper/assets/silero_vad_v6.onnx``), run with onnxruntime one 32 ms window
+  (512 samples at 16 kHz, with the 64 samples before it as context) at a time, its LSTM state
+  carried from window to window, exactly as faster-whisper runs it over a whole file.
+- :class:`EnergyVad`: the block's RMS level against a threshold in dBFS (1.0 or 0.0).
+
+:class:`EndpointDetector` turns those probabilities into events: :class:`SpeechStarted` once
+``min_speech_ms`` of speech has been heard, then :class:`SpeechEnded` after ``silence_ms`` of
+silence (reason ``"silence"``), or when the utterance reaches ``max_utterance_s``
+(``"max_length"``), whichever comes first. Times are audio time (samples fed), not wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from device.errors import STTError
+from device.live_settings import LoopSettings
+
+_FULL_SCALE = 32768.0
+_SILENCE_DBFS = -120.0
+
+
+class VoiceActivity(Protocol):
+    """Speech probability (0..1) of each block of int16 mono audio, fed in order."""
+
+    def __call__(self, block: np.ndarray) -> float: ...
+
+    def reset(self) -> None:
+        """Forget everything heard: the next block starts a new utterance."""
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """She has been speaking for ``min_speech_ms``; her speech began ``at_s`` into the utterance."""
+
+    at_s: float
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """Listening should stop: after enough silence, or at the length limit."""
+
+    reason: Literal["silence", "max_length"]
+    at_s: float  # seconds of audio heard when it ended
+    speech_s: float  # seconds of those that were speech
+    last_speech_s: float | None  # where the last speech ended (seconds into the utterance)
+
+
+Event = SpeechStarted | SpeechEnded
+
+
+def block_dbfs(block: np.ndarray) -> float:
+    """RMS level of int16 samples in dB relative to full scale (-120 for digital silence)."""
+    if len(block) == 0:
+        return _SILENCE_DBFS
+    rms = math.sqrt(float(np.mean(np.square(block, dtype=np.float64))))
+    return max(_SILENCE_DBFS, 20 * math.log10(rms / _FULL_SCALE)) if rms > 0 else _SILENCE_DBFS
+
+
+class EnergyVad:
+    """Loudness only: 1.0 when a block's RMS reaches ``threshold_dbfs``, else 0.0.
+
+    Cheap and model-free, but any noise that loud counts as speech.
+    """
+
+    def __init__(self, threshold_dbfs: float = -40.0) -> None:
+        self.threshold_dbfs = threshold_dbfs
+
+    def __call__(self, block: np.ndarray) -> float:
+        return 1.0 if block_dbfs(np.asarray(block).reshape(-1)) >= self.threshold_dbfs else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+def silero_model_path() -> str:
+    """Where faster-whisper keeps its Silero VAD model."""
+    from faster_whisper.utils import get_assets_path
+
+    return os.path.join(get_assets_path(), "silero_vad_v6.onnx")
+
+
+class SileroVad:
+    """The Silero VAD network, streamed: one probability per 32 ms window.
+
+    A block's probability is the highest of the windows completed by that block (speech in
+    any part of it counts); a block too short to complete a window repeats the last one.
+    Not thread-safe: feed one stream from one thread.
+    """
+
+    WINDOW = 512  # samples per window at 16 kHz, as faster-whisper runs the model
+    CONTEXT = 64  # samples of the previous window given with each one
+
+    def __init__(self, sample_rate: int = 16000, *, model_path: str | None = None) -> None:
+        if sample_rate != 16000:
+            raise STTError(
+                f"the Silero VAD works on 16000 Hz audio, not {sample_rate} Hz: "
+                "set audio.capture_rate and stt.sample_rate to 16000, or set loop.vad: energy"
+            )
+        path = model_path or _find_model()
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise STTError(
+                f"cannot import onnxruntime for the Silero VAD ({exc}): reinstall faster-whisper "
+                "(`pip install faster-whisper`), or set loop.vad: energy"
+            ) from None
+        options = onnxruntime.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 4
+        try:
+            self._session = onnxruntime.InferenceSession(
+                path, providers=["CPUExecutionProvider"], sess_options=options
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise STTError(
+                f"cannot load the Silero VAD model {path} ({exc}): reinstall faster-whisper, "
+                "or set loop.vad: energy"
+            ) from None
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(self.CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._last = 0.0
+
+    def __call__(self, block: np.ndarray) -> float:
+        samples = np.asarray(block).reshape(-1).astype(np.float32) / _FULL_SCALE
+        self._pending = np.concatenate([self._pending, samples])
+        best: float | None = None
+        while len(self._pending) >= self.WINDOW:
+            window = self._pending[: self.WINDOW]
+            self._pending = self._pending[self.WINDOW :]
+            probability = self._run(window)
+            best = probability if best is None else max(best, probability)
+        if best is not None:
+            self._last = best
+        return self._last
+
+    def _run(self, window: np.ndarray) -> float:
+        frame = np.concatenate([self._context, window])[np.newaxis, :]
+        output, self._h, self._c = self._session.run(None, {"input": frame, "h": self._h, "c": self._c})
+        self._context = window[-self.CONTEXT :]
+        return float(np.asarray(output).reshape(-1)[0])
+
+
+def _find_model() -> str:
+    try:
+        path = silero_model_path()
+    except ImportError as exc:
+        raise STTError(
+            f"the Silero VAD model comes with faster-whisper, which is not installed ({exc}): "
+            "`pip install faster-whisper`, or set loop.vad: energy"
+        ) from None
+    if not os.path.isfile(path):
+        raise STTError(
+            f"the Silero VAD model is missing ({path}): reinstall faster-whisper, or set loop.vad: energy"
+        )
+    return path
+
+
+def create_vad(settings: LoopSettings, sample_rate: int) -> VoiceActivity:
+    """The detector ``loop.vad`` names, ready to use (Silero loads its model: a few ms)."""
+    if settings.vad == "energy":
+        return EnergyVad(settings.energy_threshold_dbfs)
+    return SileroVad(sample_rate)
+
+
+class EndpointDetector:
+    """Speech start and end from per-block speech probabilities.
+
+    Feed it audio with :meth:`push` (it asks its VAD) or probabilities with
+    :meth:`push_probability`. A block is speech at ``threshold`` or above and silence below
+    ``threshold - 0.15``; in between it continues whatever the previous block was (the
+    hysteresis Silero's authors use). Stray noise that never adds up to ``min_speech_ms`` is
+    forgotten after ``silence_ms`` of quiet, so it cannot end the utterance early.
+    """
+
+    def __init__(
+        self,
+        vad: VoiceActivity | None = None,
+        *,
+        sample_rate: int = 16000,
+        threshold: float = 0.5,
+        silence_ms: int = 700,
+        min_speech_ms: int = 250,
+        max_utterance_s: float = 15.0,
+    ) -> None:
+        self.vad = vad
+        self.sample_rate = sample_rate
+        self.threshold = threshold
+        self.neg_threshold = max(threshold - 0.15, 0.01)
+        self.silence_s = silence_ms / 1000
+        self.min_speech_s = min_speech_ms / 1000
+        self.max_utterance_s = max_utterance_s
+        self.reset()
+
+    @classmethod
+    def from_settings(
+        cls, settings: LoopSettings, vad: VoiceActivity | None, sample_rate: int
+    ) -> EndpointDetector:
+        return cls(
+            vad,
+            sample_rate=sample_rate,
+            threshold=settings.vad_threshold if settings.vad == "silero" else 0.5,
+            silence_ms=settings.silence_ms,
+            min_speech_ms=settings.min_speech_ms,
+            max_utterance_s=settings.max_utterance_s,
+        )
+
+    def reset(self) -> None:
+        """Start a new utterance (and reset the VAD's own state)."""
+        if self.vad is not None:
+            self.vad.reset()
+        self.elapsed_s = 0.0
+        self.speech_s = 0.0
+        self.started = False
+        self.ended = False
+        self.first_speech_s: float | None = None
+        self.last_speech_s: float | None = None
+        self._speaking = False
+        self._silence_s = 0.0
+
+    @property
+    def heard_speech(self) -> bool:
+        """Whether any speech counts in this utterance so far (stray noise forgotten)."""
+        return self.speech_s > 0
+
+    def push(self, block: np.ndarray) -> Event | None:
+        """Hear one block of int16 mono audio at ``sample_rate``."""
+        if self.vad is None:
+            raise TypeError("this detector has no VAD: give it probabilities with push_probability()")
+        if self.ended:
+            return None
+        return self.push_probability(self.vad(block), len(block) / self.sample_rate)
+
+    def push_probability(self, probability: float, duration_s: float) -> Event | None:
+        """Take the speech probability of the next ``duration_s`` seconds of audio."""
+        if self.ended:
+            return None
+        began = self.elapsed_s
+        self.elapsed_s += duration_s
+        if probability >= self.threshold:
+            self._speaking = True
+        elif probability < self.neg_threshold:
+            self._speaking = False
+        event: Event | None = None
+        if self._speaking:
+            self._silence_s = 0.0
+            self.speech_s += duration_s
+            self.last_speech_s = self.elapsed_s
+            if self.first_speech_s is None:
+                self.first_speech_s = began
+            if not self.started and self.speech_s >= self.min_speech_s - 1e-9:
+                self.started = True
+                event = SpeechStarted(self.first_speech_s)
+        else:
+            self._silence_s += duration_s
+            if self._silence_s >= self.silence_s - 1e-9:
+                if self.started:
+                    return self._end("silence")
+                self.speech_s = 0.0  # stray noise, long ago: forget it
+                self.first_speech_s = self.last_speech_s = None
+        if self.elapsed_s >= self.max_utterance_s - 1e-9:
+            return self._end("max_length")
+        return event
+
+    def _end(self, reason: Literal["silence", "max_length"]) -> SpeechEnded:
+        self.ended = True
+        return SpeechEnded(reason, self.elapsed_s, self.speech_s, self.last_speech_s)

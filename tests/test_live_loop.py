@@ -1,0 +1,566 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The live doll, end to end, with only the machine's missing parts faked.
+
+Real: the loop, Vosk (loaded once for the module), the Silero VAD, espeak-ng, the inference
+server (phrasebook backend, over HTTP on loopback), gpiozero's button and LED code.
+Fake: the pins (gpiozero's MockFactory, PWM-capable) and the sound card
+(tests/fakes/sounddevice.py: the sample recording goes into the microphone, the speaker
+records every block it plays with its time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from argparse import Namespace
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fakes.sounddevice import FakeSoundDevice
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from device import audio_io, live, live_commands, recognizers
+from device.audio_io import Microphone, Speaker
+from device.client import InferenceClient
+from device.config import ChachaConfig
+from device.live import OFFLINE_LINE, Doll
+from device.live_settings import AudioSettings, LoopSettings
+from device.recognizers import create_transcriber
+from device.stt_settings import STTSettings
+from hardware import DollState, HardwareSettings, PushToTalkButton, StatusLight
+from tts.engines import create_engine
+from tts.settings import TTSSettings
+
+pytestmark = pytest.mark.slow  # real Vosk
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "ko-read-sentence.wav"
+BUTTON_PIN, LED_PIN = 17, 18
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    return create_transcriber(STTSettings(engine="vosk"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return create_engine(TTSSettings())
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    samples, rate = sf.read(SAMPLE, dtype="int16")
+    assert rate == 16000
+    return samples
+
+
+class Rig:
+    """One doll on a fake sound card and mock pins, its loop running as a task."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        transcriber,
+        engine,
+        *,
+        settings: LoopSettings | None = None,
+        hold_s: float = 1.5,
+        input_speed: float = 1.0,
+    ) -> None:
+        self.fake = FakeSoundDevice(input_speed=input_speed)
+        self.factory = MockFactory(pin_class=MockPWMPin)
+        hardware = HardwareSettings(button_pin=BUTTON_PIN, hold_s=hold_s, pin_factory="mock")
+        self.button = PushToTalkButton(hardware, pin_factory=self.factory)
+        self.light = StatusLight(hardware.led, pin_factory=self.factory)
+        self.mic = Microphone(AudioSettings(), backend=self.fake)
+        self.speaker = Speaker(AudioSettings(), backend=self.fake)
+        self.doll = Doll(
+            mic=self.mic,
+            speaker=self.speaker,
+            transcriber=transcriber,
+            engine=engine,
+            client=InferenceClient(url, token, timeout_s=10),
+            light=self.light,
+            button=self.button,
+            settings=settings or LoopSettings(),
+        )
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Rig:
+        self.task = asyncio.create_task(self.doll.run_forever())
+        await self.until(self.doll.ready.is_set, 20, "the doll to start")
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.doll.shutdown()
+        try:
+            await asyncio.wait_for(self.task, 10)
+        finally:
+            self.button.close()
+            self.light.close()
+
+    def press(self) -> float:
+        at = time.monotonic()
+        self.factory.pin(BUTTON_PIN).drive_low()
+        return at
+
+    def release(self) -> float:
+        at = time.monotonic()
+        self.factory.pin(BUTTON_PIN).drive_high()
+        return at
+
+    @property
+    def led(self) -> float:
+        return float(self.factory.pin(LED_PIN).state)
+
+    async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.task is not None and self.task.done():
+                self.task.result()  # raises what killed the loop
+                raise AssertionError(f"the doll stopped while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what} (state {self.doll.state})"
+                )
+            await asyncio.sleep(0.005)
+
+    async def until_state(self, state: DollState, timeout: float = 10.0) -> float:
+        await self.until(lambda: self.doll.state is state, timeout, f"state {state.value}")
+        return time.monotonic()
+
+    async def listening_with_open_ears(self) -> None:
+        """Wait until the doll listens and the microphone is unmuted (after the earcon)."""
+        await self.until_state(DollState.LISTENING, 2.0)
+        await self.until(lambda: not self.mic.muted, 2.0, "the microphone to open")
+
+    def states(self) -> list[DollState]:
+        return [state for _, state in self.doll.history]
+
+
+def run(coro, timeout: float = 20.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def duration_s(blocks) -> float:
+    return sum(len(b.samples) for b in blocks) / 48000
+
+
+# --- a whole turn -------------------------------------------------------------------------------
+
+
+def test_press_speak_release_thinking_speaking_idle(
+    start_server, token, transcriber, engine, speech, caplog
+) -> None:
+    """The whole turn in real time; measures release → first audio."""
+    caplog.set_level(logging.INFO, logger="device.live")
+    server = start_server()
+    # Long silence_ms: here the release ends listening, not the VAD.
+    settings = LoopSettings(silence_ms=3000)
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
+            assert rig.doll.state is DollState.IDLE and rig.light.state is DollState.IDLE
+            pressed = rig.press()
+            await rig.until_state(DollState.LISTENING, 1.0)
+            assert rig.light.state is DollState.LISTENING and rig.led == 1.0  # solid on
+            await rig.listening_with_open_ears()
+            earcon = rig.fake.sounding(pressed)
+            assert 0.1 <= duration_s(earcon) <= 0.2, "the listening earcon, ~120 ms"
+            rig.fake.say(speech)
+            await rig.until(lambda: rig.fake.pending_input == 0, 8.0, "her sentence to be heard")
+            assert rig.doll.state is DollState.LISTENING  # held for > hold_s while talking: no long press
+            released = rig.release()
+            thinking = await rig.until_state(DollState.THINKING, 1.0)
+            assert rig.light.state is DollState.THINKING
+            speaking = await rig.until_state(DollState.SPEAKING, 10.0)
+            assert rig.light.state is DollState.SPEAKING
+            idle = await rig.until_state(DollState.IDLE, 20.0)
+            return rig, pressed, released, thinking, speaking, idle
+
+    rig, pressed, released, thinking, speaking, idle = run(scenario(), 40)
+    assert rig.states() == [
+        DollState.IDLE,
+        DollState.LISTENING,
+        DollState.THINKING,
+        DollState.SPEAKING,
+        DollState.IDLE,
+    ]
+    assert rig.doll.last_listen_end == "release"
+    assert rig.doll.last_transcript is not None and rig.doll.last_transcript.text
+    assert rig.doll.last_backend == "phrasebook" and rig.doll.last_reply
+    reply = rig.fake.sounding(released, idle)
+    assert duration_s(reply) > 0.5, "the reply reached the speaker"
+    first_audio = reply[0].time - released
+    print(
+        f"\nrelease → thinking {1000 * (thinking - released):.0f} ms, "
+        f"→ first reply audio {1000 * first_audio:.0f} ms"
+    )
+    assert first_audio < 3.0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "listening" in messages
+    assert any(m.startswith("heard: ") for m in messages)
+    assert any(m.startswith("thinking") for m in messages)
+    assert any(m.startswith("speaking") for m in messages)
+    assert any(m.startswith("reply: ") and "phrasebook" in m for m in messages)
+    assert rig.light.state is None and rig.led == 0.0  # off after shutdown
+
+
+def test_press_while_speaking_stops_the_reply_at_once(
+    start_server, token, transcriber, engine, speech
+) -> None:
+    server = start_server()
+    settings = LoopSettings(earcons=False)  # so that any sound after the press is stale reply
+
+    async def scenario():
+        # hold_s: the second press is held silently for 1.5 s, which must not be a long press here.
+        async with Rig(
+            server.url, token, transcriber, engine, settings=settings, input_speed=4.0, hold_s=10.0
+        ) as rig:
+            rig.press()
+            await rig.listening_with_open_ears()
+            rig.fake.say(speech)
+            await rig.until_state(DollState.THINKING, 5.0)  # the VAD ended it: she is still holding
+            rig.release()
+            await rig.until_state(DollState.SPEAKING, 10.0)
+            await asyncio.sleep(0.3)
+            assert rig.speaker.playing, "the reply is longer than 0.3 s"
+            pressed = rig.press()
+            await rig.until_state(DollState.LISTENING, 1.0)
+            await asyncio.sleep(1.5)  # anything stale would play now
+            released = rig.release()
+            await rig.until_state(DollState.IDLE, 5.0)
+            return rig, pressed, released
+
+    rig, pressed, released = run(scenario(), 30)
+    before = rig.fake.sounding(pressed - 0.2, pressed)
+    assert before, "the reply was playing when she pressed"
+    after = rig.fake.sounding(pressed)
+    last_sound = (after[-1].time - pressed) if after else 0.0
+    first_silent = next(b.time for b in rig.fake.played_between(pressed) if b.peak < 64) - pressed
+    print(
+        f"\npress → last reply block {1000 * last_sound:.0f} ms ({len(after)} block(s) after the press), "
+        f"→ first silent block {1000 * first_silent:.0f} ms"
+    )
+    assert last_sound <= 0.1 and first_silent <= 0.1
+    assert not rig.fake.sounding(pressed + 0.1)  # nothing of the old reply, ever again
+    assert rig.states()[-3:] == [DollState.SPEAKING, DollState.LISTENING, DollState.IDLE]
+    assert rig.doll.last_listen_end == "release"  # the second, silent turn
+
+
+def test_vad_silence_ends_listening_while_the_button_is_held(
+    start_server, token, transcriber, engine, speech
+) -> None:
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, input_speed=2.0) as rig:
+            rig.press()
+            await rig.listening_with_open_ears()
+            fed = time.monotonic()
+            rig.fake.say(speech)
+            thinking = await rig.until_state(DollState.THINKING, 6.0)
+            assert rig.button.is_pressed
+            rig.release()
+            await rig.until_state(DollState.IDLE, 20.0)
+            return rig, thinking - fed
+
+    rig, heard_for = run(scenario())
+    assert rig.doll.last_listen_end == "silence"
+    # The speech ends ~3.4 s into the recording; +0.7 s of silence; at twice real time.
+    assert 1.7 < heard_for < 2.6
+    assert DollState.SPEAKING in rig.states()
+
+
+def test_max_utterance_caps_listening(start_server, token, transcriber, engine, speech) -> None:
+    server = start_server()
+    settings = LoopSettings(max_utterance_s=1.5, silence_ms=3000)
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, settings=settings, input_speed=2.0) as rig:
+            rig.press()
+            await rig.listening_with_open_ears()
+            fed = time.monotonic()
+            rig.fake.say(speech)
+            thinking = await rig.until_state(DollState.THINKING, 3.0)
+            rig.release()
+            await rig.until_state(DollState.IDLE, 20.0)
+            return rig, thinking - fed
+
+    rig, heard_for = run(scenario())
+    assert rig.doll.last_listen_end == "max_length"
+    assert 0.6 < heard_for < 1.2  # 1.5 s of audio at twice real time
+    assert rig.doll.last_transcript is not None
+
+
+def test_a_tap_without_speech_goes_back_to_idle_quietly(start_server, token, transcriber, engine) -> None:
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine) as rig:
+            pressed = rig.press()
+            await rig.listening_with_open_ears()
+            await asyncio.sleep(0.3)
+            rig.release()
+            await rig.until_state(DollState.IDLE, 2.0)
+            await asyncio.sleep(0.3)
+            return rig, pressed
+
+    rig, pressed = run(scenario())
+    assert rig.states() == [DollState.IDLE, DollState.LISTENING, DollState.IDLE]
+    assert duration_s(rig.fake.sounding(pressed)) < 0.2  # only the listening earcon
+
+
+# --- long press ------------------------------------------------------------------------------
+
+
+def test_long_press_repeats_the_last_reply(start_server, token, transcriber, engine, speech) -> None:
+    server = start_server()
+    settings = LoopSettings(earcons=False)
+
+    async def scenario():
+        async with Rig(
+            server.url, token, transcriber, engine, settings=settings, hold_s=0.6, input_speed=4.0
+        ) as rig:
+            # Nothing said yet: a long press says so.
+            rig.press()
+            await rig.until_state(DollState.SPEAKING, 3.0)
+            rig.release()
+            idle = await rig.until_state(DollState.IDLE, 10.0)
+            nothing_yet = duration_s(rig.fake.sounding(0, idle))
+            # A real turn.
+            rig.press()
+            await rig.listening_with_open_ears()
+            rig.fake.say(speech)
+            await rig.until_state(DollState.THINKING, 5.0)
+            rig.release()
+            started = await rig.until_state(DollState.SPEAKING, 10.0)
+            idle = await rig.until_state(DollState.IDLE, 20.0)
+            reply = rig.fake.played_audio(started - 0.05, idle)
+            # The long press: the same audio again.
+            pressed = rig.press()
+            await rig.until_state(DollState.SPEAKING, 3.0)
+            rig.release()
+            again_idle = await rig.until_state(DollState.IDLE, 20.0)
+            again = rig.fake.played_audio(pressed, again_idle)
+            return rig, nothing_yet, reply, again
+
+    rig, nothing_yet, reply, again = run(scenario(), 45)
+    assert nothing_yet > 0.5  # NOTHING_TO_REPEAT was spoken
+    assert rig.doll.last_reply
+    loud = 64
+
+    def sounding_s(samples: np.ndarray) -> float:
+        idx = np.flatnonzero(np.abs(samples.astype(np.int32)) > loud)
+        return (idx[-1] - idx[0]) / 48000 if len(idx) else 0.0
+
+    assert sounding_s(again) == pytest.approx(sounding_s(reply), abs=0.05)
+    assert rig.doll.last_listen_end == "silence"  # the long press did not listen
+
+
+def test_long_press_status_says_the_server_answers(
+    start_server, token, transcriber, engine, monkeypatch
+) -> None:
+    server = start_server()
+    settings = LoopSettings(long_press="status")
+    said: list[str] = []
+    original = live.status_line
+
+    async def spy(client, last_backend):
+        said.append(await original(client, last_backend))
+        return said[-1]
+
+    monkeypatch.setattr(live, "status_line", spy)
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=0.5) as rig:
+            rig.press()
+            await rig.until_state(DollState.SPEAKING, 5.0)
+            rig.release()
+            await rig.until_state(DollState.IDLE, 15.0)
+            return rig
+
+    rig = run(scenario())
+    assert said == ["차차 서버는 잘 연결돼 있어. 지금은 오프라인 말 모음이 대답할 거야."]
+    assert rig.states() == [
+        DollState.IDLE,
+        DollState.LISTENING,
+        DollState.THINKING,
+        DollState.SPEAKING,
+        DollState.IDLE,
+    ]
+
+
+# --- the server goes away and comes back -------------------------------------------------------
+
+
+class Proxy:
+    """A TCP forwarder on a fixed port that can be switched on (to a target) and off."""
+
+    def __init__(self) -> None:
+        self._placeholder = socket.socket()
+        self._placeholder.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        self.port = self._placeholder.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: asyncio.Server | None = None
+
+    async def forward_to(self, target_url: str) -> None:
+        host, port = target_url.removeprefix("http://").split(":")
+        self._placeholder.close()
+
+        async def pipe(reader, writer):
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        async def handle(client_reader, client_writer):
+            server_reader, server_writer = await asyncio.open_connection(host, int(port))
+            await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def close(self) -> None:
+        self._placeholder.close()
+        if self._server is not None:
+            self._server.close()
+
+
+def test_server_down_offline_line_error_light_then_recovers_by_itself(
+    start_server, token, transcriber, engine, speech
+) -> None:
+    settings = LoopSettings(server_retry_initial_s=0.2, server_retry_max_s=0.4, earcons=False)
+
+    async def scenario():
+        proxy = Proxy()
+        try:
+            async with Rig(proxy.url, token, transcriber, engine, settings=settings, input_speed=4.0) as rig:
+                await rig.until_state(DollState.ERROR, 2.0)  # the first health check failed
+                assert rig.light.state is DollState.ERROR
+                # A press in ERROR still tries a turn.
+                rig.press()
+                await rig.listening_with_open_ears()
+                rig.fake.say(speech)
+                thinking = await rig.until_state(DollState.THINKING, 5.0)
+                rig.release()
+                await rig.until_state(DollState.ERROR, 5.0)
+                await rig.until(lambda: not rig.speaker.playing, 15.0, "the offline line to finish")
+                offline = rig.fake.sounding(thinking)
+                assert rig.doll.state is DollState.ERROR and rig.doll.server_down
+                # The error pattern: two quick blinks, then a pause.
+                led = rig.factory.pin(LED_PIN)
+                led.clear_states()
+                await asyncio.sleep(1.3)
+                levels = [change.state for change in led.states]
+                blinks = sum(1 for a, b in zip(levels, levels[1:], strict=False) if a < 0.5 <= b)
+                # The server comes up on the same URL: the doll notices by itself.
+                server = start_server()
+                await proxy.forward_to(server.url)
+                recovered = await rig.until_state(DollState.IDLE, 3.0)
+                assert rig.light.state is DollState.IDLE and not rig.doll.server_down
+                # ... and the next press gets a real reply.
+                rig.press()
+                await rig.listening_with_open_ears()
+                rig.fake.say(speech)
+                await rig.until_state(DollState.THINKING, 5.0)
+                rig.release()
+                await rig.until_state(DollState.SPEAKING, 10.0)
+                await rig.until_state(DollState.IDLE, 20.0)
+                return rig, offline, blinks, levels, recovered
+        finally:
+            await proxy.close()
+
+    rig, offline, blinks, levels, recovered = run(scenario(), 45)
+    assert duration_s(offline) > 2.0, f"the offline line ({OFFLINE_LINE}) was spoken"
+    assert 2 <= blinks <= 4, levels  # two quick blinks per 1.2 s
+    assert rig.doll.last_backend == "phrasebook"
+    assert rig.states()[-3:] == [DollState.THINKING, DollState.SPEAKING, DollState.IDLE]
+
+
+# --- her recording for a server in audio mode ----------------------------------------------------
+
+
+class RecordingClient(InferenceClient):
+    """The real client, noting the audio it sends."""
+
+    sent: list[tuple[str, bytes] | None]
+
+    def chat(self, text, *, conversation, channel="doll", audio=None):
+        self.sent.append(audio)
+        return super().chat(text, conversation=conversation, channel=channel, audio=audio)
+
+
+def test_send_audio_sends_her_recording_with_the_text(
+    start_server, token, transcriber, engine, speech
+) -> None:
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, input_speed=4.0) as rig:
+            client = RecordingClient(server.url, token, timeout_s=10)
+            client.sent = []
+            rig.doll._client = client
+            rig.doll._send_audio = True
+            rig.press()
+            await rig.listening_with_open_ears()
+            rig.fake.say(speech)
+            await rig.until_state(DollState.THINKING, 5.0)
+            rig.release()
+            await rig.until_state(DollState.SPEAKING, 10.0)
+            await rig.until_state(DollState.IDLE, 20.0)
+            return client.sent
+
+    (sent,) = run(scenario())
+    mime, data = sent
+    assert mime == "audio/flac"
+    recording, rate = sf.read(io.BytesIO(data), dtype="int16")
+    assert rate == 16000
+    assert 3.8 < len(recording) / rate < 4.5  # her sentence and the silence that ended it
+    assert np.abs(recording.astype(np.int32)).max() > 5000
+
+
+# --- chacha run ---------------------------------------------------------------------------------
+
+
+def test_chacha_run_starts_everything_and_stops_on_sigterm(transcriber, monkeypatch, caplog) -> None:
+    """`chacha run` as the Pi runs it: in-process server, mock pins, fake card; SIGTERM ends it."""
+    fake = FakeSoundDevice()
+    monkeypatch.setattr(audio_io, "default_backend", lambda: fake)
+    monkeypatch.setattr(recognizers, "create_transcriber", lambda settings, **kwargs: transcriber)
+    caplog.set_level(logging.INFO, logger="device.live")
+    base = ChachaConfig()
+    sections = {name: getattr(base, name) for name in type(base).model_fields}
+    sections.update(audio=AudioSettings(), loop=LoopSettings(), hardware=HardwareSettings(pin_factory="mock"))
+    config = SimpleNamespace(**sections)
+
+    def stop_when_ready() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any(record.getMessage().startswith("idle: ready") for record in list(caplog.records)):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # a stray SIGTERM must not end pytest
+    threading.Thread(target=stop_when_ready, daemon=True).start()
+    try:
+        assert live_commands.run(Namespace(debug=False), config) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[-1] == "stopped"
+    assert any(m.startswith("idle: ready") for m in messages)
+    assert all(stream.closed for stream in fake.streams)
