@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from device.live_settings import AudioSettings, LoopSettings
 from device.stt_settings import STTSettings
 from hardware.settings import HardwareSettings
-from telegram_collector.settings import TelegramSettings
 from inference_server.errors import InferenceError
 from inference_server.settings import ConversationId, LLMSettings, PersonaSettings, ServerSettings
 from inference_server.yamlfile import describe_validation_error, load_yaml
+from telegram_collector.settings import TelegramSettings
 from tts.settings import TTSSettings
 
 CONFIG_ENV = "CHACHA_CONFIG"

@@ -775,10 +775,9 @@ class FakeGemini:
         Keyword arguments are HttpOptions fields, e.g. timeout=500 (milliseconds) or
         retry_options=types.HttpRetryOptions(...). The sync client is closed on stop().
         """
+        import httpx2
         from google import genai
         from google.genai import types
-
-        import httpx2
 
         # The SDK switches its async path to aiohttp whenever aiohttp is importable; an explicit
         # httpx2 transport keeps these tests on one client, as the product's backend does.
