@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -152,6 +152,7 @@ class Turn:
     released_at: float | None = None
     stopped_at: float | None = None  # when listening ended (release or end of speech)
     hearing: Hearing | None = None
+    marks: dict[str, float] = field(default_factory=dict)  # stage → time.monotonic(), for benchmarks
 
 
 class Doll:
@@ -202,6 +203,7 @@ class Doll:
         self.last_reply = ""
         self.last_backend: str | None = None
         self.last_listen_end: str | None = None
+        self.last_marks: dict[str, float] = {}  # the last turn's stage times (see Turn.marks)
         """Why listening ended last: release, silence, max_length or timeout."""
         self.last_transcript: Transcript | None = None
         self._server = ServerWatch(client, self._settings, on_back=self._server_back)
@@ -398,6 +400,7 @@ class Doll:
         self._mic.muted = True
         self.last_listen_end = reason
         turn.stopped_at = turn.released_at if reason == "release" else time.monotonic()
+        turn.marks["stopped"] = turn.stopped_at
         if detector.speech_s * 1000 < self._settings.min_speech_ms:
             self._stt_later(hearing.cancel)
             _LOGGER.info("heard no speech in %.1f s (%s): not answering", detector.elapsed_s, reason)
@@ -408,7 +411,9 @@ class Doll:
             f"{detector.speech_s:.1f} s of it speech",
         )
         transcript = await self._on_stt(hearing.finish)
+        turn.marks["transcribed"] = time.monotonic()
         self.last_transcript = transcript
+        self.last_marks = turn.marks
         _LOGGER.info(
             "heard: %s [%s, final text %.0f ms after the last audio]",
             transcript.text or "(nothing readable)",
@@ -447,12 +452,15 @@ class Doll:
             while True:
                 match await replies.get():
                     case ReplySentence(text=sentence):
+                        turn.marks.setdefault("first_sentence", time.monotonic())
                         audio = await self._speak(sentence, sentences > 0)
                         sentences += 1
                         if not audio:
                             continue
+                        turn.marks.setdefault("first_audio_ready", time.monotonic())
                         if not self._play(turn, audio):
                             return
+                        turn.marks.setdefault("first_audio_queued", time.monotonic())
                         spoken.extend(audio)
                         if self.state is not DollState.SPEAKING:
                             since = time.monotonic() - (turn.stopped_at or turn.pressed_at)

@@ -1,0 +1,382 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A simulated sound card with the ``sounddevice`` module's interface, in memory.
+
+The doll's audio code takes its sound backend through the constructor; this one stands in
+for the real card where there is none: in the tests, and in ``chacha bench``, which replays a
+recording as her voice and times what reaches the "speaker".
+
+* Input (``RawInputStream``/``InputStream``): after ``start()``, one block every
+  ``blocksize / samplerate`` seconds (divided by ``input_speed``: 4.0 delivers four times
+  faster than real time). The audio comes from a script: what ``say(samples)`` queued,
+  then silence (or quiet noise at ``noise_dbfs``). ``say`` assumes the stream's rate.
+  ``input_log`` records when each block was delivered and how much of the script it held.
+* Output (``OutputStream``): the callback is asked for one block every
+  ``blocksize / samplerate`` seconds (real time) and each block is recorded with the
+  ``time.monotonic()`` at which it was taken, in :attr:`SimulatedSoundCard.played`.
+
+``SimulatedSoundCard(devices=False)`` is a machine with no sound card: listing works and is
+empty, asking for a default device or opening a stream raises ``PortAudioError`` with the
+messages real PortAudio gives. ``input_rates={48000}`` makes the microphone refuse any
+other rate ("Invalid sample rate"), as many USB microphones opened as ``hw:`` do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+
+class PortAudioError(Exception):
+    """What sounddevice raises for PortAudio failures."""
+
+
+class CallbackStop(Exception):  # noqa: N818 (sounddevice's name)
+    pass
+
+
+class CallbackAbort(Exception):  # noqa: N818
+    pass
+
+
+class _Flags:
+    """Stand-in for sounddevice.CallbackFlags: false when no flag is set."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names = tuple(names)
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def __str__(self) -> str:
+        return ", ".join(self.names)
+
+
+@dataclass(frozen=True)
+class PlayedBlock:
+    """One block the output callback filled: when it was taken and what it held."""
+
+    time: float  # time.monotonic() just after the callback returned
+    samples: np.ndarray  # int16, first channel
+    rate: int
+
+    @property
+    def peak(self) -> int:
+        return int(np.abs(self.samples.astype(np.int32)).max()) if len(self.samples) else 0
+
+
+INPUT_DEVICE = {
+    "name": "Fake USB Microphone: Audio (hw:1,0)",
+    "index": 0,
+    "hostapi": 0,
+    "max_input_channels": 1,
+    "max_output_channels": 0,
+    "default_low_input_latency": 0.008,
+    "default_low_output_latency": 0.0,
+    "default_high_input_latency": 0.032,
+    "default_high_output_latency": 0.0,
+    "default_samplerate": 48000.0,
+}
+OUTPUT_DEVICE = {
+    "name": "Fake Speaker: Headphones (hw:0,0)",
+    "index": 1,
+    "hostapi": 0,
+    "max_input_channels": 0,
+    "max_output_channels": 2,
+    "default_low_input_latency": 0.0,
+    "default_low_output_latency": 0.008,
+    "default_high_input_latency": 0.0,
+    "default_high_output_latency": 0.032,
+    "default_samplerate": 48000.0,
+}
+
+
+class SimulatedSoundCard:
+    """The parts of the ``sounddevice`` module the doll uses, over one simulated sound card."""
+
+    PortAudioError = PortAudioError
+    CallbackStop = CallbackStop
+    CallbackAbort = CallbackAbort
+
+    def __init__(
+        self,
+        *,
+        devices: bool = True,
+        output_rate: int = 48000,
+        input_rates: set[int] | None = None,
+        input_speed: float = 1.0,
+        noise_dbfs: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.devices: list[dict] = []
+        if devices:
+            self.devices = [dict(INPUT_DEVICE), {**OUTPUT_DEVICE, "default_samplerate": float(output_rate)}]
+        self.default = SimpleNamespace(device=[0, 1] if devices else [-1, -1])
+        self.input_rates = input_rates
+        self.input_speed = input_speed
+        self.noise_dbfs = noise_dbfs
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._script: list[np.ndarray] = []
+        self._script_offset = 0
+        self.played: list[PlayedBlock] = []
+        self.streams: list[_FakeStream] = []
+        self.input_blocks = 0  # blocks delivered to input callbacks
+        self.script_fed = 0  # samples of the script handed to input callbacks so far
+        self.input_log: list[tuple[float, int]] = []  # (monotonic time, script_fed after the block)
+
+    # -- the script ----------------------------------------------------------------------
+
+    def say(self, samples: np.ndarray) -> None:
+        """Queue int16 mono samples for the microphone (after whatever is still queued)."""
+        pcm = np.asarray(samples, dtype=np.int16).reshape(-1)
+        with self._lock:
+            self._script.append(pcm.copy())
+
+    def say_file(self, path: Path | str, *, then_silence_s: float = 0.0) -> np.ndarray:
+        """Queue a 16-bit WAV's samples (at the stream's rate), then some digital silence."""
+        import soundfile
+
+        samples, rate = soundfile.read(str(path), dtype="int16")
+        if samples.ndim > 1:
+            samples = samples[:, 0]
+        self.say(samples)
+        if then_silence_s > 0:
+            self.say(np.zeros(round(rate * then_silence_s), np.int16))
+        return samples
+
+    @property
+    def pending_input(self) -> int:
+        """Samples queued with ``say`` that no callback has taken yet."""
+        with self._lock:
+            return sum(len(s) for s in self._script) - self._script_offset
+
+    def _next_input(self, frames: int) -> np.ndarray:
+        out = np.zeros(frames, dtype=np.int16)
+        filled = 0
+        with self._lock:
+            while filled < frames and self._script:
+                head = self._script[0]
+                take = min(frames - filled, len(head) - self._script_offset)
+                out[filled : filled + take] = head[self._script_offset : self._script_offset + take]
+                filled += take
+                self.script_fed += take
+                self._script_offset += take
+                if self._script_offset >= len(head):
+                    self._script.pop(0)
+                    self._script_offset = 0
+            self.input_blocks += 1
+            self.input_log.append((time.monotonic(), self.script_fed))
+        if filled < frames and self.noise_dbfs is not None:
+            amplitude = 32768 * 10 ** (self.noise_dbfs / 20)
+            noise = self._rng.standard_normal(frames - filled) * amplitude
+            out[filled:] = np.clip(np.rint(noise), -32768, 32767).astype(np.int16)
+        return out
+
+    # -- what was played -------------------------------------------------------------------
+
+    def played_between(self, start: float = 0.0, end: float = float("inf")) -> list[PlayedBlock]:
+        with self._lock:
+            return [b for b in self.played if start <= b.time < end]
+
+    def sounding(
+        self, start: float = 0.0, end: float = float("inf"), min_peak: int = 64
+    ) -> list[PlayedBlock]:
+        """Blocks played in [start, end) that were not silent."""
+        return [b for b in self.played_between(start, end) if b.peak >= min_peak]
+
+    def played_audio(self, start: float = 0.0, end: float = float("inf")) -> np.ndarray:
+        blocks = self.played_between(start, end)
+        return np.concatenate([b.samples for b in blocks]) if blocks else np.zeros(0, np.int16)
+
+    def delivered_at(self, script_sample: int) -> float | None:
+        """When the input block holding the script's sample `script_sample` was delivered."""
+        with self._lock:
+            for when, fed in self.input_log:
+                if fed > script_sample:
+                    return when
+        return None
+
+    def _record(self, block: PlayedBlock) -> None:
+        with self._lock:
+            self.played.append(block)
+
+    # -- the sounddevice API ------------------------------------------------------------
+
+    def query_devices(self, device: int | str | None = None, kind: str | None = None):
+        if device is None and kind is None:
+            return [dict(d) for d in self.devices]
+        if device is None:
+            index = self.default.device[0 if kind == "input" else 1]
+            if index < 0 or index >= len(self.devices):
+                raise PortAudioError(f"Error querying device {index}")
+            return dict(self.devices[index])
+        if isinstance(device, int):
+            if not 0 <= device < len(self.devices):
+                raise PortAudioError(f"Error querying device {device}")
+            return dict(self.devices[device])
+        matches = [d for d in self.devices if str(device).lower() in d["name"].lower()]
+        if len(matches) != 1:
+            raise ValueError(f"No{'' if not matches else ' unique'} device matching {device!r}")
+        return dict(matches[0])
+
+    def RawInputStream(self, **kwargs) -> _FakeInputStream:  # noqa: N802 (sounddevice's name)
+        return _FakeInputStream(self, raw=True, **kwargs)
+
+    def InputStream(self, **kwargs) -> _FakeInputStream:  # noqa: N802
+        return _FakeInputStream(self, raw=False, **kwargs)
+
+    def OutputStream(self, **kwargs) -> _FakeOutputStream:  # noqa: N802
+        return _FakeOutputStream(self, **kwargs)
+
+    def _device_for(self, device, kind: str) -> dict:
+        key = f"max_{kind}_channels"
+        if device is None:
+            index = self.default.device[0 if kind == "input" else 1]
+            if index < 0:
+                raise PortAudioError(
+                    f"Error opening {'Raw' if kind == 'input' else ''}"
+                    f"{'Input' if kind == 'input' else 'Output'}Stream: Invalid device [PaErrorCode -9996]"
+                )
+            device = index
+        info = self.query_devices(device)
+        if info.get(key, 0) <= 0:
+            raise PortAudioError("Error opening stream: Invalid number of channels [PaErrorCode -9998]")
+        return info
+
+
+class _FakeStream:
+    """Common to both directions: a thread that calls ``callback`` once per block."""
+
+    def __init__(
+        self,
+        fake: SimulatedSoundCard,
+        kind: str,
+        *,
+        samplerate: float | None = None,
+        blocksize: int | None = None,
+        device=None,
+        channels: int = 1,
+        dtype: str = "int16",
+        latency=None,
+        callback: Callable | None = None,
+        **_: object,
+    ) -> None:
+        self.fake = fake
+        self.kind = kind
+        self.device_info = fake._device_for(device, kind)
+        if channels > self.device_info[f"max_{kind}_channels"]:
+            raise PortAudioError("Error opening stream: Invalid number of channels [PaErrorCode -9998]")
+        if dtype != "int16":
+            raise NotImplementedError("the fake sound card speaks int16 only")
+        self.samplerate = float(samplerate or self.device_info["default_samplerate"])
+        self.blocksize = int(blocksize or round(self.samplerate * 0.03))
+        self.channels = channels
+        self.dtype = dtype
+        self.latency = 0.0
+        self.callback = callback
+        self.error: BaseException | None = None
+        self.closed = False
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
+        fake.streams.append(self)
+
+    @property
+    def active(self) -> bool:
+        return self._running.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return not self._running.is_set()
+
+    def start(self) -> None:
+        if self.closed:
+            raise PortAudioError("Error starting stream: Stream is closed [PaErrorCode -9988]")
+        if self._running.is_set():
+            return
+        self._running.set()
+        self._thread = threading.Thread(target=self._run, name=f"fake-{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        self._thread = None
+
+    abort = stop
+
+    def close(self) -> None:
+        self.stop()
+        self.closed = True
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _period_s(self) -> float:
+        return self.blocksize / self.samplerate
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while self._running.is_set():
+            try:
+                self._one_block()
+            except (CallbackStop, CallbackAbort):
+                break
+            except BaseException as exc:  # PortAudio would print it and stop the stream
+                self.error = exc
+                break
+            next_at += self._period_s()
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()  # behind: do not try to catch up in a burst
+        self._running.clear()
+
+    def _one_block(self) -> None:
+        raise NotImplementedError
+
+
+class _FakeInputStream(_FakeStream):
+    def __init__(self, fake: SimulatedSoundCard, *, raw: bool, **kwargs) -> None:
+        super().__init__(fake, "input", **kwargs)
+        self.raw = raw
+        rate = int(self.samplerate)
+        if fake.input_rates is not None and rate not in fake.input_rates:
+            fake.streams.remove(self)
+            raise PortAudioError(
+                f"Error opening {'Raw' if raw else ''}InputStream: Invalid sample rate [PaErrorCode -9997]"
+            )
+
+    def _period_s(self) -> float:
+        return self.blocksize / self.samplerate / self.fake.input_speed
+
+    def _one_block(self) -> None:
+        mono = self.fake._next_input(self.blocksize)
+        data = np.repeat(mono[:, np.newaxis], self.channels, axis=1)
+        indata = memoryview(data.tobytes()) if self.raw else data
+        timing = SimpleNamespace(inputBufferAdcTime=time.monotonic(), currentTime=time.monotonic())
+        if self.callback is not None:
+            self.callback(indata, self.blocksize, timing, _Flags())
+
+
+class _FakeOutputStream(_FakeStream):
+    def __init__(self, fake: SimulatedSoundCard, **kwargs) -> None:
+        super().__init__(fake, "output", **kwargs)
+
+    def _one_block(self) -> None:
+        outdata = np.full((self.blocksize, self.channels), 12345, dtype=np.int16)  # garbage unless filled
+        timing = SimpleNamespace(outputBufferDacTime=time.monotonic(), currentTime=time.monotonic())
+        if self.callback is not None:
+            self.callback(outdata, self.blocksize, timing, _Flags())
+        self.fake._record(PlayedBlock(time.monotonic(), outdata[:, 0].copy(), int(self.samplerate)))
