@@ -110,6 +110,44 @@ class HeardPrefix:
         return text.replace(HEARD_OPEN, "")
 
 
+class FirstClause:
+    """Lets the reply's first clause out before its sentence is done, so the doll can start
+    speaking sooner: "진주야, 오늘 하루…" sends "진주야," as soon as the comma arrives.
+
+    Only the first piece of a reply is cut this way, and only at a comma after a few letters;
+    everything after goes through the sentence splitter as usual.
+    """
+
+    MIN_LETTERS = 2
+
+    def __init__(self) -> None:
+        self.done = False
+        self.buffer = ""
+        self.clause_sent = False
+
+    def feed(self, delta: str) -> tuple[str | None, str]:
+        """(the first clause if it is complete now, text to pass on to the splitter)."""
+        if self.done:
+            return None, delta
+        self.buffer += delta
+        for index, char in enumerate(self.buffer):
+            if char in ".!?…~\n":
+                self.done = True
+                rest, self.buffer = self.buffer, ""
+                return None, rest
+            if char in ",，" and index + 1 < len(self.buffer) and self.buffer[index + 1].isspace():
+                clause = self.buffer[: index + 1].strip()
+                if sum(c.isalpha() for c in clause) >= self.MIN_LETTERS:
+                    self.done = self.clause_sent = True
+                    rest, self.buffer = self.buffer[index + 1 :], ""
+                    return clause, rest
+        return None, ""
+
+    def flush(self) -> str:
+        rest, self.buffer, self.done = self.buffer, "", True
+        return rest
+
+
 class ChatService:
     """Builds the request from persona and history and walks the backend chain.
 
@@ -199,26 +237,35 @@ class ChatService:
                 continue
             used = backend.name
             splitter, prefix, truncated = SentenceSplitter(), HeardPrefix(audio is not None), False
+            first = FirstClause()
             pieces = backend.stream(request)
             try:
                 async for piece in pieces:
                     if isinstance(piece, StreamEnd):
                         truncated = truncated or piece.truncated
                         continue
-                    for sentence in self._speakable(splitter.feed(prefix.feed(piece))):
-                        if len(sentences) >= self.max_sentences:
+                    clause, passed = first.feed(prefix.feed(piece))
+                    ready = ([clause] if clause else []) + splitter.feed(passed)
+                    for sentence in self._speakable(ready):
+                        if self._full(sentences, first):
                             break
                         first_ms = first_ms or (time.perf_counter() - started) * 1000
                         yield Sentence(len(sentences), sentence)
                         sentences.append(sentence)
-                    if len(sentences) >= self.max_sentences:
+                    if self._full(sentences, first):
                         break
-                rest = [] if truncated else self._speakable(splitter.flush())
-                if truncated and splitter.flush():
-                    _LOGGER.info(
-                        "%s reached its token limit: the unfinished sentence is dropped", backend.name
-                    )
-                for sentence in rest[: self.max_sentences - len(sentences)]:
+                complete = splitter.feed(first.flush())
+                if truncated:
+                    if splitter.flush():
+                        _LOGGER.info(
+                            "%s reached its token limit: the unfinished sentence is dropped", backend.name
+                        )
+                    rest = self._speakable(complete)
+                else:
+                    rest = self._speakable(complete + splitter.flush())
+                for sentence in rest:
+                    if self._full(sentences, first):
+                        break
                     first_ms = first_ms or (time.perf_counter() - started) * 1000
                     yield Sentence(len(sentences), sentence)
                     sentences.append(sentence)
@@ -272,6 +319,10 @@ class ChatService:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         yield ReplyDone(conversation, reply, used, first_ms, total_ms, tuple(fallbacks), heard)
+
+    def _full(self, sentences: list[str], first: FirstClause) -> bool:
+        """The reply has its max_sentences (an early first clause does not count as one)."""
+        return len(sentences) - (1 if first.clause_sent else 0) >= self.max_sentences
 
     @staticmethod
     def _speakable(sentences: list[str]) -> list[str]:

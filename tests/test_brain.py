@@ -226,3 +226,24 @@ def test_without_a_summariser_old_turns_are_dropped_oldest_first(start_server, t
     assert window.turns and window.turns[-1].text
     assert sum(len(t.text) / 1.5 + 4 for t in window.turns) <= 60
     assert window.turns[0].id > 1 and window.summary is None
+
+
+@pytest.mark.parametrize(
+    ("deltas", "expected"),
+    [
+        (["진주야, 오늘 ", "뭐 했어?"], ["진주야,", "오늘 뭐 했어?"]),
+        (["응. 그래, 알겠어."], ["응. 그래, 알겠어."]),  # a sentence ended first: no early clause
+        (["3,000원이야."], ["3,000원이야."]),  # a comma inside a number is no clause
+        (["아, 진짜? ", "좋다, 좋아."], ["아, 진짜?", "좋다, 좋아."]),  # too short a clause waits
+    ],
+)
+def test_only_the_first_clause_is_let_out_early(deltas, expected):
+    from inference_server.chat import FirstClause
+    from tts.sentences import SentenceSplitter
+
+    first, splitter, out = FirstClause(), SentenceSplitter(), []
+    for delta in deltas:
+        clause, passed = first.feed(delta)
+        out += ([clause] if clause else []) + splitter.feed(passed)
+    out += splitter.feed(first.flush()) + splitter.flush()
+    assert out == expected

