@@ -38,6 +38,12 @@ $(STAMP)/test-deps: $(STAMP)/venv scripts/install-test-deps.sh
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(TEST_EXTRAS)]"
 	@touch $@
 
+bench: $(STAMP)/test-deps
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(TEST_EXTRAS),bench]"
+	$(BIN)/chacha bench stt samples --repeat 5 --output bench/results/stt-2cores.json
+	$(BIN)/chacha bench stt samples --repeat 5 --cores 1 --output bench/results/stt-1core.json
+	$(BIN)/chacha bench all
+
 lint: install
 	$(BIN)/ruff check .
 

@@ -1,0 +1,81 @@
+"""Handlers of `chacha bench latency` and `chacha bench all`."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+from pathlib import Path
+
+from device.config import ChachaConfig
+
+DEFAULT_RECORDING = Path("samples/ko-read-sentence.wav")
+
+
+def _recording(args: Namespace) -> Path:
+    from device.cli import CommandError
+
+    path = args.recording
+    if not path.is_file():
+        raise CommandError(f"recording {path} not found: give --recording WAV (her utterance)")
+    return path
+
+
+def bench_latency(args: Namespace, config: ChachaConfig) -> int:
+    from device.benchmarks.latency import Scenario
+    from device.benchmarks.report import SCENARIOS, latency
+    from device.cli import CommandError
+
+    scenarios = SCENARIOS
+    if args.scenarios:
+        scenarios = []
+        for spec in args.scenarios.split(","):
+            try:
+                stt, tts, llm = spec.split(":")
+            except ValueError:
+                raise CommandError(f"--scenarios: {spec!r} is not stt:tts:llm (e.g. vosk:piper:gemini)") from None
+            scenarios.append(Scenario(f"{stt} + {tts.capitalize()} + {llm.capitalize()}", stt, tts, llm))
+    results = latency(config, _recording(args), runs=args.runs, cores=args.cores, scenarios=scenarios,
+                      first_token_s=args.first_token_s, tokens_per_s=args.tokens_per_s)
+    report = {"cores": args.cores, "latency": results}
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for entry in results:
+        m = entry["median_ms"]
+        print(f"{entry['scenario']['name']:<28} voice to voice {m['voice_to_voice']:6.0f} ms  "
+              f"(overhead {m['overhead']:.0f} ms; naive {m['naive']:.0f} ms, "
+              f"{entry['naive_over_streaming']:.2f}× slower)")
+    return 0
+
+
+def bench_all(args: Namespace, config: ChachaConfig) -> int:
+    from device.benchmarks.report import run_all
+
+    report = run_all(config, _recording(args), runs=args.runs, out_dir=args.output_dir, docs=args.docs,
+                     first_token_s=args.first_token_s, tokens_per_s=args.tokens_per_s)
+    for check in report["targets"]:
+        verdict = "met" if check["met"] else f"MISSED by {check['missed_by']} {check['unit']}"
+        print(f"{check['what']}: {check['value']} {check['unit']} (target {check['target']}) — {verdict}")
+    print(f"\nWrote {args.output_dir / 'bench.json'} and {args.docs} in {report['took_s']:.0f} s.")
+    return 0
+
+
+def register(bench) -> None:
+    """Add `latency` and `all` to the `chacha bench` sub-commands."""
+    for name, func, text in (
+        ("latency", bench_latency, "voice to voice through the real loop, by stage, vs the naive pipeline"),
+        ("all", bench_all, "latency, throughput, footprint and load; writes bench/results and docs"),
+    ):
+        p = bench.add_parser(name, help=text)
+        p.add_argument("--runs", type=int, default=5, help="turns per scenario (medians over them)")
+        p.add_argument("--recording", type=Path, default=DEFAULT_RECORDING, help="her utterance (WAV)")
+        p.add_argument("--first-token-s", type=float, default=0.6, help="paced Gemini: time to first text")
+        p.add_argument("--tokens-per-s", type=float, default=60.0, help="paced Gemini: tokens a second")
+        p.set_defaults(func=func)
+        if name == "latency":
+            p.add_argument("--cores", type=int, help="pin to N cores first (1 = a Pi-class budget)")
+            p.add_argument("--scenarios", help="comma-separated stt:tts:llm, e.g. vosk:piper:gemini")
+            p.add_argument("--output", type=Path, help="write the results as JSON here")
+        else:
+            p.add_argument("--output-dir", type=Path, default=Path("bench/results"))
+            p.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))

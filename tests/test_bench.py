@@ -1,0 +1,61 @@
+"""`chacha bench`: the latency harness runs the real loop and reports every stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT
+from test_cli import chacha
+
+from device.benchmarks.paced_gemini import PacedGemini
+from device.benchmarks.report import check_targets
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def test_latency_bench_through_the_real_loop(tmp_path):
+    out = tmp_path / "latency.json"
+    result = chacha("bench", "latency", "--runs", "2", "--scenarios", "vosk:espeak:gemini",
+                    "--first-token-s", "0.3", "--tokens-per-s", "80", "--output", str(out), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(out.read_text())["latency"][0]
+    m = entry["median_ms"]
+    stages = ["vad_hangover", "stt_final", "llm_first_sentence", "tts_first_audio", "playback_start"]
+    assert all(m[s] >= 0 for s in stages)
+    assert sum(m[s] for s in stages) == pytest.approx(m["voice_to_voice"], abs=60)
+    assert 500 < m["vad_hangover"] < 1200, "the 700 ms silence window ends her turn"
+    assert m["llm_first_sentence"] >= 300, "the paced Gemini holds its first text 0.3 s"
+    assert m["naive"] > m["voice_to_voice"]
+    assert entry["reply"].startswith("진주야")
+
+
+def test_paced_gemini_streams_with_the_real_sdk():
+    import time
+
+    from google import genai
+    from google.genai import types
+
+    with PacedGemini("하나. 둘. 셋.", first_token_s=0.2, tokens_per_s=20) as fake:
+        client = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=fake.base_url,
+                                                                          api_version="v1beta"))
+        started = time.monotonic()
+        arrivals = [(time.monotonic() - started, c.text) for c in
+                    client.models.generate_content_stream(model="m", contents="시작")]
+    assert "".join(t for _, t in arrivals) == "하나. 둘. 셋."
+    assert arrivals[0][0] >= 0.2 and arrivals[-1][0] > arrivals[0][0]
+
+
+def test_targets_say_by_how_much_they_are_missed():
+    report = {
+        "latency": [{"scenario": {"name": "s", "stt": "vosk", "tts": "piper", "llm": "gemini"},
+                     "median_ms": {"overhead": 420.0}, "naive_over_streaming": 1.5}],
+        "device_process": {"peak_rss_mb": 900.0, "ready_s": 4.0},
+        "server_process": {"ready_s": 1.0},
+    }
+    checks = {c["what"]: c for c in check_targets(report)}
+    overhead = checks["pipeline overhead, vosk + Piper (gemini)"]
+    assert not overhead["met"] and overhead["missed_by"] == 120.0
+    ratio = checks["streaming vs naive to first sound, s"]
+    assert not ratio["met"] and ratio["missed_by"] == 0.5
+    assert checks["device peak RSS"]["met"] and checks["device cold start to ready"]["met"]
