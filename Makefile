@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := device,server,telegram,dev
 # The tests also build llama.cpp's OpenAI-compatible server (several minutes, once: pip keeps the wheel).
-TEST_EXTRAS := $(EXTRAS),llm-test
+# It also trains a Piper voice for a few steps on the CPU (voice-train: PyTorch's CPU build).
+TEST_EXTRAS := $(EXTRAS),llm-test,voice-train
 STAMP  := .make
 
 .PHONY: demo test install system-deps lint bench clean
@@ -35,6 +36,7 @@ $(STAMP)/venv: pyproject.toml $(STAMP)/system
 
 $(STAMP)/test-deps: $(STAMP)/venv scripts/install-test-deps.sh
 	sh scripts/install-test-deps.sh
+	$(BIN)/python -m pip install --disable-pip-version-check -q "torch==2.13.0"
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(TEST_EXTRAS)]"
 	@touch $@
 

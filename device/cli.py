@@ -26,6 +26,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from inference_server.errors import InferenceError
     from telegram_collector.errors import TelegramError
     from tts.errors import TTSError
+    from tts.voice.errors import VoiceError
 
     return (
         CommandError,
@@ -37,6 +38,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         AudioDeviceError,
         HardwareError,
         TelegramError,
+        VoiceError,
     )
 
 
@@ -145,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     from telegram_collector.cli_args import register as register_telegram
 
     register_telegram(sub)
+    from tts.voice.cli_args import register as register_voice
+
+    register_voice(sub)
 
     p = sub.add_parser("config", help="check the configuration and print it as used")
     p.set_defaults(func=commands.show_config)
@@ -158,7 +163,15 @@ def _setup_logging(debug: bool) -> None:
         stream=sys.stderr,
     )
     if not debug:
-        for noisy in ("httpx", "httpcore", "google_genai", "uvicorn.error", "faster_whisper"):
+        for noisy in (
+            "httpx",
+            "httpx2",
+            "httpcore",
+            "httpcore2",
+            "google_genai",
+            "uvicorn.error",
+            "faster_whisper",
+        ):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

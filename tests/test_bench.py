@@ -16,8 +16,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 def test_latency_bench_through_the_real_loop(tmp_path):
     out = tmp_path / "latency.json"
-    result = chacha("bench", "latency", "--runs", "2", "--scenarios", "vosk:espeak:gemini",
-                    "--first-token-s", "0.3", "--tokens-per-s", "80", "--output", str(out), cwd=ROOT)
+    result = chacha(
+        "bench",
+        "latency",
+        "--runs",
+        "2",
+        "--scenarios",
+        "vosk:espeak:gemini",
+        "--first-token-s",
+        "0.3",
+        "--tokens-per-s",
+        "80",
+        "--output",
+        str(out),
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     entry = json.loads(out.read_text())["latency"][0]
     m = entry["median_ms"]
@@ -37,19 +50,27 @@ def test_paced_gemini_streams_with_the_real_sdk():
     from google.genai import types
 
     with PacedGemini("하나. 둘. 셋.", first_token_s=0.2, tokens_per_s=20) as fake:
-        client = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=fake.base_url,
-                                                                          api_version="v1beta"))
+        client = genai.Client(
+            api_key="x", http_options=types.HttpOptions(base_url=fake.base_url, api_version="v1beta")
+        )
         started = time.monotonic()
-        arrivals = [(time.monotonic() - started, c.text) for c in
-                    client.models.generate_content_stream(model="m", contents="시작")]
+        arrivals = [
+            (time.monotonic() - started, c.text)
+            for c in client.models.generate_content_stream(model="m", contents="시작")
+        ]
     assert "".join(t for _, t in arrivals) == "하나. 둘. 셋."
     assert arrivals[0][0] >= 0.2 and arrivals[-1][0] > arrivals[0][0]
 
 
 def test_targets_say_by_how_much_they_are_missed():
     report = {
-        "latency": [{"scenario": {"name": "s", "stt": "vosk", "tts": "piper", "llm": "gemini"},
-                     "median_ms": {"overhead": 420.0}, "naive_over_streaming": 1.5}],
+        "latency": [
+            {
+                "scenario": {"name": "s", "stt": "vosk", "tts": "piper", "llm": "gemini"},
+                "median_ms": {"overhead": 420.0},
+                "naive_over_streaming": 1.5,
+            }
+        ],
         "device_process": {"peak_rss_mb": 900.0, "ready_s": 4.0},
         "server_process": {"ready_s": 1.0},
     }

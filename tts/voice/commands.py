@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The handlers of `chacha voice …`: ``handler(args, config) -> int``, heavy imports inside."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+
+from tts.voice.errors import VoiceError
+from tts.voice.workspace import VoiceDir, default_voice_dir
+
+
+def voice_dir(args: Namespace) -> VoiceDir:
+    folder = getattr(args, "dir", None)
+    return VoiceDir(Path(folder).expanduser() if folder else default_voice_dir())
+
+
+def _device(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def _audio_setting(config, name: str):
+    """``config.audio.<name>`` when the configuration has an audio section, else None."""
+    audio = getattr(config, "audio", None)
+    return getattr(audio, name, None) if audio is not None else None
+
+
+def record(args: Namespace, config) -> int:
+    from tts.voice.record import record_script
+
+    device = args.device if args.device is not None else _audio_setting(config, "input_device")
+    record_script(voice_dir(args), device=_device(device), script=args.script, max_s=args.max_seconds)
+    return 0
+
+
+def import_(args: Namespace, config) -> int:
+    from tts.voice.importing import find_recordings, import_recordings, make_transcriber
+
+    sources: list[Path] = []
+    for source in args.sources:
+        if source == "telegram":
+            if args.telegram_dir is None:
+                raise VoiceError(
+                    "`import telegram` needs --telegram-dir DIR: the folder where the Telegram collector "
+                    "keeps his voice notes (.ogg)"
+                )
+            sources.append(args.telegram_dir)
+        else:
+            sources.append(Path(source))
+    files = find_recordings(sources)  # fail on an empty folder before loading a recogniser
+    print(f"{len(files)} recording(s) found.")
+    if args.engine:
+        from device.recognizers import create_transcriber
+
+        transcriber = create_transcriber(config.stt, engine=args.engine)
+    else:
+        transcriber = make_transcriber(config.stt)
+    vdir = voice_dir(args)
+    result = import_recordings(vdir, sources, transcriber, accept_all=args.accept_all)
+    print(
+        f"Imported {result.files} file(s) as {result.clips} clip(s), {result.seconds / 60:.1f} min"
+        + (f"; {result.skipped_files} imported before" if result.skipped_files else "")
+        + "."
+    )
+    if args.accept_all:
+        print(f"Transcripts accepted as they are ({result.review}). Next: `chacha voice prepare`.")
+    else:
+        print(
+            f"Now open {result.review}, correct each text to exactly what is said, and set status to ok "
+            "(or skip). Then `chacha voice prepare` (or `prepare --accept-all` to trust the transcripts)."
+        )
+    return 0
+
+
+def prepare(args: Namespace, config) -> int:
+    from tts.voice.prepare import prepare_dataset
+
+    prepare_dataset(voice_dir(args), accept_all=args.accept_all, min_snr_db=args.min_snr)
+    return 0
+
+
+def train(args: Namespace, config) -> int:
+    from tts.voice.train import TrainOptions, train_voice
+
+    options = TrainOptions(
+        base_checkpoint=args.base_checkpoint.expanduser() if args.base_checkpoint else None,
+        accelerator=args.accelerator,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        quality=args.quality,
+        save_every=args.save_every,
+        workers=max(0, args.workers),
+    )
+    result = train_voice(voice_dir(args), options)
+    return 130 if result.interrupted else 0
+
+
+def export(args: Namespace, config) -> int:
+    from tts.voice.export import export_voice
+
+    export_voice(voice_dir(args), checkpoint=args.checkpoint, output=args.output)
+    return 0
+
+
+def config_file(args: Namespace) -> Path:
+    """The chacha.yaml in use, or the user's one to create."""
+    source = getattr(args, "config_source", None) or getattr(args, "config", None)
+    return Path(source) if source else Path("~/.config/chachaping/chacha.yaml").expanduser()
+
+
+def install(args: Namespace, config) -> int:
+    from tts.voice.install import default_player, listening_test, switch_config
+
+    vdir = voice_dir(args)
+    model = (args.voice or vdir.onnx).expanduser().resolve()
+    print(f"Listening test with {model}:")
+    player = None if args.no_play else default_player(_audio_setting(config, "output_device"))
+    wavs, rate = listening_test(model, vdir.listen, play=player)
+    print(f"Wrote {len(wavs)} WAVs at {rate} Hz to {vdir.listen}.")
+    if args.no_config:
+        print("chacha.yaml left as it is (--no-config).")
+        return 0
+    switch_config(config_file(args), model)
+    return 0
