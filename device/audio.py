@@ -109,3 +109,16 @@ def chunks(samples: np.ndarray, sample_rate: int, chunk_s: float = 0.1) -> Itera
     size = max(1, round(sample_rate * chunk_s))
     for start in range(0, len(samples), size):
         yield samples[start : start + size]
+
+
+def as_pcm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Check that samples are what the recognisers take: 1-D int16 (an (n, 1) column is fine)."""
+    pcm = np.asarray(samples)
+    if pcm.ndim == 2 and pcm.shape[1] == 1:
+        pcm = pcm[:, 0]
+    if pcm.ndim != 1 or pcm.dtype != np.int16:
+        raise ValueError(
+            f"need int16 mono samples at {sample_rate} Hz, got {pcm.dtype} of shape {pcm.shape}"
+            " (use device.audio.load_audio)"
+        )
+    return pcm

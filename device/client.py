@@ -84,18 +84,9 @@ class InferenceClient:
             raise ServerUnavailable(f"talking to {self.base_url} failed: {exc}") from None
 
     async def health(self) -> dict:
-        try:
-            async with httpx.AsyncClient(timeout=self._timeout) as http:
-                response = await http.get(f"{self.base_url}/v1/health", headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise ServerUnavailable(
-                f"the inference server at {self.base_url} is not reachable: {exc}"
-            ) from None
-        if response.status_code != 200:
-            raise ServerUnavailable(self._refusal(response))
-        return response.json()
+        return await self._request("GET", "/v1/health")
 
-    async def _admin(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as http:
                 response = await http.request(
@@ -110,13 +101,13 @@ class InferenceClient:
         return response.json()
 
     async def persona(self) -> dict:
-        return await self._admin("GET", "/v1/admin/persona")
+        return await self._request("GET", "/v1/admin/persona")
 
     async def set_persona(self, text: str) -> dict:
-        return await self._admin("PUT", "/v1/admin/persona", {"text": text})
+        return await self._request("PUT", "/v1/admin/persona", {"text": text})
 
     async def reload_persona(self) -> dict:
-        return await self._admin("POST", "/v1/admin/persona/reload")
+        return await self._request("POST", "/v1/admin/persona/reload")
 
     def _refusal(self, response: httpx.Response) -> str:
         if response.status_code == 401:

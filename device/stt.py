@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.audio import chunks, load_audio
+from device.audio import as_pcm, chunks, load_audio
 from device.errors import STTError
 from device.stt_settings import STTSettings
 
@@ -149,7 +149,7 @@ class VoskTranscriber:
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         """Recognise a whole utterance: int16 mono samples at ``sample_rate`` Hz."""
-        pcm = _as_pcm(samples, self.sample_rate)
+        pcm = as_pcm(samples, self.sample_rate)
         with self.stream() as utterance:
             for chunk in chunks(pcm, self.sample_rate, self.chunk_s):
                 utterance._accept(chunk)
@@ -188,7 +188,7 @@ class Utterance:
 
     def feed(self, chunk: np.ndarray) -> str:
         """Hear some more int16 mono samples; returns all the text heard so far (partial)."""
-        self._accept(_as_pcm(chunk, self._owner.sample_rate))
+        self._accept(as_pcm(chunk, self._owner.sample_rate))
         started = time.perf_counter()
         partial = json.loads(self._recognizer.PartialResult()).get("partial", "")
         spent = time.perf_counter() - started
@@ -266,19 +266,6 @@ class Utterance:
     def _close(self, *, flush: bool) -> None:
         self._open = False
         self._owner._release(flush=flush)
-
-
-def _as_pcm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Check that the samples are what Vosk needs: 1-D int16 (a (n, 1) column is fine)."""
-    pcm = np.asarray(samples)
-    if pcm.ndim == 2 and pcm.shape[1] == 1:
-        pcm = pcm[:, 0]
-    if pcm.ndim != 1 or pcm.dtype != np.int16:
-        raise ValueError(
-            f"need int16 mono samples at {sample_rate} Hz, got {pcm.dtype} of shape {pcm.shape}"
-            " (use device.audio.load_audio)"
-        )
-    return pcm
 
 
 def _clean(text: str) -> str:

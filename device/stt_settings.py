@@ -54,7 +54,7 @@ class STTSettings(BaseModel):
 
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
     hybrid_tail_ms: int = Field(
-        default=300,
+        default=500,
         ge=0,
         le=2000,
         description="Audio kept after Vosk's endpoint when Whisper gets the utterance (milliseconds).",

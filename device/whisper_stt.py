@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.audio import load_audio, rms_dbfs
+from device.audio import as_pcm, load_audio, rms_dbfs
 from device.errors import STTError
 from device.stt import Transcript
 from device.whisper_model import bundled_base_model, check_whisper_model
@@ -385,7 +385,7 @@ class WhisperTranscriber:
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         """Recognise a whole utterance: int16 mono samples at ``sample_rate`` Hz."""
-        pcm = _as_pcm(samples, self.sample_rate)
+        pcm = as_pcm(samples, self.sample_rate)
         return self._transcribe(pcm, self.sample_rate)
 
     def transcribe_file(self, path: Path) -> Transcript:
@@ -487,16 +487,3 @@ def _cpu_compute_types() -> list[str]:
         return sorted(ctranslate2.get_supported_compute_types("cpu"))
     except Exception:  # an old or broken CTranslate2: name the usual ones
         return ["float32", "int8", "int8_float32"]
-
-
-def _as_pcm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Check that the samples are 1-D int16 (a (n, 1) column is fine)."""
-    pcm = np.asarray(samples)
-    if pcm.ndim == 2 and pcm.shape[1] == 1:
-        pcm = pcm[:, 0]
-    if pcm.ndim != 1 or pcm.dtype != np.int16:
-        raise ValueError(
-            f"need int16 mono samples at {sample_rate} Hz, got {pcm.dtype} of shape {pcm.shape}"
-            " (use device.audio.load_audio)"
-        )
-    return pcm
