@@ -89,11 +89,23 @@ async def _until_signal(doll) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, doll.shutdown)
             handled.append(sig)
+    running = asyncio.create_task(doll.run_forever())
+    alive = asyncio.create_task(_notify_when_ready(doll))
     try:
-        await doll.run_forever()
+        await running
     finally:
+        alive.cancel()
         for sig in handled:
             loop.remove_signal_handler(sig)
+
+
+async def _notify_when_ready(doll) -> None:
+    """Tell systemd the doll is up (Type=notify), then feed its watchdog from this loop."""
+    from inference_server import sd_notify
+
+    await doll.ready.wait()
+    sd_notify.ready("waiting for the button")
+    await sd_notify.keep_alive()
 
 
 # --- chacha test ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import uvicorn
 
+from inference_server import sd_notify
 from inference_server.app import create_app
 from inference_server.backends.base import LLMBackend
 from inference_server.backends.gemini import GeminiBackend
@@ -107,9 +108,25 @@ def serve(chat: ChatService, token: str, sock: socket.socket, *, log_level: str 
         "listening on http://%s:%d (backend chain: %s)", host, port, ", ".join(b.name for b in chat.backends)
     )
     try:
-        server.run(sockets=[sock])
+        asyncio.run(_serve_notifying(server, sock, f"listening on {host}:{port}"))
     finally:
         chat.store.close()
+
+
+async def _serve_notifying(server: uvicorn.Server, sock: socket.socket, status: str) -> None:
+    """Serve; tell systemd once ready (Type=notify) and keep its watchdog fed from the loop."""
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    alive = None
+    if server.started:
+        sd_notify.ready(status)
+        alive = asyncio.create_task(sd_notify.keep_alive())
+    try:
+        await serving
+    finally:
+        if alive is not None:
+            alive.cancel()
 
 
 class BackgroundServer:

@@ -102,7 +102,12 @@ def test_every_unit_runs_as_chachaping_with_its_config_and_state(unit: str) -> N
     service = parse_unit(UNIT_DIR / unit)["Service"]
     command = {"chachaping-server.service": "serve", "chachaping-doll.service": "run"}.get(unit, "telegram")
     assert service["ExecStart"] == [f"{EXEC} {command}"]
-    assert service["Type"] == ["exec"]  # not notify: the program sends no READY=1
+    # the server and the doll say READY=1 and feed a watchdog; the bot is started once executed
+    if unit == "chachaping-telegram.service":
+        assert service["Type"] == ["exec"]
+    else:
+        assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"]
+        assert service["WatchdogSec"] == ["60"]
     assert service["User"] == service["Group"] == ["chachaping"]
     assert service["EnvironmentFile"] == ["/etc/chachaping/chachaping.env"]
     environment = " ".join(service["Environment"]).split()
@@ -279,3 +284,51 @@ def test_install_rejects_an_unknown_option(tmp_path: Path) -> None:
     result = install("--root", str(tmp_path), "--bogus")
     assert result.returncode != 0
     assert result.stderr.strip() == "install.sh: unknown option '--bogus' (see --help)"
+
+
+def test_the_server_tells_systemd_when_it_is_ready(tmp_path):
+    """`chacha serve` sends READY=1 and watchdog pings to $NOTIFY_SOCKET (Type=notify)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    notify = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify))
+        listener.settimeout(30)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(notify),
+            "WATCHDOG_USEC": "400000",
+            "CHACHA_API_TOKEN": "t",
+            "XDG_DATA_HOME": str(tmp_path),
+        }
+        env.pop("WATCHDOG_PID", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "device.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            first = listener.recv(256).decode()
+            assert first.startswith("READY=1") and f":{port}" in first
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass  # it really listens once it says so
+            assert listener.recv(256) == b"WATCHDOG=1"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def test_notify_is_silent_outside_systemd(monkeypatch):
+    from inference_server import sd_notify
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    assert sd_notify.notify("READY=1") is False
+    assert sd_notify.watchdog_interval_s() is None
