@@ -371,12 +371,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: Any) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._set_status(status)  # before the client can read the answer and look
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self._set_status(status)
 
     def _send_error(
         self, code: int, status: str, message: str, details: Iterable[dict[str, Any]] = ()
@@ -384,12 +384,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(code, Reply.error(code, status, message, details=details).error_body())
 
     def _start_sse(self) -> None:
+        self._set_status(200)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self._set_status(200)
 
     def _send_event(self, payload: Any) -> None:
         data = b"data: " + json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\r\n\r\n"
