@@ -18,19 +18,5 @@ for pair in $wanted; do
     fi
 done
 
-[ -z "$missing" ] && exit 0
-
-echo "Installing Debian packages for the tests:$missing"
-if [ "$(id -u)" -eq 0 ]; then
-    sudo=""
-elif command -v sudo >/dev/null 2>&1; then
-    sudo="sudo"
-else
-    echo "error: these Debian packages are missing:$missing" >&2
-    echo "       run as root: apt-get install$missing" >&2
-    exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-# shellcheck disable=SC2086
-$sudo apt-get install -y -qq --no-install-recommends $missing
+# shellcheck disable=SC2086  # $missing is a list of package names
+exec sh "$(dirname "$0")/apt-install.sh" $missing
