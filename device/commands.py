@@ -232,6 +232,8 @@ def bench_stt(args: Namespace, config: ChachaConfig) -> int:
         raise CommandError(
             f"unknown engine(s) {', '.join(unknown) or '(none)'}: choose from vosk, whisper, hybrid"
         )
+    if args.repeat < 1:
+        raise CommandError(f"--repeat {args.repeat}: give at least 1")
     load_transcripts(args.folder)  # a bad folder fails before minutes of model loading
     stt = config.stt
     if args.cores:

@@ -20,11 +20,19 @@ def _recording(args: Namespace) -> Path:
     return path
 
 
+def _check_runs(args: Namespace) -> None:
+    from device.cli import CommandError
+
+    if args.runs < 1:
+        raise CommandError(f"--runs {args.runs}: give at least 1 turn per scenario")
+
+
 def bench_latency(args: Namespace, config: ChachaConfig) -> int:
     from device.benchmarks.latency import Scenario
     from device.benchmarks.report import SCENARIOS, latency
     from device.cli import CommandError
 
+    _check_runs(args)
     scenarios = SCENARIOS
     if args.scenarios:
         scenarios = []
@@ -35,6 +43,19 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
                 raise CommandError(
                     f"--scenarios: {spec!r} is not stt:tts:llm (e.g. vosk:piper:gemini)"
                 ) from None
+            if (
+                stt not in ("vosk", "whisper", "hybrid")
+                or tts not in ("espeak", "piper")
+                or llm
+                not in (
+                    "gemini",
+                    "phrasebook",
+                )
+            ):
+                raise CommandError(
+                    f"--scenarios: {spec!r}: stt is vosk|whisper|hybrid, "
+                    "tts espeak|piper, llm gemini|phrasebook"
+                )
             scenarios.append(Scenario(f"{stt} + {tts.capitalize()} + {llm.capitalize()}", stt, tts, llm))
     results = latency(
         config,
@@ -62,6 +83,7 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
 def bench_all(args: Namespace, config: ChachaConfig) -> int:
     from device.benchmarks.report import run_all
 
+    _check_runs(args)
     report = run_all(
         config,
         _recording(args),
