@@ -80,3 +80,18 @@ def test_targets_say_by_how_much_they_are_missed():
     ratio = checks["streaming vs naive to first sound, s"]
     assert not ratio["met"] and ratio["missed_by"] == 0.5
     assert checks["device peak RSS"]["met"] and checks["device cold start to ready"]["met"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["latency", "--scenarios", "foo:piper:gemini"], "stt is vosk|whisper|hybrid"),
+        (["latency", "--runs", "0"], "--runs 0"),
+        (["latency", "--recording", "/nope.wav"], "recording /nope.wav not found"),
+        (["stt", "samples", "--repeat", "0"], "--repeat 0"),
+    ],
+)
+def test_bad_bench_arguments_are_one_line_errors(args, message):
+    from test_cli import assert_one_line_error
+
+    assert_one_line_error(chacha("bench", *args, cwd=ROOT), message)
