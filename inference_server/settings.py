@@ -6,12 +6,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 BackendName = Literal["gemini", "openai", "phrasebook"]
 
 MAX_TEXT_CHARS = 2000
 """Longest utterance the server accepts (characters)."""
+
+UserPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
+"""A path from the config file; "~" means the home folder of the user running the doll."""
 
 ConversationId = Annotated[
     str,
@@ -33,7 +36,7 @@ class _Settings(BaseModel):
 class ServerSettings(_Settings):
     host: str = Field("127.0.0.1", description="address to bind; 127.0.0.1 keeps it on this machine")
     port: int = Field(8750, ge=1, le=65535, description="TCP port")
-    data_dir: Path = Field(
+    data_dir: UserPath = Field(
         default_factory=default_data_dir, description="folder for the conversation database"
     )
     history_turns: int = Field(
@@ -51,11 +54,6 @@ class ServerSettings(_Settings):
     max_sentences: int = Field(
         3, ge=1, le=20, description="a reply is cut after this many sentences (it is spoken aloud)"
     )
-
-    @field_validator("data_dir")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
 
 
 class QuotaSettings(_Settings):
@@ -138,7 +136,7 @@ class OpenAISettings(_Settings):
 
 
 class PhrasebookSettings(_Settings):
-    file: Path | None = Field(
+    file: UserPath | None = Field(
         None, description="phrasebook YAML (pairs of what she says → what he answers); None = sample"
     )
     min_similarity: float = Field(
@@ -147,11 +145,6 @@ class PhrasebookSettings(_Settings):
         le=1.0,
         description="below this cosine similarity he says he did not catch it (0..1)",
     )
-
-    @field_validator("file")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value else None
 
 
 class LLMSettings(_Settings):
@@ -173,13 +166,8 @@ class LLMSettings(_Settings):
 
 
 class PersonaSettings(_Settings):
-    file: Path | None = Field(None, description="persona YAML; None = the shipped 차차 persona")
+    file: UserPath | None = Field(None, description="persona YAML; None = the shipped 차차 persona")
     timezone: str = Field("Asia/Seoul", description="time zone for the clock in the prompt")
-
-    @field_validator("file")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value else None
 
     @field_validator("timezone")
     @classmethod
