@@ -229,7 +229,7 @@ user_and_groups() {
 source_fingerprint() {
     (
         cd "$REPO"
-        find pyproject.toml device inference_server tts hardware telegram_collector \
+        find pyproject.toml uv.lock device inference_server tts hardware telegram_collector \
             -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -exec sha256sum {} + 2>/dev/null |
             LC_ALL=C sort -k2 | sha256sum | cut -c1-64
     )
@@ -259,7 +259,7 @@ python_package() {
     fi
     changed "$what" "installed"
     if [ "$DRY_RUN" -eq 1 ]; then
-        say "      would run: $VENV/bin/pip install ${REPO}[$EXTRAS]"
+        say "      would run: uv export --frozen (uv.lock's $EXTRAS set) | $VENV/bin/pip install --require-hashes"
         return 0
     fi
     # Build from a copy, so the checkout does not fill with root-owned build files.
@@ -267,7 +267,17 @@ python_package() {
     trap 'rm -rf "$build"' EXIT
     tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./.make \
         --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
-    "$VENV/bin/pip" install --disable-pip-version-check --quiet "${build}[$EXTRAS]"
+    # Exactly the versions in uv.lock, checked against their hashes: uv (pinned itself, with
+    # its hashes) writes the lock's Pi set out, pip installs it, then the package without deps.
+    "$VENV/bin/pip" install --disable-pip-version-check --quiet --require-hashes --no-deps \
+        -r "$build/scripts/uv-requirements.txt"
+    extras=$(printf '%s' "$EXTRAS" | tr ',' '\n' | sed 's/^/--extra /' | tr '\n' ' ')
+    # shellcheck disable=SC2086  # $extras is a list of options
+    "$VENV/bin/uv" export --frozen --project "$build" $extras --no-emit-project --quiet \
+        --output-file "$build/locked-requirements.txt"
+    "$VENV/bin/pip" install --disable-pip-version-check --quiet --require-hashes \
+        -r "$build/locked-requirements.txt"
+    "$VENV/bin/pip" install --disable-pip-version-check --quiet --no-deps "$build"
     rm -rf "$build"
     trap - EXIT
     printf '%s\n' "$fingerprint" >"$stamp"

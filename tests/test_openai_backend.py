@@ -5,10 +5,13 @@ proves the wire path (streaming through the official SDK), not a persona."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +30,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class LlamaServer:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stream(self, backend, request) -> list:
+        """The backend's pieces; a server that died under the request is said so, with how."""
+        try:
+            return asyncio.run(_collect(backend, request))
+        except BackendError:
+            code = self.proc.poll()
+            if code is not None:
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+                pytest.fail(f"the llama.cpp server died ({how}): {self.log.read_text()[-2000:]}")
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +91,7 @@ def openai_server(tmp_path_factory):
                 time.sleep(0.2)
         else:
             pytest.fail("llama.cpp server did not start in 90 s")
-        yield url
+        yield LlamaServer(url, proc, log)
     finally:
         proc.terminate()
         try:
@@ -90,9 +111,9 @@ async def _collect(backend, request) -> list:
 
 def test_the_reply_streams_in_pieces_through_the_official_sdk(openai_server):
     backend = OpenAICompatibleBackend(
-        OpenAISettings(base_url=openai_server, model="gemma", max_tokens=24, temperature=0.0)
+        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=24, temperature=0.0)
     )
-    pieces = asyncio.run(_collect(backend, _request("Write one short sentence about cats.")))
+    pieces = openai_server.stream(backend, _request("Write one short sentence about cats."))
     text = [p for p in pieces if isinstance(p, str)]
     assert len(text) >= 3, "the server must stream token by token"
     assert "".join(text).strip()
@@ -101,9 +122,9 @@ def test_the_reply_streams_in_pieces_through_the_official_sdk(openai_server):
 
 def test_a_cut_reply_is_reported_as_truncated(openai_server):
     backend = OpenAICompatibleBackend(
-        OpenAISettings(base_url=openai_server, model="gemma", max_tokens=16, temperature=0.0)
+        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=16, temperature=0.0)
     )
-    pieces = asyncio.run(_collect(backend, _request("Count from one to one hundred in words.")))
+    pieces = openai_server.stream(backend, _request("Count from one to one hundred in words."))
     assert isinstance(pieces[-1], StreamEnd) and pieces[-1].truncated
 
 
