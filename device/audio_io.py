@@ -113,6 +113,9 @@ class Microphone:
         self.dropped_blocks = 0
         self.status_flags = 0  # callbacks that reported an overflow or another problem
         self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
+        self._sent = 0  # blocks handed to the loop (PortAudio's thread writes it)
+        self._arrived = 0  # ... and arrived there (the loop writes it)
+        self._readers = 0  # coroutines waiting in read()
         self._limit = max(1, round(_QUEUE_LIMIT_S * 1000 / self.settings.block_ms))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stream = None
@@ -122,6 +125,17 @@ class Microphone:
     def active(self) -> bool:
         """Whether the stream is open and delivering."""
         return self._stream is not None and bool(self._stream.active)
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether everything captured has been read and a reader waits for more (or it is muted).
+
+        Read it on the loop. A simulated sound card in lockstep waits for this before each
+        block, so a busy machine slows simulated time down instead of the doll falling behind.
+        """
+        if self.muted:
+            return True
+        return self._sent == self._arrived and self._queue.empty() and self._readers > 0
 
     def start(self) -> None:
         """Open and start the input stream; call it from the loop that will read."""
@@ -209,10 +223,12 @@ class Microphone:
             return
         with contextlib.suppress(RuntimeError):  # the loop is closed: the doll is shutting down
             loop.call_soon_threadsafe(self._put, block)
+            self._sent += 1
 
     # -- the loop's side ---------------------------------------------------------------
 
     def _put(self, block: np.ndarray) -> None:
+        self._arrived += 1
         if self.muted:  # muted after the block was captured
             return
         if self._queue.qsize() >= self._limit:
@@ -222,7 +238,11 @@ class Microphone:
 
     async def read(self) -> np.ndarray | None:
         """The next block; ``None`` when :meth:`wake` was called (nothing to read)."""
-        return await self._queue.get()
+        self._readers += 1
+        try:
+            return await self._queue.get()
+        finally:
+            self._readers -= 1
 
     def read_pending(self) -> list[np.ndarray]:
         """Every block already waiting, without waiting for more."""

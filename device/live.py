@@ -39,7 +39,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from device.stt import Transcript
 from device.talk import NOTHING_HEARD, encode_utterance
 from device.vad import EndpointDetector, SpeechEnded, SpeechStarted, VoiceActivity, create_vad
 from hardware import DollState
+from hardware.clock import MONOTONIC, Clock, deadline
 from tts.engines import speak
 
 _LOGGER = logging.getLogger(__name__)
@@ -147,12 +147,12 @@ class Turn:
     """One press of the button and everything that follows from it."""
 
     number: int
-    pressed_at: float  # time.monotonic() of the press
+    pressed_at: float  # the doll's clock at the press
     released: bool = False
     released_at: float | None = None
     stopped_at: float | None = None  # when listening ended (release or end of speech)
     hearing: Hearing | None = None
-    marks: dict[str, float] = field(default_factory=dict)  # stage → time.monotonic(), for benchmarks
+    marks: dict[str, float] = field(default_factory=dict)  # stage → the doll's clock, for benchmarks
 
 
 class Doll:
@@ -166,6 +166,8 @@ class Doll:
     ``sentence_gap_ms`` and ``stt_chunk_ms`` come from ``client.conversation``, ``tts.volume``,
     ``tts.sentence_gap_ms`` and ``stt.chunk_ms``; ``send_audio`` (``client.send_audio``) sends
     her recording with the text; ``vad`` defaults to the one ``loop.vad`` names.
+    ``clock``: every time the doll notes or waits for (the button and light's clock, and the
+    sound card's; a simulated one in tests).
     """
 
     def __init__(
@@ -185,7 +187,9 @@ class Doll:
         stt_chunk_ms: int = 100,
         send_audio: bool = False,
         vad: VoiceActivity | None = None,
+        clock: Clock = MONOTONIC,
     ) -> None:
+        self._clock = clock
         self._mic, self._speaker = mic, speaker
         self._transcriber, self._engine, self._client = transcriber, engine, client
         self._light, self._button = light, button
@@ -206,7 +210,7 @@ class Doll:
         self.last_marks: dict[str, float] = {}  # the last turn's stage times (see Turn.marks)
         """Why listening ended last: release, silence, max_length or timeout."""
         self.last_transcript: Transcript | None = None
-        self._server = ServerWatch(client, self._settings, on_back=self._server_back)
+        self._server = ServerWatch(client, self._settings, on_back=self._server_back, clock=clock)
         self._last_audio: list[np.ndarray] = []
         self._lines: dict[str, list[np.ndarray]] = {}
         self._earcons: dict[str, np.ndarray] = {}
@@ -287,7 +291,7 @@ class Doll:
         if loop is None or self._closing:
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed: the doll is stopping
-            loop.call_soon_threadsafe(handler, time.monotonic())
+            loop.call_soon_threadsafe(handler, self._clock.now())
 
     # -- button events (on the loop) ----------------------------------------------------
 
@@ -364,6 +368,11 @@ class Doll:
             self._rest()
 
     @property
+    def turns(self) -> int:
+        """How many turns (presses and long presses) have begun."""
+        return self._turns
+
+    @property
     def server_down(self) -> bool:
         """Whether the server failed and has not answered since."""
         return self._server.down
@@ -399,7 +408,7 @@ class Doll:
             raise
         self._mic.muted = True
         self.last_listen_end = reason
-        turn.stopped_at = turn.released_at if reason == "release" else time.monotonic()
+        turn.stopped_at = turn.released_at if reason == "release" else self._clock.now()
         turn.marks["stopped"] = turn.stopped_at
         if detector.speech_s * 1000 < self._settings.min_speech_ms:
             self._stt_later(hearing.cancel)
@@ -411,7 +420,7 @@ class Doll:
             f"{detector.speech_s:.1f} s of it speech",
         )
         transcript = await self._on_stt(hearing.finish)
-        turn.marks["transcribed"] = time.monotonic()
+        turn.marks["transcribed"] = self._clock.now()
         self.last_transcript = transcript
         self.last_marks = turn.marks
         _LOGGER.info(
@@ -426,7 +435,7 @@ class Doll:
         """Feed the microphone until the release, the end of speech, or the length limit."""
         limit_s = self._settings.max_utterance_s + _LISTEN_GRACE_S
         try:
-            async with asyncio.timeout(limit_s):
+            async with deadline(self._clock, limit_s):
                 while not turn.released:
                     block = await self._mic.read()
                     blocks = ([] if block is None else [block]) + self._mic.read_pending()
@@ -452,18 +461,18 @@ class Doll:
             while True:
                 match await replies.get():
                     case ReplySentence(text=sentence):
-                        turn.marks.setdefault("first_sentence", time.monotonic())
+                        turn.marks.setdefault("first_sentence", self._clock.now())
                         audio = await self._speak(sentence, sentences > 0)
                         sentences += 1
                         if not audio:
                             continue
-                        turn.marks.setdefault("first_audio_ready", time.monotonic())
+                        turn.marks.setdefault("first_audio_ready", self._clock.now())
                         if not self._play(turn, audio):
                             return
-                        turn.marks.setdefault("first_audio_queued", time.monotonic())
+                        turn.marks.setdefault("first_audio_queued", self._clock.now())
                         spoken.extend(audio)
                         if self.state is not DollState.SPEAKING:
-                            since = time.monotonic() - (turn.stopped_at or turn.pressed_at)
+                            since = self._clock.now() - (turn.stopped_at or turn.pressed_at)
                             self._set_state(
                                 DollState.SPEAKING, f"speaking: first audio {since:.2f} s after she stopped"
                             )
@@ -509,7 +518,7 @@ class Doll:
     async def _show_failure(self, turn: Turn) -> None:
         self._set_state(DollState.ERROR, "error: the turn failed (see above); back to idle shortly")
         await self._sound(turn, self._earcons.get("error"))
-        await asyncio.sleep(_FAILURE_SHOW_S)
+        await self._clock.sleep_async(_FAILURE_SHOW_S)
 
     # -- the server ---------------------------------------------------------------------
 
@@ -536,7 +545,7 @@ class Doll:
         if state is self.state and message is None:
             return
         self.state = state
-        self.history.append((time.monotonic(), state))
+        self.history.append((self._clock.now(), state))
         _LOGGER.info("%s", message or state.value)
         try:
             self._light.show(state)
@@ -579,8 +588,11 @@ class ServerWatch:
     ``on_back`` is called (on the loop) when a failed server answers its health check again.
     """
 
-    def __init__(self, client, settings: LoopSettings, *, on_back: Callable[[], None]) -> None:
+    def __init__(
+        self, client, settings: LoopSettings, *, on_back: Callable[[], None], clock: Clock = MONOTONIC
+    ) -> None:
         self._client = client
+        self._clock = clock
         self._initial_s = settings.server_retry_initial_s
         self._max_s = settings.server_retry_max_s
         self._on_back = on_back
@@ -619,7 +631,7 @@ class ServerWatch:
     async def _watch(self) -> None:
         delay = self._initial_s
         while True:
-            await asyncio.sleep(delay)
+            await self._clock.sleep_async(delay)
             try:
                 await self._client.health()
             except ServerUnavailable as exc:

@@ -11,8 +11,22 @@ recording as her voice and times what reaches the "speaker".
   then silence (or quiet noise at ``noise_dbfs``). ``say`` assumes the stream's rate.
   ``input_log`` records when each block was delivered and how much of the script it held.
 * Output (``OutputStream``): the callback is asked for one block every
-  ``blocksize / samplerate`` seconds (real time) and each block is recorded with the
-  ``time.monotonic()`` at which it was taken, in :attr:`SimulatedSoundCard.played`.
+  ``blocksize / samplerate`` seconds and each block is recorded with the time at which it
+  was taken, in :attr:`SimulatedSoundCard.played`.
+
+Two clocks:
+
+* Real time (the default, ``clock=None``): each stream has its own thread, paced by
+  ``time.monotonic()`` as a real card's are. ``chacha bench`` uses this: it measures speed.
+* Simulated time (``clock=SimulatedClock()``): the card is the clock, as a real card's
+  crystal is. One thread serves every stream in order of their due times and advances the
+  clock to each block's time before handing it over; ``input_speed`` is then how many
+  simulated seconds pass in one real second at most (4.0: four times real time). Before each
+  microphone block it calls :attr:`settle` (see :meth:`lockstep`), so a consumer that falls
+  behind makes time wait instead of falling behind; :meth:`frozen` stops time while a test
+  does something that must happen at one instant. Timers on the same clock (the button's
+  hold, the light's patterns) keep step with the audio. Tests assert on this time, never on
+  how fast the machine ran.
 
 ``SimulatedSoundCard(devices=False)`` is a machine with no sound card: listing works and is
 empty, asking for a default device or opening a stream raises ``PortAudioError`` with the
@@ -22,14 +36,22 @@ other rate ("Invalid sample rate"), as many USB microphones opened as ``hw:`` do
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+from hardware.clock import MONOTONIC, Clock, SimulatedClock
+
+_LOGGER = logging.getLogger(__name__)
+_SETTLE_LIMIT_S = 30.0  # real seconds a lockstep consumer may take over one block before time moves on
 
 
 class PortAudioError(Exception):
@@ -61,7 +83,7 @@ class _Flags:
 class PlayedBlock:
     """One block the output callback filled: when it was taken and what it held."""
 
-    time: float  # time.monotonic() just after the callback returned
+    time: float  # the card's clock just after the callback returned
     samples: np.ndarray  # int16, first channel
     rate: int
 
@@ -112,6 +134,7 @@ class SimulatedSoundCard:
         input_speed: float = 1.0,
         noise_dbfs: float | None = None,
         seed: int = 0,
+        clock: Clock | None = None,
     ) -> None:
         self.devices: list[dict] = []
         if devices:
@@ -128,7 +151,18 @@ class SimulatedSoundCard:
         self.streams: list[_FakeStream] = []
         self.input_blocks = 0  # blocks delivered to input callbacks
         self.script_fed = 0  # samples of the script handed to input callbacks so far
-        self.input_log: list[tuple[float, int]] = []  # (monotonic time, script_fed after the block)
+        self.input_log: list[tuple[float, int]] = []  # (clock time, script_fed after the block)
+        self.clock: Clock = clock if clock is not None else MONOTONIC
+        self.simulated = isinstance(self.clock, SimulatedClock)
+        self.settle: Callable[[], None] | None = None
+        """Simulated time only: called before each microphone block; returns when the consumer
+        has caught up (see :meth:`lockstep`)."""
+        self.settle_overruns = 0  # blocks handed over although the consumer had not caught up
+        self._driver_cond = threading.Condition()
+        self._active: list[_FakeStream] = []
+        self._driver: threading.Thread | None = None
+        self._holds = 0
+        self._step_lock = threading.RLock()  # held while one block is served
 
     # -- the script ----------------------------------------------------------------------
 
@@ -171,26 +205,124 @@ class SimulatedSoundCard:
                     self._script.pop(0)
                     self._script_offset = 0
             self.input_blocks += 1
-            self.input_log.append((time.monotonic(), self.script_fed))
+            self.input_log.append((self.clock.now(), self.script_fed))
         if filled < frames and self.noise_dbfs is not None:
             amplitude = 32768 * 10 ** (self.noise_dbfs / 20)
             noise = self._rng.standard_normal(frames - filled) * amplitude
             out[filled:] = np.clip(np.rint(noise), -32768, 32767).astype(np.int16)
         return out
 
+    # -- simulated time ---------------------------------------------------------------------
+
+    def lockstep(self, loop: asyncio.AbstractEventLoop, caught_up: Callable[[], bool]) -> None:
+        """Before each microphone block, wait until ``caught_up()`` holds on ``loop``.
+
+        ``caught_up`` runs on the loop after it has gone round a few times, so whatever the
+        last block set off there has run; e.g. ``lambda: mic.caught_up``. Time waits for it
+        (up to 30 real seconds a block, then goes on and counts a ``settle_overruns``).
+        """
+
+        async def probe() -> bool:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return caught_up()
+
+        def settle() -> None:
+            give_up = time.monotonic() + _SETTLE_LIMIT_S
+            while time.monotonic() < give_up:
+                if loop.is_closed():
+                    return
+                try:
+                    if asyncio.run_coroutine_threadsafe(probe(), loop).result(_SETTLE_LIMIT_S):
+                        return
+                except Exception:  # the loop stopped or is stopping: nothing to wait for
+                    return
+                time.sleep(0.0005)
+            self.settle_overruns += 1
+            _LOGGER.warning("simulated sound card: the consumer fell behind; time moves on")
+
+        self.settle = settle
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Simulated time stands still inside (the block in progress finishes first)."""
+        with self._driver_cond:
+            self._holds += 1
+        with self._step_lock:
+            pass
+        try:
+            yield
+        finally:
+            with self._driver_cond:
+                self._holds -= 1
+                self._driver_cond.notify_all()
+
+    def _attach(self, stream: _FakeStream) -> None:
+        with self._driver_cond:
+            stream.next_due = self.clock.now() + stream._period_s()
+            if stream not in self._active:
+                self._active.append(stream)
+            if self._driver is None:
+                self._driver = threading.Thread(target=self._drive, name="fake-card-clock", daemon=True)
+                self._driver.start()
+            self._driver_cond.notify_all()
+
+    def _detach(self, stream: _FakeStream) -> None:
+        with self._driver_cond:
+            if stream in self._active:
+                self._active.remove(stream)
+            self._driver_cond.notify_all()
+        if threading.current_thread() is not self._driver:
+            with self._step_lock:  # a block being served for it finishes before stop() returns
+                pass
+
+    def _drive(self) -> None:
+        """The card's clock (simulated time): serve the stream due first, then the next."""
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
+        last_due = clock.now()
+        while True:
+            with self._driver_cond:
+                while self._holds and self._active:
+                    self._driver_cond.wait()
+                if not self._active:
+                    self._driver = None
+                    return
+                stream = min(self._active, key=lambda s: s.next_due)
+                due = stream.next_due
+            if stream.kind == "input" and self.settle is not None:
+                self.settle()
+            with self._step_lock:
+                with self._driver_cond:
+                    if self._holds or stream not in self._active:
+                        continue
+                clock.advance_to(due)
+                try:
+                    stream._one_block()
+                except (CallbackStop, CallbackAbort):
+                    stream._finish()
+                except BaseException as exc:  # PortAudio would print it and stop the stream
+                    stream.error = exc
+                    stream._finish()
+                stream.next_due = due + stream._period_s()
+            pause = (due - last_due) / max(self.input_speed, 1e-9)
+            last_due = due
+            if pause > 0:
+                time.sleep(pause)
+
     # -- what was played -------------------------------------------------------------------
 
-    def played_between(self, start: float = 0.0, end: float = float("inf")) -> list[PlayedBlock]:
+    def played_between(self, start: float = -float("inf"), end: float = float("inf")) -> list[PlayedBlock]:
         with self._lock:
             return [b for b in self.played if start <= b.time < end]
 
     def sounding(
-        self, start: float = 0.0, end: float = float("inf"), min_peak: int = 64
+        self, start: float = -float("inf"), end: float = float("inf"), min_peak: int = 64
     ) -> list[PlayedBlock]:
         """Blocks played in [start, end) that were not silent."""
         return [b for b in self.played_between(start, end) if b.peak >= min_peak]
 
-    def played_audio(self, start: float = 0.0, end: float = float("inf")) -> np.ndarray:
+    def played_audio(self, start: float = -float("inf"), end: float = float("inf")) -> np.ndarray:
         blocks = self.played_between(start, end)
         return np.concatenate([b.samples for b in blocks]) if blocks else np.zeros(0, np.int16)
 
@@ -284,6 +416,7 @@ class _FakeStream:
         self.closed = False
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
+        self.next_due = 0.0  # simulated time: when this stream's next block is due
         fake.streams.append(self)
 
     @property
@@ -300,14 +433,25 @@ class _FakeStream:
         if self._running.is_set():
             return
         self._running.set()
+        if self.fake.simulated:
+            self.fake._attach(self)
+            return
         self._thread = threading.Thread(target=self._run, name=f"fake-{self.kind}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._running.clear()
+        if self.fake.simulated:
+            self.fake._detach(self)
+            return
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
         self._thread = None
+
+    def _finish(self) -> None:
+        """The callback ended the stream (simulated time; on the card's thread)."""
+        self._running.clear()
+        self.fake._detach(self)
 
     abort = stop
 
@@ -359,13 +503,16 @@ class _FakeInputStream(_FakeStream):
             )
 
     def _period_s(self) -> float:
+        if self.fake.simulated:  # input_speed paces the card's clock instead
+            return self.blocksize / self.samplerate
         return self.blocksize / self.samplerate / self.fake.input_speed
 
     def _one_block(self) -> None:
         mono = self.fake._next_input(self.blocksize)
         data = np.repeat(mono[:, np.newaxis], self.channels, axis=1)
         indata = memoryview(data.tobytes()) if self.raw else data
-        timing = SimpleNamespace(inputBufferAdcTime=time.monotonic(), currentTime=time.monotonic())
+        now = self.fake.clock.now()
+        timing = SimpleNamespace(inputBufferAdcTime=now, currentTime=now)
         if self.callback is not None:
             self.callback(indata, self.blocksize, timing, _Flags())
 
@@ -376,7 +523,8 @@ class _FakeOutputStream(_FakeStream):
 
     def _one_block(self) -> None:
         outdata = np.full((self.blocksize, self.channels), 12345, dtype=np.int16)  # garbage unless filled
-        timing = SimpleNamespace(outputBufferDacTime=time.monotonic(), currentTime=time.monotonic())
+        now = self.fake.clock.now()
+        timing = SimpleNamespace(outputBufferDacTime=now, currentTime=now)
         if self.callback is not None:
             self.callback(outdata, self.blocksize, timing, _Flags())
-        self.fake._record(PlayedBlock(time.monotonic(), outdata[:, 0].copy(), int(self.samplerate)))
+        self.fake._record(PlayedBlock(self.fake.clock.now(), outdata[:, 0].copy(), int(self.samplerate)))

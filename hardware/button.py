@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
-import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 from gpiozero import Button
 
+from hardware.clock import MONOTONIC, Clock
 from hardware.pins import device_error
 from hardware.settings import HardwareSettings
 
@@ -35,7 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class _Edge:
     pressed: bool
-    at: float  # time.monotonic() when gpiozero reported it (seconds)
+    at: float  # the button's clock when gpiozero reported it (seconds)
 
 
 _STOP = object()
@@ -48,15 +48,19 @@ class PushToTalkButton:
     when that window ends the pin is read again and a real change is reported then. (The
     pin's own debounce, where the pin library has one, is set as well.) Long press: fired
     once per press when it has been held ``hold_s``, before the release.
+
+    Every time it uses (the edges' times, the bounce window, the hold) is read from ``clock``:
+    the real one on the Pi, a ``SimulatedClock`` in tests.
     """
 
-    def __init__(self, settings: HardwareSettings, *, pin_factory=None) -> None:
+    def __init__(self, settings: HardwareSettings, *, pin_factory=None, clock: Clock = MONOTONIC) -> None:
         self.on_press: Callable[[], None] | None = None
         self.on_release: Callable[[float], None] | None = None
         self.on_long_press: Callable[[], None] | None = None
         self._bounce_s = settings.bounce_ms / 1000
         self._hold_s = settings.hold_s
         self._pin = settings.button_pin
+        self._clock = clock
         try:
             self._button = Button(
                 settings.button_pin,
@@ -67,15 +71,16 @@ class PushToTalkButton:
             )
         except Exception as exc:
             raise device_error(f"button on GPIO{settings.button_pin}", exc) from None
-        self._edges: queue.SimpleQueue[_Edge | object] = queue.SimpleQueue()
+        self._cond = threading.Condition()  # guards _edges; notified when one is put
+        self._edges: deque[_Edge | object] = deque()
         self._pressed = False  # the debounced state, as reported to the callbacks
         self._closed = False
-        self._button.when_pressed = lambda: self._edges.put(_Edge(True, time.monotonic()))
-        self._button.when_released = lambda: self._edges.put(_Edge(False, time.monotonic()))
+        self._button.when_pressed = lambda: self._put(_Edge(True, clock.now()))
+        self._button.when_released = lambda: self._put(_Edge(False, clock.now()))
         self._thread = threading.Thread(target=self._run, name="chacha-button", daemon=True)
         self._thread.start()
         if self._button.is_pressed:  # held down while the doll starts: treat as a press now
-            self._edges.put(_Edge(True, time.monotonic()))
+            self._put(_Edge(True, clock.now()))
 
     @property
     def is_pressed(self) -> bool:
@@ -94,7 +99,7 @@ class PushToTalkButton:
         self._closed = True
         self._button.when_pressed = None
         self._button.when_released = None
-        self._edges.put(_STOP)
+        self._put(_STOP)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=2)
         self._button.close()
@@ -113,21 +118,31 @@ class PushToTalkButton:
 
     # -- the button's thread -------------------------------------------------------------
 
+    def _put(self, item: _Edge | object) -> None:
+        with self._cond:
+            self._edges.append(item)
+            self._cond.notify_all()
+
+    def _next(self, deadline: float | None) -> _Edge | object | None:
+        """The next edge (or _STOP); None once ``deadline`` (on the clock) has passed without one."""
+        with self._cond:
+            while not self._edges:
+                if deadline is not None and self._clock.now() >= deadline:
+                    return None
+                self._clock.wait_until(self._cond, deadline)
+            return self._edges.popleft()
+
     def _run(self) -> None:
-        last_accepted = -math.inf  # when the last reported change happened (monotonic seconds)
+        clock = self._clock
+        last_accepted = -math.inf  # when the last reported change happened (clock seconds)
         pressed_at = 0.0
         recheck_at: float | None = None  # end of a bounce window in which an edge was dropped
         long_pressed = False
         while True:
-            now = time.monotonic()
             deadlines = [recheck_at] if recheck_at is not None else []
             if self._pressed and not long_pressed:
                 deadlines.append(pressed_at + self._hold_s)
-            timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            try:
-                item = self._edges.get(timeout=timeout)
-            except queue.Empty:
-                item = None
+            item = self._next(min(deadlines) if deadlines else None)  # the lock is not held past here
             if item is _STOP:
                 return
             change: _Edge | None = None
@@ -136,7 +151,7 @@ class PushToTalkButton:
                     recheck_at = last_accepted + self._bounce_s
                 elif item.pressed != self._pressed:
                     change = item
-            now = time.monotonic()
+            now = clock.now()
             if change is None and recheck_at is not None and now >= recheck_at:
                 recheck_at = None
                 level = self._read_pressed()
@@ -150,7 +165,7 @@ class PushToTalkButton:
                     self._call(self.on_press)
                 else:
                     self._call(self.on_release, max(0.0, change.at - pressed_at))
-            if self._pressed and not long_pressed and time.monotonic() >= pressed_at + self._hold_s:
+            if self._pressed and not long_pressed and clock.now() >= pressed_at + self._hold_s:
                 long_pressed = True
                 self._call(self.on_long_press)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -31,6 +30,7 @@ from types import TracebackType
 from gpiozero import LED, PWMLED, RGBLED
 from gpiozero.exc import PinPWMUnsupported
 
+from hardware.clock import MONOTONIC, Clock
 from hardware.pins import device_error
 from hardware.settings import LedSettings
 from hardware.states import DollState
@@ -113,11 +113,13 @@ PATTERNS: dict[DollState, Pattern] = {
 class StatusLight:
     """Shows a ``DollState`` on a ``PWMLED`` (kind "single"), an ``RGBLED`` ("rgb") or nothing ("none").
 
-    Use it as a context manager, or ``try: ... finally: light.close()``.
+    Use it as a context manager, or ``try: ... finally: light.close()``. The patterns keep
+    time on ``clock``: the real one on the Pi, a ``SimulatedClock`` in tests.
     """
 
-    def __init__(self, settings: LedSettings, *, pin_factory=None) -> None:
+    def __init__(self, settings: LedSettings, *, pin_factory=None, clock: Clock = MONOTONIC) -> None:
         self._settings = settings
+        self._clock = clock
         self._brightness = settings.brightness
         self._state: DollState | None = None
         self._pattern: Pattern | None = None
@@ -162,7 +164,7 @@ class StatusLight:
                 return
             self._state = state
             self._pattern = PATTERNS[state]
-            self._since = time.monotonic()
+            self._since = self._clock.now()
             self._write(self._pattern.at(0.0)[0])
             self._cond.notify_all()
 
@@ -253,8 +255,9 @@ class StatusLight:
         with self._cond:
             while not self._closed:
                 if self._pattern is None:
-                    self._cond.wait()
+                    self._clock.wait_until(self._cond, None)
                     continue
-                level, wait_s = self._pattern.at(time.monotonic() - self._since)
+                now = self._clock.now()
+                level, wait_s = self._pattern.at(now - self._since)
                 self._write(level)
-                self._cond.wait(None if math.isinf(wait_s) else max(wait_s, 0.001))
+                self._clock.wait_until(self._cond, None if math.isinf(wait_s) else now + max(wait_s, 0.001))

@@ -1,12 +1,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The GPIO parts on gpiozero's mock pins: button events, debouncing, light patterns, settings."""
+"""The GPIO parts on gpiozero's mock pins: button events, debouncing, light patterns, settings.
+
+The button and the light keep time on a ``SimulatedClock`` here: time moves only when a test
+advances it, and ``advance()`` returns once the part's thread has done what fell due, so a
+1.5-second hold is 1.5 simulated seconds however loaded the machine is. Only the tests marked
+``realtime`` run on the real clock, with margins that hold at a 4x slowdown.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,10 +31,12 @@ from hardware import (
     StatusLight,
     make_pin_factory,
 )
+from hardware.clock import MONOTONIC, Clock, SimulatedClock
 
 pytestmark = pytest.mark.timeout(30)
 
-WAIT_S = 2.0  # longest wait for an event that should come (seconds); a pass takes far less
+WAIT_S = 5.0  # real-time bound on waiting for an event that should come; a pass takes far less
+START = 1000.0  # the simulated clock's time when a test begins
 
 
 @pytest.fixture
@@ -37,14 +47,43 @@ def factory() -> MockFactory:
     mock.close()
 
 
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(start=START)
+
+
 def sample(read, seconds: float, every_s: float = 0.01) -> list:
-    """Read a value every ``every_s`` for ``seconds``."""
+    """Read a value every ``every_s`` real seconds for ``seconds`` (the real-clock tests only)."""
     values = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         values.append(read())
         time.sleep(every_s)
     return values
+
+
+def run_for(clock: SimulatedClock, seconds: float, read: Callable[[], object], step_s: float = 0.01) -> list:
+    """Advance ``clock`` by ``step_s`` at a time for ``seconds``, reading ``read()`` after each step.
+
+    The readings are taken half a step past each step's start (at 0.005, 0.015, ... seconds with
+    10 ms steps), never on a pattern's edge, where the last bit of a float would decide.
+    """
+    start = clock.now()
+    values = []
+    for i in range(round(seconds / step_s)):
+        clock.advance_to(start + (i + 0.5) * step_s)
+        values.append(read())
+    return values
+
+
+def times(seconds: float, step_s: float = 0.01) -> list[float]:
+    """The moments (since the start) at which ``run_for`` reads."""
+    return [(i + 0.5) * step_s for i in range(round(seconds / step_s))]
+
+
+def rises(values: list) -> int:
+    """How many times ``values`` go from off to on."""
+    return sum(1 for a, b in zip(values, values[1:], strict=False) if not a and b)
 
 
 class Recorder:
@@ -75,6 +114,11 @@ class Recorder:
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.events]
+
+    @property
+    def held_s(self) -> float | None:
+        """What the last release reported."""
+        return self.events[-1][1]
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -172,13 +216,15 @@ def test_unknown_pin_factory_name() -> None:
 # -- the button ----------------------------------------------------------------------------
 
 
-def make_button(factory: MockFactory, **settings) -> PushToTalkButton:
+def make_button(factory: MockFactory, clock: Clock, **settings) -> PushToTalkButton:
     base = {"bounce_ms": 30, "hold_s": 0.3, "led": {"kind": "none"}}
-    return PushToTalkButton(HardwareSettings.model_validate(base | settings), pin_factory=factory)
+    return PushToTalkButton(
+        HardwareSettings.model_validate(base | settings), pin_factory=factory, clock=clock
+    )
 
 
-def test_press_release_and_long_press(factory: MockFactory) -> None:
-    with make_button(factory) as button:
+def test_press_release_and_long_press(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_button(factory, clock, hold_s=1.5) as button:
         events = Recorder(button)
         pin = factory.pin(17)
         assert pin.pull == "up" and not button.is_pressed
@@ -187,31 +233,63 @@ def test_press_release_and_long_press(factory: MockFactory) -> None:
         assert events.pressed.wait(WAIT_S)
         assert button.is_pressed
         assert events.threads and threading.main_thread().name not in events.threads
-        assert events.long_pressed.wait(WAIT_S)
+        clock.advance(1.0)
+        assert events.kinds() == ["press"]  # held 1.0 s of 1.5: not a long press yet
+        clock.advance(0.6)
+        assert events.kinds() == ["press", "long"]
+        clock.advance(5.0)
+        assert events.kinds() == ["press", "long"]  # once per press
         pin.drive_high()
         assert events.released.wait(WAIT_S)
         assert not button.is_pressed
         assert events.kinds() == ["press", "long", "release"]
-        held_s = events.events[-1][1]
-        assert 0.3 <= held_s < 0.3 + WAIT_S
+        assert events.held_s == pytest.approx(6.6, abs=1e-6)
 
 
-def test_short_press_is_not_a_long_press(factory: MockFactory) -> None:
-    with make_button(factory, hold_s=0.4) as button:
+def test_the_long_press_comes_when_hold_s_is_reached(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_button(factory, clock, hold_s=1.5) as button:
+        events = Recorder(button)
+        factory.pin(17).drive_low()
+        assert events.pressed.wait(WAIT_S)
+        clock.advance_to(START + 1.499)
+        assert events.kinds() == ["press"]
+        clock.advance_to(START + 1.5)
+        assert events.kinds() == ["press", "long"]
+
+
+def test_short_press_is_not_a_long_press(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_button(factory, clock, hold_s=0.4) as button:
         events = Recorder(button)
         pin = factory.pin(17)
         pin.drive_low()
         assert events.pressed.wait(WAIT_S)
-        time.sleep(0.1)
+        clock.advance(0.1)
         pin.drive_high()
         assert events.released.wait(WAIT_S)
-        assert not events.long_pressed.wait(0.5)
+        assert events.held_s == pytest.approx(0.1, abs=1e-6)
+        clock.advance(1.0)  # well past when the long press would have come
         assert events.kinds() == ["press", "release"]
-        assert 0.05 <= events.events[-1][1] < 0.4
 
 
-def test_bounces_within_bounce_time_are_one_press(factory: MockFactory) -> None:
-    with make_button(factory, bounce_ms=60, hold_s=5) as button:
+def test_each_press_gets_its_own_long_press(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_button(factory, clock, hold_s=0.5) as button:
+        events = Recorder(button)
+        pin = factory.pin(17)
+        for _ in range(2):
+            events.pressed.clear()
+            events.released.clear()
+            pin.drive_low()
+            assert events.pressed.wait(WAIT_S)
+            clock.advance(0.5)
+            pin.drive_high()
+            assert events.released.wait(WAIT_S)
+            assert events.held_s == pytest.approx(0.5, abs=1e-6)
+            clock.advance(1.0)
+        assert events.kinds() == ["press", "long", "release"] * 2
+
+
+def test_bounces_within_bounce_time_are_one_press(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_button(factory, clock, bounce_ms=60, hold_s=5) as button:
         events = Recorder(button)
         pin = factory.pin(17)
         pin.drive_low()
@@ -220,33 +298,56 @@ def test_bounces_within_bounce_time_are_one_press(factory: MockFactory) -> None:
         pin.drive_high()
         pin.drive_low()
         assert events.pressed.wait(WAIT_S)
-        time.sleep(0.2)  # well past the bounce window: a dropped edge would have been re-read
+        clock.advance(0.2)  # past the bounce window: the pin is read again, and is still low
         assert events.kinds() == ["press"]
         assert button.is_pressed
 
-        pin.drive_high()
-        pin.drive_low()
+        pin.drive_high()  # 0.2 s after the press: a release
+        pin.drive_low()  # bounces of the release, dropped
         pin.drive_high()
         assert events.released.wait(WAIT_S)
-        time.sleep(0.2)
+        clock.advance(0.2)
         assert events.kinds() == ["press", "release"]
-
-
-def test_a_tap_shorter_than_bounce_time_still_ends_in_a_release(factory: MockFactory) -> None:
-    with make_button(factory, bounce_ms=60) as button:
-        events = Recorder(button)
-        pin = factory.pin(17)
-        pin.drive_low()
-        pin.drive_high()  # inside the bounce window: dropped, then the pin is read again
-        assert events.released.wait(WAIT_S)
-        assert events.kinds() == ["press", "release"]
+        assert events.held_s == pytest.approx(0.2, abs=1e-6)
         assert not button.is_pressed
 
 
-def test_a_failing_callback_does_not_stop_the_button(
-    factory: MockFactory, caplog: pytest.LogCaptureFixture
+def test_an_edge_in_the_bounce_window_is_read_again_when_it_ends(
+    factory: MockFactory, clock: SimulatedClock
 ) -> None:
-    with make_button(factory) as button:
+    with make_button(factory, clock, bounce_ms=60) as button:
+        events = Recorder(button)
+        pin = factory.pin(17)
+        pin.drive_low()
+        pin.drive_high()  # a tap shorter than the bounce window: this edge is dropped...
+        assert events.pressed.wait(WAIT_S)
+        clock.advance_to(START + 0.059)
+        assert events.kinds() == ["press"] and button.is_pressed
+        clock.advance_to(START + 0.060)  # ... and the pin is read again when the window ends
+        assert events.kinds() == ["press", "release"]
+        assert events.held_s == pytest.approx(0.06, abs=1e-6)
+        assert not button.is_pressed
+
+
+def test_an_edge_after_the_bounce_window_is_reported_at_once(
+    factory: MockFactory, clock: SimulatedClock
+) -> None:
+    with make_button(factory, clock, bounce_ms=60) as button:
+        events = Recorder(button)
+        pin = factory.pin(17)
+        pin.drive_low()
+        assert events.pressed.wait(WAIT_S)
+        clock.advance(0.07)
+        pin.drive_high()
+        assert events.released.wait(WAIT_S)  # no advance needed: it is not held back
+        assert events.kinds() == ["press", "release"]
+        assert events.held_s == pytest.approx(0.07, abs=1e-6)
+
+
+def test_a_failing_callback_does_not_stop_the_button(
+    factory: MockFactory, clock: SimulatedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make_button(factory, clock) as button:
         released = threading.Event()
 
         def broken() -> None:
@@ -257,14 +358,29 @@ def test_a_failing_callback_does_not_stop_the_button(
         pin = factory.pin(17)
         with caplog.at_level(logging.ERROR, logger="hardware.button"):
             pin.drive_low()
-            time.sleep(0.05)
+            clock.advance(0.05)
             pin.drive_high()
             assert released.wait(WAIT_S)
         assert "button callback" in caplog.text
 
 
+def test_a_callback_may_close_the_button(factory: MockFactory, clock: SimulatedClock) -> None:
+    button = make_button(factory, clock)
+    closed = threading.Event()
+
+    def close_it() -> None:
+        button.close()
+        closed.set()
+
+    button.on_long_press = close_it
+    factory.pin(17).drive_low()
+    clock.advance(0.3)
+    assert closed.wait(WAIT_S)
+    assert repr(button) == "<PushToTalkButton GPIO17 closed>"
+
+
 def test_close_stops_events_and_frees_the_pin(factory: MockFactory) -> None:
-    button = make_button(factory)
+    button = make_button(factory, SimulatedClock())
     events = Recorder(button)
     button.close()
     button.close()  # twice is fine
@@ -273,72 +389,127 @@ def test_close_stops_events_and_frees_the_pin(factory: MockFactory) -> None:
     assert events.events == []
 
 
-def test_a_pin_in_use_is_a_hardware_error(factory: MockFactory) -> None:
-    with make_button(factory), pytest.raises(HardwareError, match="GPIO17"):
-        make_button(factory)
+def test_a_pin_in_use_is_a_hardware_error(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_button(factory, clock), pytest.raises(HardwareError, match="GPIO17"):
+        make_button(factory, clock)
+
+
+@pytest.mark.realtime
+def test_long_press_on_the_real_clock(factory: MockFactory) -> None:
+    with make_button(factory, MONOTONIC, hold_s=0.2) as button:
+        events = Recorder(button)
+        pin = factory.pin(17)
+        pressed_at = time.monotonic()
+        pin.drive_low()
+        assert events.long_pressed.wait(WAIT_S)
+        waited_s = time.monotonic() - pressed_at
+        assert 0.2 <= waited_s < 1.5
+        pin.drive_high()
+        assert events.released.wait(WAIT_S)
+        held_for_s = time.monotonic() - pressed_at
+        assert events.kinds() == ["press", "long", "release"]
+        assert 0.2 <= events.held_s <= held_for_s
 
 
 # -- the status light ----------------------------------------------------------------------
 
+THINKING_BLINKS = (0.125, 0.125)  # on, off (seconds): 4 Hz
+ERROR_BLINKS = (0.12, 0.12, 0.12, 0.84)  # on, off, on, then the pause: 1.2 s
 
-def make_light(factory: MockFactory, **settings) -> StatusLight:
-    return StatusLight(LedSettings.model_validate(settings), pin_factory=factory)
+
+def blink(timings: tuple[float, ...], t: float) -> float:
+    """The level a blink pattern with these on/off ``timings`` has ``t`` seconds after its start."""
+    phase = t % sum(timings)
+    for i, duration in enumerate(timings):
+        if phase < duration:
+            return 1.0 if i % 2 == 0 else 0.0
+        phase -= duration
+    raise AssertionError("unreachable")
 
 
-def test_listening_is_steady_full(factory: MockFactory) -> None:
-    with make_light(factory) as light:
+def breathe(low: float, high: float, period_s: float, t: float) -> float:
+    """The level of a breathing pattern (eased up for half the period, then down) at ``t``."""
+    half = period_s / 2
+    phase = t % period_s
+    start, end = (low, high) if phase < half else (high, low)
+    eased = (1 - math.cos(math.pi * (phase % half) / half)) / 2
+    return start + (end - start) * eased
+
+
+def make_light(factory: MockFactory, clock: Clock, **settings) -> StatusLight:
+    return StatusLight(LedSettings.model_validate(settings), pin_factory=factory, clock=clock)
+
+
+def test_listening_is_steady_full(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock) as light:
+        pin = factory.pin(18)
         light.show(DollState.LISTENING)
         assert light.state is DollState.LISTENING
-        assert set(sample(lambda: factory.pin(18).state, 0.3)) == {1.0}
+        pin.clear_states()
+        assert set(run_for(clock, 1.0, lambda: pin.state)) == {1.0}
+        assert [s.state for s in pin.states] == [1.0]  # never flickered
 
 
-def test_thinking_blinks(factory: MockFactory) -> None:
-    with make_light(factory) as light:
+def test_thinking_blinks_at_4_hz(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock) as light:
+        pin = factory.pin(18)
+        before = pin.state
         light.show(DollState.THINKING)
-        values = sample(lambda: factory.pin(18).state, 0.6)
-        assert set(values) == {0.0, 1.0}
-        flips = sum(a != b for a, b in zip(values, values[1:], strict=False))
-        assert 3 <= flips <= 7  # ~4 Hz: about 4.8 changes in 0.6 s
+        assert pin.state == 1.0  # on at once
+        values = run_for(clock, 1.0, lambda: pin.state)
+        assert values == [blink(THINKING_BLINKS, t) for t in times(1.0)]
+        assert rises([before, 1.0, *values]) == 4  # at 0, 0.25, 0.5 and 0.75 s
 
 
-def test_idle_breathes_slowly_and_dimly(factory: MockFactory) -> None:
-    with make_light(factory) as light:
-        light.show(DollState.IDLE)
-        values = sample(lambda: factory.pin(18).state, 1.6, every_s=0.02)
-        assert min(values) < 0.1 and max(values) > 0.25
-        assert max(values) <= 0.4  # dim
-        assert len(set(values)) > 10  # a fade, not a blink
-
-
-def test_speaking_pulses_faster(factory: MockFactory) -> None:
-    with make_light(factory) as light:
-        light.show(DollState.SPEAKING)
-        values = sample(lambda: factory.pin(18).state, 0.6)
-        assert min(values) < 0.35 and max(values) > 0.9
-        assert len(set(values)) > 5
-
-
-def test_error_on_rgb_is_red_only(factory: MockFactory) -> None:
-    with make_light(factory, kind="rgb") as light:
+def test_error_on_a_single_led_is_two_blinks_then_a_pause(
+    factory: MockFactory, clock: SimulatedClock
+) -> None:
+    with make_light(factory, clock) as light:
+        pin = factory.pin(18)
+        before = pin.state
         light.show(DollState.ERROR)
+        assert pin.state == 1.0  # on at once
+        values = run_for(clock, 2.4, lambda: pin.state)
+        assert values == [blink(ERROR_BLINKS, t) for t in times(2.4)]
+        assert rises([before, 1.0, *values]) == 4  # two blinks per 1.2 s: at 0, 0.24, 1.2 and 1.44 s
+        on_s = sum(values) * 0.01
+        assert on_s == pytest.approx(4 * 0.12, abs=1e-9)
+
+
+def test_error_on_rgb_is_red_only(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock, kind="rgb") as light:
         red, green, blue = (factory.pin(n) for n in (5, 6, 13))
-        values = sample(lambda: (red.state, green.state, blue.state), 0.6)
-        assert {v[0] for v in values} == {0.0, 1.0}
+        light.show(DollState.ERROR)
+        values = run_for(clock, 1.2, lambda: (red.state, green.state, blue.state))
+        assert [v[0] for v in values] == [blink(ERROR_BLINKS, t) for t in times(1.2)]
         assert {v[1] for v in values} == {0.0} and {v[2] for v in values} == {0.0}
 
 
-def test_error_on_a_single_led_is_two_blinks_then_a_pause(factory: MockFactory) -> None:
-    with make_light(factory) as light:
+def test_idle_breathes_slowly_and_dimly(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock) as light:
         pin = factory.pin(18)
-        light.show(DollState.ERROR)
-        pin.clear_states()
-        time.sleep(1.0)
-        # on (already), off, on, off, then the long pause: no more changes within 1 s
-        assert [s.state for s in pin.states] == [1.0, 0.0, 1.0, 0.0]
+        light.show(DollState.IDLE)
+        # 3 s period, 3 %..35 %: dim at the start, brightest half-way, dim again a period on
+        for t, level in ((0.0, 0.03), (0.75, 0.19), (1.5, 0.35), (2.25, 0.19), (3.0, 0.03), (3.75, 0.19)):
+            clock.advance_to(START + t)
+            assert pin.state == pytest.approx(level, abs=1e-9), t
+        values = run_for(clock, 3.0, lambda: pin.state)
+        assert values == pytest.approx([breathe(0.03, 0.35, 3.0, 3.75 + t) for t in times(3.0)], abs=1e-9)
+        assert len(set(values)) > 100  # a fade, not a blink
 
 
-def test_each_state_has_its_colour_on_rgb(factory: MockFactory) -> None:
-    with make_light(factory, kind="rgb") as light:
+def test_speaking_pulses_faster(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock) as light:
+        pin = factory.pin(18)
+        light.show(DollState.SPEAKING)
+        # 1 s period, 20 %..100 %
+        for t, level in ((0.0, 0.2), (0.25, 0.6), (0.5, 1.0), (0.75, 0.6), (1.0, 0.2), (1.5, 1.0)):
+            clock.advance_to(START + t)
+            assert pin.state == pytest.approx(level, abs=1e-9), t
+
+
+def test_each_state_has_its_colour_on_rgb(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock, kind="rgb") as light:
         light.show(DollState.LISTENING)
         assert light.value == (0.0, 1.0, 0.0)
         light.show(DollState.THINKING)
@@ -348,45 +519,62 @@ def test_each_state_has_its_colour_on_rgb(factory: MockFactory) -> None:
         assert red > blue > green  # pink
 
 
-def test_common_anode_rgb_inverts_the_pins(factory: MockFactory) -> None:
-    with make_light(factory, kind="rgb", active_high=False) as light:
+def test_common_anode_rgb_inverts_the_pins(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock, kind="rgb", active_high=False) as light:
         light.show(DollState.LISTENING)
         assert (factory.pin(5).state, factory.pin(6).state, factory.pin(13).state) == (1.0, 0.0, 1.0)
 
 
-def test_switching_state_stops_the_previous_pattern_at_once(factory: MockFactory) -> None:
-    with make_light(factory) as light:
+def test_switching_state_stops_the_previous_pattern_at_once(
+    factory: MockFactory, clock: SimulatedClock
+) -> None:
+    with make_light(factory, clock) as light:
         pin = factory.pin(18)
         light.show(DollState.THINKING)
-        time.sleep(0.3)
+        clock.advance(0.2)
+        assert pin.state == 0.0  # in the blink's off half
         light.show(DollState.LISTENING)
+        assert pin.state == 1.0
         pin.clear_states()  # from here on, every change the pin goes through is recorded
-        time.sleep(0.4)
+        assert set(run_for(clock, 1.0, lambda: pin.state)) == {1.0}
         assert [s.state for s in pin.states] == [1.0]
 
 
-def test_showing_the_same_state_again_does_not_restart_it(factory: MockFactory) -> None:
-    with make_light(factory) as light:
+def test_showing_the_same_state_again_does_not_restart_it(
+    factory: MockFactory, clock: SimulatedClock
+) -> None:
+    with make_light(factory, clock) as light:
         pin = factory.pin(18)
         light.show(DollState.SPEAKING)
-        time.sleep(0.3)  # about 0.7 by now, on the way up
+        clock.advance(0.3)  # on the way up
+        on_the_way_up = breathe(0.2, 1.0, 1.0, 0.3)
+        assert pin.state == pytest.approx(on_the_way_up, abs=1e-9)
         light.show(DollState.SPEAKING)
-        assert pin.state > 0.4  # a restart would have dropped it to the bottom of the pulse (0.2)
+        assert pin.state == pytest.approx(on_the_way_up, abs=1e-9)  # a restart: back to 0.2
+        clock.advance(0.1)
+        assert pin.state == pytest.approx(breathe(0.2, 1.0, 1.0, 0.4), abs=1e-9)
 
 
-def test_brightness_scales_every_level(factory: MockFactory) -> None:
-    with make_light(factory, brightness=0.5) as light:
+def test_brightness_scales_every_level(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock, brightness=0.5) as light:
+        pin = factory.pin(18)
         light.show(DollState.LISTENING)
-        assert factory.pin(18).state == 0.5
+        assert pin.state == 0.5
+        light.show(DollState.SPEAKING)
+        assert pin.state == pytest.approx(0.1, abs=1e-9)
+        clock.advance(0.5)
+        assert pin.state == pytest.approx(0.5, abs=1e-9)
 
 
-def test_off_and_close_turn_it_off(factory: MockFactory) -> None:
-    light = make_light(factory)
+def test_off_and_close_turn_it_off(factory: MockFactory, clock: SimulatedClock) -> None:
+    light = make_light(factory, clock)
     pin = factory.pin(18)
     light.show(DollState.SPEAKING)
+    clock.advance(0.3)
     light.off()
     assert light.state is None
-    assert set(sample(lambda: pin.state, 0.2)) == {0.0}
+    assert pin.state == 0.0
+    assert set(run_for(clock, 1.0, lambda: pin.state)) == {0.0}
     light.show(DollState.LISTENING)
     light.close()
     light.close()
@@ -397,28 +585,42 @@ def test_off_and_close_turn_it_off(factory: MockFactory) -> None:
     assert pin.state == 0.0
 
 
-def test_no_light_still_remembers_the_state(factory: MockFactory) -> None:
-    with make_light(factory, kind="none") as light:
+def test_no_light_still_remembers_the_state(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock, kind="none") as light:
         light.show(DollState.THINKING)
         assert light.state is DollState.THINKING
         assert light.value == 0.0
     assert factory.pins == {}  # no pin was touched
 
 
-def test_pins_without_pwm_fall_back_to_on_off(caplog: pytest.LogCaptureFixture) -> None:
+def test_pins_without_pwm_fall_back_to_on_off(
+    clock: SimulatedClock, caplog: pytest.LogCaptureFixture
+) -> None:
     plain = MockFactory()  # MockPin: no PWM
-    with caplog.at_level(logging.WARNING, logger="hardware.light"), make_light(plain) as light:
+    with caplog.at_level(logging.WARNING, logger="hardware.light"), make_light(plain, clock) as light:
+        pin = plain.pin(18)
         light.show(DollState.THINKING)
-        assert set(sample(lambda: plain.pin(18).state, 0.6)) == {False, True}
+        values = run_for(clock, 1.0, lambda: pin.state)
+        assert values == [bool(blink(THINKING_BLINKS, t)) for t in times(1.0)]
         light.show(DollState.LISTENING)
-        assert plain.pin(18).state
+        assert pin.state
     assert "cannot dim" in caplog.text
     plain.close()
 
 
-def test_every_state_has_a_pattern(factory: MockFactory) -> None:
-    with make_light(factory, kind="rgb") as light:
+def test_every_state_has_a_pattern(factory: MockFactory, clock: SimulatedClock) -> None:
+    with make_light(factory, clock, kind="rgb") as light:
         for state in DollState:
             light.show(state)
             assert light.state is state
             light.show(state.value)  # the plain string works too
+
+
+@pytest.mark.realtime
+def test_thinking_blinks_on_the_real_clock(factory: MockFactory) -> None:
+    with make_light(factory, MONOTONIC) as light:
+        light.show(DollState.THINKING)
+        values = sample(lambda: factory.pin(18).state, 1.0)
+        assert set(values) == {0.0, 1.0}
+        flips = sum(a != b for a, b in zip(values, values[1:], strict=False))
+        assert 2 <= flips <= 16  # 4 Hz: 8 changes a second, however few the samples

@@ -5,7 +5,8 @@ Real: the loop, Vosk (loaded once for the module), the Silero VAD, espeak-ng, th
 server (phrasebook backend, over HTTP on loopback), gpiozero's button and LED code.
 Fake: the pins (gpiozero's MockFactory, PWM-capable) and the sound card
 (tests/fakes/sounddevice.py: the sample recording goes into the microphone, the speaker
-records every block it plays with its time).
+records every block it plays with its time). Time is simulated: the card, the button, the
+light and the doll share one clock, and every assertion is in its seconds.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from device.live_settings import AudioSettings, LoopSettings
 from device.recognizers import create_transcriber
 from device.stt_settings import STTSettings
 from hardware import DollState, HardwareSettings, PushToTalkButton, StatusLight
+from hardware.clock import MONOTONIC, Clock, SimulatedClock
 from tts.engines import create_engine
 from tts.settings import TTSSettings
 
@@ -66,7 +68,13 @@ def speech() -> np.ndarray:
 
 
 class Rig:
-    """One doll on a fake sound card and mock pins, its loop running as a task."""
+    """One doll on a simulated sound card and mock pins, on one simulated clock, its loop a task.
+
+    The card is the clock: time moves one audio block at a time, at most ``speed`` times real
+    time, and waits (lockstep) while the doll has not heard the last block. The button, the
+    light and the doll note times on the same clock, so everything here is asserted in
+    simulated seconds, whatever the machine's load.
+    """
 
     def __init__(
         self,
@@ -77,13 +85,15 @@ class Rig:
         *,
         settings: LoopSettings | None = None,
         hold_s: float = 1.5,
-        input_speed: float = 1.0,
+        speed: float = 4.0,
+        clock: Clock | None = None,
     ) -> None:
-        self.fake = FakeSoundDevice(input_speed=input_speed)
+        self.clock = clock if clock is not None else SimulatedClock()
+        self.fake = FakeSoundDevice(input_speed=speed, clock=self.clock)
         self.factory = MockFactory(pin_class=MockPWMPin)
         hardware = HardwareSettings(button_pin=BUTTON_PIN, hold_s=hold_s, pin_factory="mock")
-        self.button = PushToTalkButton(hardware, pin_factory=self.factory)
-        self.light = StatusLight(hardware.led, pin_factory=self.factory)
+        self.button = PushToTalkButton(hardware, pin_factory=self.factory, clock=self.clock)
+        self.light = StatusLight(hardware.led, pin_factory=self.factory, clock=self.clock)
         self.mic = Microphone(AudioSettings(), backend=self.fake)
         self.speaker = Speaker(AudioSettings(), backend=self.fake)
         self.doll = Doll(
@@ -95,63 +105,113 @@ class Rig:
             light=self.light,
             button=self.button,
             settings=settings or LoopSettings(),
+            clock=self.clock,
         )
         self.task: asyncio.Task | None = None
+        self._stop_when: Callable[[], bool] | None = None
 
     async def __aenter__(self) -> Rig:
+        if self.fake.simulated:
+            self.fake.lockstep(asyncio.get_running_loop(), self._caught_up)
         self.task = asyncio.create_task(self.doll.run_forever())
-        await self.until(self.doll.ready.is_set, 20, "the doll to start")
+        await self.until(self.doll.ready.is_set, "the doll to start")
         return self
 
     async def __aexit__(self, *exc_info) -> None:
+        self._stop_when = None
         self.doll.shutdown()
         try:
-            await asyncio.wait_for(self.task, 10)
+            await asyncio.wait_for(self.task, REAL_LIMIT_S)
         finally:
             self.button.close()
             self.light.close()
 
-    def press(self) -> float:
-        at = time.monotonic()
-        self.factory.pin(BUTTON_PIN).drive_low()
+    def _caught_up(self) -> bool:
+        if self._stop_when is not None and self._stop_when():
+            return False  # time stands still until the test has acted
+        return self.mic.caught_up
+
+    async def press(self) -> float:
+        """Press the button at one instant; returns when the doll has taken it (simulated time)."""
+        with self.fake.frozen():
+            at = self.clock.now()
+            before = self.doll.turns
+            self.factory.pin(BUTTON_PIN).drive_low()
+            await self.until(lambda: self.doll.turns > before, "the doll to take the press")
         return at
 
-    def release(self) -> float:
-        at = time.monotonic()
-        self.factory.pin(BUTTON_PIN).drive_high()
+    async def release(self) -> float:
+        with self.fake.frozen():
+            at = self.clock.now()
+            self.factory.pin(BUTTON_PIN).drive_high()
+
+            def taken() -> bool:
+                turn = self.doll._turn
+                return not self.button.is_pressed and (turn is None or turn.released)
+
+            await self.until(taken, "the doll to take the release")
         return at
 
     @property
     def led(self) -> float:
         return float(self.factory.pin(LED_PIN).state)
 
-    async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
+    async def until(self, predicate: Callable[[], bool], what: str, within_s: float | None = None) -> float:
+        """Wait until ``predicate()``; fail if ``within_s`` simulated seconds pass first.
+
+        Returns the simulated time it held. A real-time limit guards against a hang only.
+        """
+        give_up = None if within_s is None else self.clock.now() + within_s
+        real_limit = time.monotonic() + REAL_LIMIT_S
         while not predicate():
             if self.task is not None and self.task.done():
                 self.task.result()  # raises what killed the loop
                 raise AssertionError(f"the doll stopped while waiting for {what}")
-            if time.monotonic() > deadline:
+            if give_up is not None and self.clock.now() > give_up:
                 raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what} (state {self.doll.state})"
+                    f"{within_s} simulated seconds passed waiting for {what} (state {self.doll.state})"
                 )
-            await asyncio.sleep(0.005)
+            if time.monotonic() > real_limit:
+                raise AssertionError(
+                    f"hung for {REAL_LIMIT_S} s waiting for {what} (state {self.doll.state})"
+                )
+            await asyncio.sleep(0.002)
+        return self.clock.now()
 
-    async def until_state(self, state: DollState, timeout: float = 10.0) -> float:
-        await self.until(lambda: self.doll.state is state, timeout, f"state {state.value}")
-        return time.monotonic()
+    async def until_state(self, state: DollState, within_s: float | None = None) -> float:
+        return await self.until(lambda: self.doll.state is state, f"state {state.value}", within_s)
 
-    async def listening_with_open_ears(self) -> None:
-        """Wait until the doll listens and the microphone is unmuted (after the earcon)."""
+    async def sleep(self, seconds: float) -> float:
+        """Let ``seconds`` of simulated time pass."""
+        end = self.clock.now() + seconds
+        return await self.until(lambda: self.clock.now() >= end, f"{seconds} simulated seconds")
+
+    async def listening_with_open_ears(self) -> float:
+        """Wait until the doll listens with the microphone open (after the earcon); time stops
+        there, at the first block she could be heard in, until :meth:`say`."""
+        self._stop_when = lambda: not self.mic.muted
         await self.until_state(DollState.LISTENING, 2.0)
-        await self.until(lambda: not self.mic.muted, 2.0, "the microphone to open")
+        return await self.until(lambda: not self.mic.muted, "the microphone to open", 2.0)
+
+    def say(self, samples: np.ndarray) -> float:
+        """She speaks from now on (the simulated time it starts); time moves again."""
+        self.fake.say(samples)
+        return self.resume()
+
+    def resume(self) -> float:
+        """Let time move again after :meth:`listening_with_open_ears` (she says nothing)."""
+        self._stop_when = None
+        return self.clock.now()
 
     def states(self) -> list[DollState]:
         return [state for _, state in self.doll.history]
 
 
-def run(coro, timeout: float = 20.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+REAL_LIMIT_S = 60.0  # real seconds before a wait is a hang, not a slow machine
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 5 * REAL_LIMIT_S))
 
 
 def duration_s(blocks) -> float:
@@ -164,7 +224,7 @@ def duration_s(blocks) -> float:
 def test_press_speak_release_thinking_speaking_idle(
     start_server, token, transcriber, engine, speech, caplog
 ) -> None:
-    """The whole turn in real time; measures release → first audio."""
+    """The whole turn, held 4.5 simulated seconds (well past hold_s while she talks)."""
     caplog.set_level(logging.INFO, logger="device.live")
     server = start_server()
     # Long silence_ms: here the release ends listening, not the VAD.
@@ -173,24 +233,27 @@ def test_press_speak_release_thinking_speaking_idle(
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
             assert rig.doll.state is DollState.IDLE and rig.light.state is DollState.IDLE
-            pressed = rig.press()
-            await rig.until_state(DollState.LISTENING, 1.0)
+            pressed = await rig.press()
+            await rig.until_state(DollState.LISTENING, 0.1)
             assert rig.light.state is DollState.LISTENING and rig.led == 1.0  # solid on
-            await rig.listening_with_open_ears()
+            opened = await rig.listening_with_open_ears()
             earcon = rig.fake.sounding(pressed)
             assert 0.1 <= duration_s(earcon) <= 0.2, "the listening earcon, ~120 ms"
-            rig.fake.say(speech)
-            await rig.until(lambda: rig.fake.pending_input == 0, 8.0, "her sentence to be heard")
+            assert opened - pressed < 0.3
+            rig.say(speech)
+            await rig.until(lambda: rig.fake.pending_input == 0, "her sentence to be heard", 4.5)
+            await rig.sleep(0.3)
             assert rig.doll.state is DollState.LISTENING  # held for > hold_s while talking: no long press
-            released = rig.release()
-            thinking = await rig.until_state(DollState.THINKING, 1.0)
+            assert rig.clock.now() - pressed > 4.0
+            released = await rig.release()
+            thinking = await rig.until_state(DollState.THINKING, 0.1)
             assert rig.light.state is DollState.THINKING
-            speaking = await rig.until_state(DollState.SPEAKING, 10.0)
+            speaking = await rig.until_state(DollState.SPEAKING)
             assert rig.light.state is DollState.SPEAKING
-            idle = await rig.until_state(DollState.IDLE, 20.0)
+            idle = await rig.until_state(DollState.IDLE)
             return rig, pressed, released, thinking, speaking, idle
 
-    rig, pressed, released, thinking, speaking, idle = run(scenario(), 40)
+    rig, pressed, released, thinking, speaking, idle = run(scenario())
     assert rig.states() == [
         DollState.IDLE,
         DollState.LISTENING,
@@ -203,12 +266,8 @@ def test_press_speak_release_thinking_speaking_idle(
     assert rig.doll.last_backend == "phrasebook" and rig.doll.last_reply
     reply = rig.fake.sounding(released, idle)
     assert duration_s(reply) > 0.5, "the reply reached the speaker"
-    first_audio = reply[0].time - released
-    print(
-        f"\nrelease → thinking {1000 * (thinking - released):.0f} ms, "
-        f"→ first reply audio {1000 * first_audio:.0f} ms"
-    )
-    assert first_audio < 3.0
+    assert reply[0].time >= speaking  # nothing sounds before the doll says it speaks
+    assert all(block.time <= idle for block in rig.fake.sounding(released))  # ... nor after it is idle
     messages = [r.getMessage() for r in caplog.records]
     assert "listening" in messages
     assert any(m.startswith("heard: ") for m in messages)
@@ -216,6 +275,7 @@ def test_press_speak_release_thinking_speaking_idle(
     assert any(m.startswith("speaking") for m in messages)
     assert any(m.startswith("reply: ") and "phrasebook" in m for m in messages)
     assert rig.light.state is None and rig.led == 0.0  # off after shutdown
+    assert rig.fake.settle_overruns == 0
 
 
 def test_press_while_speaking_stops_the_reply_at_once(
@@ -226,38 +286,64 @@ def test_press_while_speaking_stops_the_reply_at_once(
 
     async def scenario():
         # hold_s: the second press is held silently for 1.5 s, which must not be a long press here.
-        async with Rig(
-            server.url, token, transcriber, engine, settings=settings, input_speed=4.0, hold_s=10.0
-        ) as rig:
-            rig.press()
+        async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=10.0) as rig:
+            await rig.press()
             await rig.listening_with_open_ears()
-            rig.fake.say(speech)
+            rig.say(speech)
             await rig.until_state(DollState.THINKING, 5.0)  # the VAD ended it: she is still holding
-            rig.release()
-            await rig.until_state(DollState.SPEAKING, 10.0)
-            await asyncio.sleep(0.3)
+            await rig.release()
+            await rig.until_state(DollState.SPEAKING)
+            await rig.sleep(0.3)
             assert rig.speaker.playing, "the reply is longer than 0.3 s"
-            pressed = rig.press()
-            await rig.until_state(DollState.LISTENING, 1.0)
-            await asyncio.sleep(1.5)  # anything stale would play now
-            released = rig.release()
-            await rig.until_state(DollState.IDLE, 5.0)
+            pressed = await rig.press()
+            await rig.until_state(DollState.LISTENING, 0.1)
+            await rig.sleep(1.5)  # anything stale would play now
+            released = await rig.release()
+            await rig.until_state(DollState.IDLE, 0.5)
             return rig, pressed, released
 
-    rig, pressed, released = run(scenario(), 30)
+    rig, pressed, released = run(scenario())
     before = rig.fake.sounding(pressed - 0.2, pressed)
     assert before, "the reply was playing when she pressed"
-    after = rig.fake.sounding(pressed)
-    last_sound = (after[-1].time - pressed) if after else 0.0
-    first_silent = next(b.time for b in rig.fake.played_between(pressed) if b.peak < 64) - pressed
-    print(
-        f"\npress → last reply block {1000 * last_sound:.0f} ms ({len(after)} block(s) after the press), "
-        f"→ first silent block {1000 * first_silent:.0f} ms"
-    )
-    assert last_sound <= 0.1 and first_silent <= 0.1
-    assert not rig.fake.sounding(pressed + 0.1)  # nothing of the old reply, ever again
+    assert not rig.fake.sounding(pressed), "nothing of the old reply after the press, ever"
     assert rig.states()[-3:] == [DollState.SPEAKING, DollState.LISTENING, DollState.IDLE]
     assert rig.doll.last_listen_end == "release"  # the second, silent turn
+
+
+@pytest.mark.realtime
+def test_press_while_speaking_stops_the_reply_within_100_ms_of_real_time(
+    start_server, token, transcriber, engine, speech
+) -> None:
+    """The same on the real clock: her press silences him within 0.1 s of wall-clock time."""
+    server = start_server()
+    settings = LoopSettings(earcons=False)
+
+    async def scenario():
+        async with Rig(
+            server.url, token, transcriber, engine, settings=settings, hold_s=10.0, clock=MONOTONIC
+        ) as rig:
+            await rig.press()
+            await rig.listening_with_open_ears()
+            rig.say(speech)
+            await rig.until_state(DollState.THINKING)
+            await rig.release()
+            await rig.until_state(DollState.SPEAKING)
+            await asyncio.sleep(0.3)
+            assert rig.speaker.playing, "the reply is longer than 0.3 s"
+            pressed = time.monotonic()
+            rig.factory.pin(BUTTON_PIN).drive_low()
+            await rig.until_state(DollState.LISTENING)
+            await asyncio.sleep(0.5)  # anything stale would play now
+            await rig.release()
+            await rig.until_state(DollState.IDLE)
+            return rig, pressed
+
+    rig, pressed = run(scenario())
+    after = rig.fake.sounding(pressed)
+    last_sound = (after[-1].time - pressed) if after else 0.0
+    print(f"\npress → last reply block {1000 * last_sound:.0f} ms ({len(after)} block(s) after the press)")
+    assert last_sound <= 0.1
+    assert not rig.fake.sounding(pressed + 0.1)
 
 
 def test_vad_silence_ends_listening_while_the_button_is_held(
@@ -266,21 +352,20 @@ def test_vad_silence_ends_listening_while_the_button_is_held(
     server = start_server()
 
     async def scenario():
-        async with Rig(server.url, token, transcriber, engine, input_speed=2.0) as rig:
-            rig.press()
+        async with Rig(server.url, token, transcriber, engine) as rig:
+            await rig.press()
             await rig.listening_with_open_ears()
-            fed = time.monotonic()
-            rig.fake.say(speech)
-            thinking = await rig.until_state(DollState.THINKING, 6.0)
+            fed = rig.say(speech)
+            await rig.until_state(DollState.THINKING, 6.0)
             assert rig.button.is_pressed
-            rig.release()
-            await rig.until_state(DollState.IDLE, 20.0)
-            return rig, thinking - fed
+            await rig.release()
+            await rig.until_state(DollState.IDLE)
+            return rig, rig.doll.last_marks["stopped"] - fed
 
     rig, heard_for = run(scenario())
     assert rig.doll.last_listen_end == "silence"
-    # The speech ends ~3.4 s into the recording; +0.7 s of silence; at twice real time.
-    assert 1.7 < heard_for < 2.6
+    # Her speech ends ~3.4 s into the recording, then 0.7 s of silence ends the turn.
+    assert 3.9 < heard_for < 4.4, heard_for
     assert DollState.SPEAKING in rig.states()
 
 
@@ -289,19 +374,18 @@ def test_max_utterance_caps_listening(start_server, token, transcriber, engine, 
     settings = LoopSettings(max_utterance_s=1.5, silence_ms=3000)
 
     async def scenario():
-        async with Rig(server.url, token, transcriber, engine, settings=settings, input_speed=2.0) as rig:
-            rig.press()
+        async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
+            await rig.press()
             await rig.listening_with_open_ears()
-            fed = time.monotonic()
-            rig.fake.say(speech)
-            thinking = await rig.until_state(DollState.THINKING, 3.0)
-            rig.release()
-            await rig.until_state(DollState.IDLE, 20.0)
-            return rig, thinking - fed
+            fed = rig.say(speech)
+            await rig.until_state(DollState.THINKING, 2.0)
+            await rig.release()
+            await rig.until_state(DollState.IDLE)
+            return rig, rig.doll.last_marks["stopped"] - fed
 
     rig, heard_for = run(scenario())
     assert rig.doll.last_listen_end == "max_length"
-    assert 0.6 < heard_for < 1.2  # 1.5 s of audio at twice real time
+    assert 1.45 < heard_for < 1.6, heard_for  # 1.5 s of audio, to the block
     assert rig.doll.last_transcript is not None
 
 
@@ -310,12 +394,13 @@ def test_a_tap_without_speech_goes_back_to_idle_quietly(start_server, token, tra
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine) as rig:
-            pressed = rig.press()
+            pressed = await rig.press()
             await rig.listening_with_open_ears()
-            await asyncio.sleep(0.3)
-            rig.release()
-            await rig.until_state(DollState.IDLE, 2.0)
-            await asyncio.sleep(0.3)
+            rig.resume()
+            await rig.sleep(0.3)
+            await rig.release()
+            await rig.until_state(DollState.IDLE, 0.1)
+            await rig.sleep(0.3)
             return rig, pressed
 
     rig, pressed = run(scenario())
@@ -331,33 +416,35 @@ def test_long_press_repeats_the_last_reply(start_server, token, transcriber, eng
     settings = LoopSettings(earcons=False)
 
     async def scenario():
-        async with Rig(
-            server.url, token, transcriber, engine, settings=settings, hold_s=0.6, input_speed=4.0
-        ) as rig:
+        async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=0.6) as rig:
             # Nothing said yet: a long press says so.
-            rig.press()
-            await rig.until_state(DollState.SPEAKING, 3.0)
-            rig.release()
-            idle = await rig.until_state(DollState.IDLE, 10.0)
-            nothing_yet = duration_s(rig.fake.sounding(0, idle))
-            # A real turn.
-            rig.press()
+            pressed = await rig.press()
+            await rig.until(lambda: rig.doll.turns == 2, "the long press", 1.0)
+            held = rig.doll._turn.pressed_at - pressed
+            assert 0.6 <= held < 0.63, held  # the long press fired at hold_s, to the block
+            await rig.until_state(DollState.SPEAKING)
+            await rig.release()
+            idle = await rig.until_state(DollState.IDLE)
+            nothing_yet = duration_s(rig.fake.sounding(pressed, idle))
+            # A real turn: she starts at once (the recording's first 0.5 s are silence), so the
+            # VAD hears her before hold_s and the press stays a press.
+            await rig.press()
             await rig.listening_with_open_ears()
-            rig.fake.say(speech)
+            rig.say(speech[8000:])
             await rig.until_state(DollState.THINKING, 5.0)
-            rig.release()
-            started = await rig.until_state(DollState.SPEAKING, 10.0)
-            idle = await rig.until_state(DollState.IDLE, 20.0)
+            await rig.release()
+            started = await rig.until_state(DollState.SPEAKING)
+            idle = await rig.until_state(DollState.IDLE)
             reply = rig.fake.played_audio(started - 0.05, idle)
             # The long press: the same audio again.
-            pressed = rig.press()
-            await rig.until_state(DollState.SPEAKING, 3.0)
-            rig.release()
-            again_idle = await rig.until_state(DollState.IDLE, 20.0)
+            pressed = await rig.press()
+            await rig.until_state(DollState.SPEAKING, 1.0)
+            await rig.release()
+            again_idle = await rig.until_state(DollState.IDLE)
             again = rig.fake.played_audio(pressed, again_idle)
             return rig, nothing_yet, reply, again
 
-    rig, nothing_yet, reply, again = run(scenario(), 45)
+    rig, nothing_yet, reply, again = run(scenario())
     assert nothing_yet > 0.5  # NOTHING_TO_REPEAT was spoken
     assert rig.doll.last_reply
     loud = 64
@@ -386,10 +473,10 @@ def test_long_press_status_says_the_server_answers(
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=0.5) as rig:
-            rig.press()
-            await rig.until_state(DollState.SPEAKING, 5.0)
-            rig.release()
-            await rig.until_state(DollState.IDLE, 15.0)
+            await rig.press()
+            await rig.until_state(DollState.SPEAKING)
+            await rig.release()
+            await rig.until_state(DollState.IDLE)
             return rig
 
     rig = run(scenario())
@@ -447,45 +534,47 @@ def test_server_down_offline_line_error_light_then_recovers_by_itself(
     async def scenario():
         proxy = Proxy()
         try:
-            async with Rig(proxy.url, token, transcriber, engine, settings=settings, input_speed=4.0) as rig:
+            async with Rig(proxy.url, token, transcriber, engine, settings=settings) as rig:
                 await rig.until_state(DollState.ERROR, 2.0)  # the first health check failed
                 assert rig.light.state is DollState.ERROR
                 # A press in ERROR still tries a turn.
-                rig.press()
+                await rig.press()
                 await rig.listening_with_open_ears()
-                rig.fake.say(speech)
+                rig.say(speech)
                 thinking = await rig.until_state(DollState.THINKING, 5.0)
-                rig.release()
-                await rig.until_state(DollState.ERROR, 5.0)
-                await rig.until(lambda: not rig.speaker.playing, 15.0, "the offline line to finish")
+                await rig.release()
+                await rig.until_state(DollState.ERROR)
+                await rig.until(lambda: not rig.speaker.playing, "the offline line to finish")
                 offline = rig.fake.sounding(thinking)
                 assert rig.doll.state is DollState.ERROR and rig.doll.server_down
-                # The error pattern: two quick blinks, then a pause.
+                # The error pattern: two quick blinks, then a pause, every 1.2 s.
                 led = rig.factory.pin(LED_PIN)
-                led.clear_states()
-                await asyncio.sleep(1.3)
-                levels = [change.state for change in led.states]
+                levels = []
+                end = rig.clock.now() + 2.4
+                while rig.clock.now() < end:
+                    levels.append(led.state)
+                    await rig.sleep(0.03)
                 blinks = sum(1 for a, b in zip(levels, levels[1:], strict=False) if a < 0.5 <= b)
                 # The server comes up on the same URL: the doll notices by itself.
                 server = start_server()
                 await proxy.forward_to(server.url)
-                recovered = await rig.until_state(DollState.IDLE, 3.0)
+                recovered = await rig.until_state(DollState.IDLE)
                 assert rig.light.state is DollState.IDLE and not rig.doll.server_down
                 # ... and the next press gets a real reply.
-                rig.press()
+                await rig.press()
                 await rig.listening_with_open_ears()
-                rig.fake.say(speech)
+                rig.say(speech)
                 await rig.until_state(DollState.THINKING, 5.0)
-                rig.release()
-                await rig.until_state(DollState.SPEAKING, 10.0)
-                await rig.until_state(DollState.IDLE, 20.0)
+                await rig.release()
+                await rig.until_state(DollState.SPEAKING)
+                await rig.until_state(DollState.IDLE)
                 return rig, offline, blinks, levels, recovered
         finally:
             await proxy.close()
 
-    rig, offline, blinks, levels, recovered = run(scenario(), 45)
+    rig, offline, blinks, levels, recovered = run(scenario())
     assert duration_s(offline) > 2.0, f"the offline line ({OFFLINE_LINE}) was spoken"
-    assert 2 <= blinks <= 4, levels  # two quick blinks per 1.2 s
+    assert blinks == 4, levels  # two quick blinks per 1.2 s, over 2.4 s
     assert rig.doll.last_backend == "phrasebook"
     assert rig.states()[-3:] == [DollState.THINKING, DollState.SPEAKING, DollState.IDLE]
 
@@ -509,18 +598,18 @@ def test_send_audio_sends_her_recording_with_the_text(
     server = start_server()
 
     async def scenario():
-        async with Rig(server.url, token, transcriber, engine, input_speed=4.0) as rig:
+        async with Rig(server.url, token, transcriber, engine) as rig:
             client = RecordingClient(server.url, token, timeout_s=10)
             client.sent = []
             rig.doll._client = client
             rig.doll._send_audio = True
-            rig.press()
+            await rig.press()
             await rig.listening_with_open_ears()
-            rig.fake.say(speech)
+            rig.say(speech)
             await rig.until_state(DollState.THINKING, 5.0)
-            rig.release()
-            await rig.until_state(DollState.SPEAKING, 10.0)
-            await rig.until_state(DollState.IDLE, 20.0)
+            await rig.release()
+            await rig.until_state(DollState.SPEAKING)
+            await rig.until_state(DollState.IDLE)
             return client.sent
 
     (sent,) = run(scenario())
@@ -528,7 +617,7 @@ def test_send_audio_sends_her_recording_with_the_text(
     assert mime == "audio/flac"
     recording, rate = sf.read(io.BytesIO(data), dtype="int16")
     assert rate == 16000
-    assert 3.8 < len(recording) / rate < 4.5  # her sentence and the silence that ended it
+    assert 4.0 < len(recording) / rate < 4.3  # her sentence and the 0.7 s of silence that ended it
     assert np.abs(recording.astype(np.int32)).max() > 5000
 
 
