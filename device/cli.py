@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     register_bench(bench)
 
     p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
+    p.add_argument(
+        "--measure-stt",
+        action="store_true",
+        help="time Whisper again now (fastest of 5 passes) for stt.engine: auto, and keep that",
+    )
     p.set_defaults(func=commands.doctor)
 
     from device import admin_commands, live_commands

@@ -296,7 +296,7 @@ def _peak_rss_mb() -> float:
 def doctor(args: Namespace, config: ChachaConfig) -> int:
     from device.doctor import run_checks
 
-    return run_checks(config, args.config_source)
+    return run_checks(config, args.config_source, measure_stt=getattr(args, "measure_stt", False))
 
 
 # --- say ---------------------------------------------------------------------------------

@@ -37,11 +37,32 @@ def check_config(config: ChachaConfig, source: Path | None) -> Check:
     return _ok("config", f"{source or 'built-in defaults (no chacha.yaml)'} is valid")
 
 
-def check_speech_recognition(config: ChachaConfig) -> list[Check]:
-    from device.recognizers import create_transcriber
+def check_speech_recognition(config: ChachaConfig, *, measure: bool = False) -> list[Check]:
+    """The engine the doll will use and, for ``stt.engine: auto``, the speed it was chosen by.
 
-    transcriber = create_transcriber(config.stt)
-    return [_ok("speech recognition", f"{transcriber.choice.engine} — {transcriber.choice.reason}")]
+    ``measure``: time Whisper again now (fastest of 5 passes) and keep that instead.
+    """
+    from device.recognizers import create_transcriber, read_speed, whisper_speed
+
+    stt = config.stt
+    if measure:
+        from device.whisper_stt import WhisperTranscriber
+
+        whisper = WhisperTranscriber(stt.whisper, data_dir=stt.cache_dir, sample_rate=stt.sample_rate)
+        whisper_speed(stt, whisper, fresh=True, passes=5)
+    transcriber = create_transcriber(stt)
+    checks = [_ok("speech recognition", f"{transcriber.choice.engine} — {transcriber.choice.reason}")]
+    record = read_speed(stt)
+    if record is not None:
+        checks.append(
+            _ok(
+                "whisper speed",
+                f"{record.describe(stt.auto_max_encode_s)}; `chacha doctor --measure-stt` redoes it",
+            )
+        )
+    elif stt.engine == "auto":
+        checks.append(_warn("whisper speed", "not measured (too little memory for Whisper)"))
+    return checks
 
 
 def check_speech_synthesis(config: ChachaConfig) -> Check:
@@ -157,9 +178,9 @@ def _guard(what: str, check: Callable[[], Check | list[Check]]) -> list[Check]:
     return result if isinstance(result, list) else [result]
 
 
-def run_checks(config: ChachaConfig, source: Path | None) -> int:
+def run_checks(config: ChachaConfig, source: Path | None, *, measure_stt: bool = False) -> int:
     checks = [check_config(config, source)]
-    checks += _guard("speech recognition", lambda: check_speech_recognition(config))
+    checks += _guard("speech recognition", lambda: check_speech_recognition(config, measure=measure_stt))
     checks += _guard("speech synthesis", lambda: check_speech_synthesis(config))
     checks += _guard("audio", check_audio_devices)
     checks += _guard("GPIO", lambda: check_gpio(config))
