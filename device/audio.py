@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Audio helpers for speech-to-text: read a recording, measure its level, cut it up.
+"""The doll's audio: read a recording, convert and measure PCM, cut it up; the sound card.
 
 The recogniser wants 16-bit mono PCM at one fixed rate; people hand the doll
 whatever their phone or microphone made. :func:`load_audio` bridges the two.
+PCM conversion and levels are the project's one set (:mod:`tts.audio`: int16 full scale is
+32768). :func:`load_portaudio` is the one place the sound card's library is loaded, and
+:func:`play` the one way to play a whole sound and wait (the live doll streams through
+``device.audio_io`` instead).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +18,21 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from device.errors import AudioError
+from device.errors import AudioDeviceError, AudioError
+from tts.audio import SILENCE_DBFS, peak_dbfs, rms_dbfs, to_float, to_int16
 
-#: What :func:`rms_dbfs` returns for digital silence (and never less than this).
-SILENCE_DBFS = -120.0
+__all__ = [
+    "SILENCE_DBFS",
+    "as_pcm",
+    "chunks",
+    "load_audio",
+    "load_portaudio",
+    "play",
+    "peak_dbfs",
+    "rms_dbfs",
+    "to_float",
+    "to_int16",
+]
 
 _HINT = "give a recording made by a microphone, e.g. 16 kHz mono WAV"
 
@@ -66,36 +80,7 @@ def load_audio(path: Path | str, *, sample_rate: int = 16000) -> np.ndarray:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     if mono.shape[0] == 0:
         raise AudioError(f"audio file {path} is too short ({data.shape[0]} samples at {rate} Hz) — {_HINT}")
-    return _to_int16(mono)
-
-
-def _to_int16(x: np.ndarray) -> np.ndarray:
-    """Float samples (full scale = 1.0) to int16; exact for data that came from int16."""
-    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
-
-
-def rms_dbfs(samples: np.ndarray) -> float:
-    """Root-mean-square level in dB relative to full scale.
-
-    Integer samples are scaled by their type's full scale (32768 for int16),
-    float samples are taken as full scale = 1.0. A full-scale square wave is
-    0 dBFS, a full-scale sine about -3 dBFS. Silence or no samples give
-    :data:`SILENCE_DBFS` (-120.0), which is also the floor.
-    """
-    x = np.asarray(samples)
-    if x.size == 0:
-        return SILENCE_DBFS
-    if np.issubdtype(x.dtype, np.signedinteger):
-        full_scale = float(-np.iinfo(x.dtype).min)
-    elif np.issubdtype(x.dtype, np.floating):
-        full_scale = 1.0
-    else:
-        raise ValueError(f"rms_dbfs needs signed integer or float samples, not {x.dtype}")
-    mean_square = float(np.mean(np.square(x.astype(np.float64) / full_scale)))
-    if mean_square <= 0.0:
-        return SILENCE_DBFS
-    return max(SILENCE_DBFS, 10.0 * math.log10(mean_square))
+    return to_int16(mono)
 
 
 def chunks(samples: np.ndarray, sample_rate: int, chunk_s: float = 0.1) -> Iterator[np.ndarray]:
@@ -122,3 +107,30 @@ def as_pcm(samples: np.ndarray, sample_rate: int) -> np.ndarray:
             " (use device.audio.load_audio)"
         )
     return pcm
+
+
+def load_portaudio():
+    """The ``sounddevice`` module (PortAudio); its absence is an AudioDeviceError saying what to do."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise AudioDeviceError(
+            "sounddevice is not installed: install the device extra (`make install`)"
+        ) from None
+    except OSError as exc:  # the PortAudio library is missing
+        raise AudioDeviceError(
+            f"cannot load PortAudio ({exc}): run `sudo apt-get install libportaudio2`"
+        ) from None
+    return sounddevice
+
+
+def play(samples: np.ndarray, sample_rate: int, *, device: str | int | None = None) -> None:
+    """Play int16 mono samples on the speaker and wait until they are done."""
+    sd = load_portaudio()
+    try:
+        sd.play(samples, sample_rate, device=device, blocking=True)
+    except (sd.PortAudioError, ValueError) as exc:
+        raise AudioDeviceError(
+            f"no usable audio output device ({exc}): plug in a speaker, check `aplay -l`, "
+            "or write a file instead with --output reply.wav"
+        ) from None

@@ -10,7 +10,8 @@ only moves samples; everything else happens on the asyncio loop that called ``st
 - :class:`Speaker` plays int16 mono at the device's rate: ``play()`` queues, ``stop()``
   silences within one block, ``await drain()`` waits until everything queued has sounded.
 
-Each takes its ``backend`` (the ``sounddevice`` module, or a fake in tests).
+Each takes its ``backend`` (the ``sounddevice`` module from ``device.audio.load_portaudio``,
+or a simulated sound card).
 """
 
 from __future__ import annotations
@@ -24,23 +25,14 @@ from typing import Literal
 
 import numpy as np
 
+from device import audio
+from device.errors import AudioDeviceError
 from device.live_settings import AudioSettings
-from device.playback import AudioDeviceError
+from tts.audio import clip_int16, scale_volume
 
 _LOGGER = logging.getLogger(__name__)
 
 _QUEUE_LIMIT_S = 30.0  # the most microphone audio kept unread before the oldest is dropped
-
-
-def default_backend():
-    """The real ``sounddevice`` module; a missing PortAudio library is an AudioDeviceError."""
-    try:
-        import sounddevice
-    except OSError as exc:
-        raise AudioDeviceError(
-            f"cannot load PortAudio ({exc}): run `sudo apt-get install libportaudio2`"
-        ) from None
-    return sounddevice
 
 
 def _hint(kind: Literal["input", "output"]) -> str:
@@ -140,7 +132,7 @@ class Microphone:
     def start(self) -> None:
         """Open and start the input stream; call it from the loop that will read."""
         self._loop = asyncio.get_running_loop()
-        backend = self._backend if self._backend is not None else default_backend()
+        backend = self._backend if self._backend is not None else audio.load_portaudio()
         self._backend = backend
         index, info = find_device(backend, self.settings.input_device, "input")
         name = info.get("name", "the default microphone")
@@ -298,7 +290,7 @@ class Speaker:
     def start(self) -> None:
         """Open and start the output stream (it plays silence until something is queued)."""
         self._loop = asyncio.get_running_loop()
-        backend = self._backend if self._backend is not None else default_backend()
+        backend = self._backend if self._backend is not None else audio.load_portaudio()
         self._backend = backend
         index, info = find_device(backend, self.settings.output_device, "output")
         name = info.get("name", "the default speaker")
@@ -351,15 +343,12 @@ class Speaker:
         """``samples`` at ``rate`` as int16 at the device's rate, volume applied (any thread)."""
         pcm = np.asarray(samples).reshape(-1)
         if pcm.dtype != np.int16:
-            pcm = np.clip(np.rint(pcm), -32768, 32767).astype(np.int16)
+            pcm = clip_int16(pcm)
         if rate != self.sample_rate and len(pcm):
             import soxr
 
             pcm = soxr.resample(pcm, rate, self.sample_rate)
-        if self.settings.volume != 1.0:
-            scaled = np.rint(pcm.astype(np.float32) * self.settings.volume)
-            pcm = np.clip(scaled, -32768, 32767).astype(np.int16)
-        return pcm
+        return scale_volume(pcm, self.settings.volume)
 
     def play(self, samples: np.ndarray, rate: int | None = None) -> None:
         """Queue int16 mono ``samples`` at ``rate`` Hz after what is already queued.

@@ -20,8 +20,7 @@ class CommandError(Exception):
 def _known_errors() -> tuple[type[BaseException], ...]:
     """The errors that are the user's to fix: printed as one line, no traceback."""
     from device.client import ServerUnavailable
-    from device.errors import STTError
-    from device.playback import AudioDeviceError
+    from device.errors import AudioDeviceError, STTError
     from hardware.errors import HardwareError
     from inference_server.errors import InferenceError
     from telegram_collector.errors import TelegramError
@@ -152,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     from telegram_collector.cli_args import register as register_telegram
 
     register_telegram(sub)
-    from tts.voice.cli_args import register as register_voice
+    from device.voice_cli import register as register_voice
 
     register_voice(sub)
 

@@ -315,7 +315,7 @@ def say(args: Namespace, config: ChachaConfig) -> int:
         write_wav(args.output, samples, rate)
         print(f"{args.output}: {len(samples) / rate:.1f} s at {rate} Hz ({engine.name})")
         return 0
-    from device.playback import play
+    from device.audio import play
 
     play(samples, rate)
     return 0

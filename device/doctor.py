@@ -73,10 +73,13 @@ def check_speech_synthesis(config: ChachaConfig) -> Check:
 
 
 def check_audio_devices() -> list[Check]:
+    from device.audio import load_portaudio
+    from device.errors import AudioDeviceError
+
     try:
-        import sounddevice as sd
-    except OSError as exc:
-        return [_fail("audio", f"PortAudio is missing ({exc}): sudo apt-get install libportaudio2")]
+        sd = load_portaudio()
+    except AudioDeviceError as exc:
+        return [_fail("audio", str(exc))]
     try:
         devices = sd.query_devices()
     except sd.PortAudioError as exc:

@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from tts.audio import to_int16
+
 LEVEL_DBFS = -12.0
 """Peak level of every earcon (dB relative to full scale)."""
 FADE_MS = 5.0
@@ -43,8 +45,7 @@ def _tone(rate: int, seconds: float, freqs: tuple[tuple[float, float], ...]) -> 
 
 
 def _to_int16(wave: np.ndarray) -> np.ndarray:
-    peak = 32767 * 10 ** (LEVEL_DBFS / 20)
-    return np.rint(wave * peak).astype(np.int16)
+    return to_int16(wave * 10 ** (LEVEL_DBFS / 20))
 
 
 def make_earcon(name: EarconName, rate: int) -> np.ndarray:

@@ -25,3 +25,7 @@ class AudioError(STTError):
     A subclass so that callers may tell "your recording is bad" (fix the input)
     apart from "the recogniser is broken" (fix the installation).
     """
+
+
+class AudioDeviceError(Exception):
+    """No sound card, no PortAudio, or a device that refuses the format; says what to do."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 import time
 from argparse import Namespace
@@ -38,7 +37,7 @@ _STATE_WORDS = {
 
 def run(args: Namespace, config) -> int:
     """The doll: button, microphone, recogniser, server, voice and light, until SIGTERM/SIGINT."""
-    from device import audio_io
+    from device import audio, audio_io
     from device.cli import CommandError
     from device.commands import _server_client
     from device.live import Doll
@@ -57,7 +56,7 @@ def run(args: Namespace, config) -> int:
         factory = make_pin_factory(config.hardware.pin_factory)
         light = stack.enter_context(StatusLight(config.hardware.led, pin_factory=factory))
         button = stack.enter_context(PushToTalkButton(config.hardware, pin_factory=factory))
-        backend = audio_io.default_backend()
+        backend = audio.load_portaudio()
         audio_io.find_device(backend, config.audio.input_device, "input")
         audio_io.find_device(backend, config.audio.output_device, "output")
         client = stack.enter_context(_server_client(config))
@@ -168,15 +167,11 @@ def _test_button(config, seconds: float) -> None:
     print("done")
 
 
-def _dbfs(value: float) -> float:
-    return 20 * math.log10(value / 32768) if value > 0 else -120.0
-
-
 async def _test_mic(config, seconds: float) -> None:
-    from device import audio_io
-    from device.playback import AudioDeviceError
+    from device import audio, audio_io
+    from device.errors import AudioDeviceError
 
-    backend = audio_io.default_backend()
+    backend = audio.load_portaudio()
     mic = audio_io.Microphone(config.audio, backend=backend)
     wanted = round(seconds * mic.sample_rate)
     blocks: list[np.ndarray] = []
@@ -197,9 +192,7 @@ async def _test_mic(config, seconds: float) -> None:
     finally:
         mic.stop()
     samples = np.concatenate(blocks)[:wanted]
-    wide = samples.astype(np.float64)
-    peak = _dbfs(float(np.abs(wide).max()))
-    rms = _dbfs(math.sqrt(float(np.mean(wide**2))))
+    peak, rms = audio.peak_dbfs(samples), audio.rms_dbfs(samples)
     print(f"level: peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS")
     if peak < -40:
         print("that is very quiet: raise the capture level (`alsamixer`, F4) or speak closer")
@@ -210,7 +203,7 @@ async def _test_mic(config, seconds: float) -> None:
 
 
 async def _test_speaker(config) -> None:
-    from device import audio_io
+    from device import audio
     from tts.engines import create_engine, speak
 
     rate = 48000
@@ -224,9 +217,7 @@ async def _test_speaker(config) -> None:
         (s.samples, s.sample_rate) for s in speak(engine, SPEAKER_TEST_LINE, volume=config.tts.volume)
     ]
     print("playing a 440 Hz tone for 1 s, then 차차's voice", flush=True)
-    await _play(
-        config, audio_io.default_backend(), [(np.rint(tone * 32767).astype(np.int16), rate), *sentences]
-    )
+    await _play(config, audio.load_portaudio(), [(audio.to_int16(tone), rate), *sentences])
     print("done")
 
 

@@ -18,18 +18,15 @@ silence (reason ``"silence"``), or when the utterance reaches ``max_utterance_s`
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 
+from device.audio import rms_dbfs, to_float
 from device.errors import STTError
 from device.live_settings import LoopSettings
-
-_FULL_SCALE = 32768.0
-_SILENCE_DBFS = -120.0
 
 
 class VoiceActivity(Protocol):
@@ -61,12 +58,7 @@ class SpeechEnded:
 Event = SpeechStarted | SpeechEnded
 
 
-def block_dbfs(block: np.ndarray) -> float:
-    """RMS level of int16 samples in dB relative to full scale (-120 for digital silence)."""
-    if len(block) == 0:
-        return _SILENCE_DBFS
-    rms = math.sqrt(float(np.mean(np.square(block, dtype=np.float64))))
-    return max(_SILENCE_DBFS, 20 * math.log10(rms / _FULL_SCALE)) if rms > 0 else _SILENCE_DBFS
+block_dbfs = rms_dbfs  # RMS level of a block in dB relative to full scale (-120 for silence)
 
 
 class EnergyVad:
@@ -141,7 +133,7 @@ class SileroVad:
         self._last = 0.0
 
     def __call__(self, block: np.ndarray) -> float:
-        samples = np.asarray(block).reshape(-1).astype(np.float32) / _FULL_SCALE
+        samples = to_float(np.asarray(block, dtype=np.int16).reshape(-1))
         self._pending = np.concatenate([self._pending, samples])
         best: float | None = None
         while len(self._pending) >= self.WINDOW:

@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.audio import as_pcm, load_audio, rms_dbfs
+from device.audio import as_pcm, load_audio, rms_dbfs, to_float
 from device.errors import STTError
 from device.stt import Transcript
 from device.whisper_model import bundled_base_model, check_whisper_model
@@ -416,7 +416,7 @@ class WhisperTranscriber:
         self.last_temperatures = ()
         if pcm.size == 0 or rms_dbfs(pcm) < SILENCE_FLOOR_DBFS:
             return []
-        audio = pcm.astype(np.float32) / 32768.0
+        audio = to_float(pcm)
         if rate != WHISPER_RATE:
             import soxr
 

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from tts.audio import to_float, to_int16
+
 VOICE_RATE = 48000
 """Hertz of the voice notes the bot sends."""
 
@@ -38,8 +40,7 @@ def decode_voice(data: bytes, *, sample_rate: int = 16000) -> np.ndarray:
     mono = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
-    mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(np.rint(mono * 32768.0), -32768, 32767).astype(np.int16)
+    return to_int16(mono)
 
 
 def encode_voice(samples: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
@@ -47,7 +48,7 @@ def encode_voice(samples: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
     import soundfile as sf
     import soxr
 
-    audio = np.asarray(samples, dtype=np.float32).reshape(-1) / 32768.0
+    audio = to_float(np.asarray(samples, dtype=np.int16).reshape(-1))
     if audio.size == 0:
         raise VoiceError("there is no speech to send")
     if sample_rate != VOICE_RATE:

@@ -16,15 +16,14 @@ import pytest
 import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
-from device import audio_io
+from device import audio
 from device.audio_io import Microphone, Speaker, find_device
 from device.config import ChachaConfig
 from device.earcons import LEVEL_DBFS, make_earcon, make_earcons
-from device.errors import STTError
+from device.errors import AudioDeviceError, STTError
 from device.live_commands import run as live_run
 from device.live_commands import test_hardware as chacha_test
 from device.live_settings import AudioSettings, LoopSettings
-from device.playback import AudioDeviceError
 from device.vad import (
     EndpointDetector,
     EnergyVad,
@@ -423,7 +422,7 @@ def make_config(**sections) -> SimpleNamespace:
 @pytest.fixture
 def fake_card(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
     fake = FakeSoundDevice(input_speed=4.0)
-    monkeypatch.setattr(audio_io, "default_backend", lambda: fake)
+    monkeypatch.setattr(audio, "load_portaudio", lambda: fake)
     return fake
 
 
@@ -460,7 +459,7 @@ def duration_of_sound(fake: FakeSoundDevice, since: float) -> float:
 
 
 def test_chacha_run_without_a_sound_card_fails_before_loading_models(monkeypatch) -> None:
-    monkeypatch.setattr(audio_io, "default_backend", lambda: FakeSoundDevice(devices=False))
+    monkeypatch.setattr(audio, "load_portaudio", lambda: FakeSoundDevice(devices=False))
     with pytest.raises(AudioDeviceError, match="arecord -l"):
         live_run(Namespace(debug=False), make_config())
 

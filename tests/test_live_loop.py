@@ -31,7 +31,7 @@ import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device import audio_io, live, live_commands, recognizers
+from device import audio, live, live_commands, recognizers
 from device.audio_io import Microphone, Speaker
 from device.client import InferenceClient
 from device.config import ChachaConfig
@@ -627,7 +627,7 @@ def test_send_audio_sends_her_recording_with_the_text(
 def test_chacha_run_starts_everything_and_stops_on_sigterm(transcriber, monkeypatch, caplog) -> None:
     """`chacha run` as the Pi runs it: in-process server, mock pins, fake card; SIGTERM ends it."""
     fake = FakeSoundDevice()
-    monkeypatch.setattr(audio_io, "default_backend", lambda: fake)
+    monkeypatch.setattr(audio, "load_portaudio", lambda: fake)
     monkeypatch.setattr(recognizers, "create_transcriber", lambda settings, **kwargs: transcriber)
     caplog.set_level(logging.INFO, logger="device.live")
     base = ChachaConfig()

@@ -15,7 +15,9 @@ import pytest
 import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
-from tts.voice import cli_args, levels
+from device import voice_cli as cli_args
+from device.voice_commands import read_recording
+from tts.voice import levels
 from tts.voice.config_edit import CannotEdit, check_edit, set_piper_voice
 from tts.voice.errors import VoiceError
 from tts.voice.importing import find_recordings, import_recordings
@@ -320,7 +322,7 @@ def test_empty_folder_is_a_clear_error(tmp_path: Path):
     with pytest.raises(VoiceError, match="no recordings in"):
         find_recordings([tmp_path / "empty"])
     with pytest.raises(VoiceError, match="nothing to prepare"):
-        prepare_dataset(VoiceDir(tmp_path / "voice"), say=lambda s: None)
+        prepare_dataset(VoiceDir(tmp_path / "voice"), load=read_recording, say=lambda s: None)
 
 
 def test_split_on_silence_makes_clips_of_one_to_fifteen_seconds():
@@ -343,14 +345,14 @@ def test_import_writes_todo_review_and_prepare_waits_for_it(tmp_path: Path):
     write(source / "note2.flac", utterance(2.5, 3), rate=48000)
     vdir = VoiceDir(tmp_path / "voice")
     transcriber = FakeTranscriber("오늘 날씨 좋다")
-    result = import_recordings(vdir, [source], transcriber, say=lambda s: None)
+    result = import_recordings(vdir, [source], transcriber, load=read_recording, say=lambda s: None)
     assert result.files == 2 and result.clips == 3
     rows = read_review(vdir.imported / "review.tsv")
     assert [r.status for r in rows] == ["todo"] * 3 and all(r.text == "오늘 날씨 좋다" for r in rows)
     assert all((vdir.imported / r.clip).is_file() for r in rows)
     assert transcriber.calls and all(n > 16000 for n in transcriber.calls)  # resampled to 16 kHz
 
-    again = import_recordings(vdir, [source], transcriber, say=lambda s: None)
+    again = import_recordings(vdir, [source], transcriber, load=read_recording, say=lambda s: None)
     assert (
         again.files == 0 and again.skipped_files == 2 and len(read_review(vdir.imported / "review.tsv")) == 3
     )
@@ -358,19 +360,19 @@ def test_import_writes_todo_review_and_prepare_waits_for_it(tmp_path: Path):
     with pytest.raises(
         VoiceError, match=r"no reviewed clips yet \(3 in .*review.tsv still 'todo'\).*--accept-all"
     ):
-        prepare_dataset(vdir, say=lambda s: None)
+        prepare_dataset(vdir, load=read_recording, say=lambda s: None)
     assert not vdir.metadata.exists()
 
     rows[0].status, rows[0].text = "ok", "진주야 안녕"
     rows[1].status = "skip"
     write_review(vdir.imported / "review.tsv", rows)
-    report = prepare_dataset(vdir, say=lambda s: None)
+    report = prepare_dataset(vdir, load=read_recording, say=lambda s: None)
     assert report.kept == 1 and report.not_reviewed == 1 and report.skipped_by_you == 1
     assert vdir.metadata.read_text(encoding="utf-8").splitlines() == [
         f"imp_{Path(rows[0].clip).stem}|진주야 안녕"
     ]
 
-    report = prepare_dataset(vdir, accept_all=True, say=lambda s: None)
+    report = prepare_dataset(vdir, load=read_recording, accept_all=True, say=lambda s: None)
     assert report.kept == 2 and report.not_reviewed == 0
 
 
@@ -390,7 +392,7 @@ def test_prepare_reports_rejected_clips_with_reasons(tmp_path: Path):
         ],
     )
     printed: list[str] = []
-    report = prepare_dataset(vdir, say=printed.append)
+    report = prepare_dataset(vdir, load=read_recording, say=printed.append)
     reasons = {r.clip: r.reason for r in report.rejected}
     assert reasons[str(Path("recorded/wavs/0002.wav"))].startswith("no speech")
     assert "unspeakable symbols '+' '='" in reasons[str(Path("recorded/wavs/0003.wav"))]

@@ -1,9 +1,17 @@
-"""Synthesised speech as samples: one sentence of audio, joining, volume, WAV in and out."""
+"""Audio as samples: the one int16 scale and dBFS for the whole project, and synthesised
+speech (one sentence of audio, joining, volume, WAV in and out).
+
+PCM arithmetic lives here, in the lowest package every other one imports, so that the doll,
+the voice-cloning tools and the Telegram bot convert and measure audio the same way:
+float samples are full scale at 1.0, int16 at 32768 (``to_int16``/``to_float``), and levels
+are dB relative to full scale, floored at ``SILENCE_DBFS``.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import struct
 import wave
 from collections.abc import Iterable
@@ -18,6 +26,61 @@ _LOGGER = logging.getLogger(__name__)
 
 _INT16_MIN = -32768
 _INT16_MAX = 32767
+
+FULL_SCALE = 32768.0
+"""int16 full scale: float 1.0 is this many int16 steps."""
+SILENCE_DBFS = -120.0
+"""The level of digital silence, and the floor of every level here (dBFS)."""
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples (full scale 1.0) as int16: ×32768, rounded, clipped; NaN is silence.
+
+    Exact for floats that came from int16 (``to_float``), so the two round-trip.
+    """
+    x = np.nan_to_num(np.asarray(samples, dtype=np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(np.rint(x * FULL_SCALE), _INT16_MIN, _INT16_MAX).astype(np.int16)
+
+
+def to_float(samples: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Samples with full scale 1.0: int16 (any signed integer) is divided by its full scale."""
+    x = np.asarray(samples)
+    if np.issubdtype(x.dtype, np.signedinteger):
+        return (x.astype(np.float64) / float(-np.iinfo(x.dtype).min)).astype(dtype)
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(dtype)
+    raise ValueError(f"need signed integer or float samples, not {x.dtype}")
+
+
+def power_dbfs(mean_square):
+    """Mean squares (full scale 1.0) in dBFS, floored at ``SILENCE_DBFS``; a number or an array."""
+    if np.ndim(mean_square) == 0:
+        power = float(mean_square)
+        return SILENCE_DBFS if power <= 0 else max(SILENCE_DBFS, 10.0 * math.log10(power))
+    power = np.asarray(mean_square, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.maximum(SILENCE_DBFS, 10.0 * np.log10(np.maximum(power, 1e-20)))
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Root-mean-square level in dB relative to full scale.
+
+    Integer samples are scaled by their type's full scale (32768 for int16), float samples are
+    taken as full scale = 1.0. A full-scale square wave is 0 dBFS, a full-scale sine about
+    -3 dBFS. Silence or no samples give ``SILENCE_DBFS`` (-120.0), which is also the floor.
+    """
+    x = np.asarray(samples)
+    if x.size == 0:
+        return SILENCE_DBFS
+    return power_dbfs(float(np.mean(np.square(to_float(x, np.float64)))))
+
+
+def peak_dbfs(samples: np.ndarray) -> float:
+    """Level of the largest sample in dBFS (``SILENCE_DBFS`` for silence or no samples)."""
+    x = np.asarray(samples)
+    if x.size == 0:
+        return SILENCE_DBFS
+    return power_dbfs(float(np.max(np.abs(to_float(x, np.float64)))) ** 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,16 +111,20 @@ def as_int16(samples: np.ndarray) -> np.ndarray:
     if array.dtype == np.int16:
         return array
     if np.issubdtype(array.dtype, np.floating):
-        array = array * _INT16_MAX
-    return np.clip(np.rint(array), _INT16_MIN, _INT16_MAX).astype(np.int16)
+        return to_int16(array)
+    return clip_int16(array)
+
+
+def clip_int16(samples: np.ndarray) -> np.ndarray:
+    """Samples already on the int16 scale (any dtype), rounded and clipped into int16."""
+    return np.clip(np.rint(np.asarray(samples)), _INT16_MIN, _INT16_MAX).astype(np.int16)
 
 
 def scale_volume(samples: np.ndarray, volume: float) -> np.ndarray:
     """int16 samples times ``volume`` (1.0 unchanged), clipped to the int16 range."""
     if volume == 1.0:
         return samples
-    scaled = np.rint(samples.astype(np.float32) * volume)
-    return np.clip(scaled, _INT16_MIN, _INT16_MAX).astype(np.int16)
+    return clip_int16(samples.astype(np.float32) * volume)
 
 
 def join_audio(

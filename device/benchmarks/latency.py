@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from device.audio import load_audio
+from tts.audio import power_dbfs, to_float
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def speech_end_sample(samples: np.ndarray, rate: int, floor_dbfs: float = -45.0)
     """Index just after the last 30 ms frame louder than `floor_dbfs`: where she stopped."""
     frame = rate * 30 // 1000
     usable = len(samples) // frame * frame
-    frames = samples[:usable].astype(np.float64).reshape(-1, frame) / 32768.0
-    loud = np.nonzero(20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-12) > floor_dbfs)[0]
+    frames = to_float(samples[:usable], np.float64).reshape(-1, frame)
+    loud = np.nonzero(power_dbfs((frames**2).mean(axis=1)) > floor_dbfs)[0]
     return int((loud[-1] + 1) * frame) if len(loud) else 0
 
 

@@ -13,3 +13,7 @@ class VoiceError(Exception):
 
     def __init__(self, message: object) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class UnreadableAudio(VoiceError):  # noqa: N818 (a VoiceError, named for what it says)
+    """A recording the audio loader given to a step cannot read (the step skips it)."""

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from tts.voice import levels
-from tts.voice.errors import VoiceError
+from tts.voice.errors import UnreadableAudio, VoiceError
 from tts.voice.review import ReviewRow, clean_text, read_review, write_review
-from tts.voice.workspace import SAMPLE_RATE, VoiceDir
+from tts.voice.workspace import SAMPLE_RATE, Load, VoiceDir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,17 +74,16 @@ def import_recordings(
     sources: list[Path],
     transcriber,
     *,
+    load: Load,
     accept_all: bool = False,
     say: Say = print,
 ) -> ImportResult:
     """Cut, transcribe and list for review every recording in ``sources``.
 
     ``transcriber`` has ``sample_rate`` and ``transcribe(int16 samples) -> object with .text``
-    (the project's :func:`device.recognizers.create_transcriber` gives one).
+    (the doll's speech recognisers are such); ``load(path, sample_rate)`` reads a recording as
+    int16 mono, raising :class:`UnreadableAudio` for one it cannot read (which is skipped).
     """
-    from device.audio import load_audio
-    from device.errors import AudioError
-
     files = find_recordings(sources)
     folder = vdir.imported
     review_path = folder / "review.tsv"
@@ -99,8 +98,8 @@ def import_recordings(
             skipped += 1
             continue
         try:
-            audio = load_audio(path, sample_rate=SAMPLE_RATE)
-        except AudioError as exc:
+            audio = load(path, SAMPLE_RATE)
+        except UnreadableAudio as exc:
             say(f"  {path}: skipped, {exc}")
             continue
         spans = levels.split_on_silence(audio, SAMPLE_RATE)
@@ -145,25 +144,3 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(str(path), np.asarray(samples, dtype=np.int16), SAMPLE_RATE, subtype="PCM_16")
-
-
-def make_transcriber(stt_settings, *, say: Say = print):
-    """Whisper when it can be loaded (far more accurate on Korean), else the configured engine."""
-    from device.errors import STTError
-    from device.recognizers import create_transcriber
-
-    try:
-        transcriber = create_transcriber(stt_settings, engine="whisper")
-        say("Transcribing with Whisper.")
-        return transcriber
-    except (STTError, ImportError, OSError, RuntimeError) as exc:
-        _LOGGER.warning("Whisper is not available (%s); using stt.engine", exc)
-    try:
-        transcriber = create_transcriber(stt_settings)
-    except (STTError, ImportError, OSError, RuntimeError) as exc:
-        raise VoiceError(
-            f"no speech recogniser to transcribe with ({exc}): install the device extra "
-            "(`pip install -e '.[device]'`) and check `chacha doctor`"
-        ) from None
-    say(f"Whisper is not available; transcribing with {transcriber.engine} (check every transcript).")
-    return transcriber

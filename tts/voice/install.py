@@ -113,21 +113,3 @@ def switch_config(config_path: Path, model: Path, *, say: Say = print) -> bool:
         + (f" (previous file kept as {config_path.name}.bak)" if original else "")
     )
     return True
-
-
-def default_player(device=None) -> Player:
-    """Play through the speaker; a missing sound card only costs the playing, not the test."""
-    from device.playback import AudioDeviceError, play
-
-    state = {"ok": True}
-
-    def player(samples: np.ndarray, rate: int) -> None:
-        if not state["ok"]:
-            return
-        try:
-            play(samples, rate, device=device)
-        except AudioDeviceError as exc:
-            state["ok"] = False
-            print(f"  (not played: {exc})")
-
-    return player

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tts.audio import SILENCE_DBFS, power_dbfs, to_float, to_int16
+from tts.audio import peak_dbfs as peak_dbfs  # the voice tools' level meter
+
 FRAME_S = 0.02
-SILENCE_DB = -120.0
-FULL_SCALE_INT16 = 32767
+SILENCE_DB = SILENCE_DBFS
+FULL_SCALE_INT16 = 32767  # the largest int16: a sample this loud is clipped
 
 #: A recording whose loudest frames are under this has nothing in it (dBFS).
 MIN_SPEECH_DB = -60.0
@@ -32,30 +35,11 @@ FLOOR_CLAMP_DB = -70.0
 
 def as_float(samples: np.ndarray) -> np.ndarray:
     """Samples as float64 with full scale 1.0 (int16 is divided by 32768)."""
-    x = np.asarray(samples)
-    if np.issubdtype(x.dtype, np.integer):
-        return x.astype(np.float64) / 32768.0
-    return x.astype(np.float64)
+    return to_float(samples, np.float64)
 
 
-def to_int16(samples: np.ndarray) -> np.ndarray:
-    """Float samples (full scale 1.0) to int16, clipped."""
-    x = np.nan_to_num(np.asarray(samples, dtype=np.float64))
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
-
-
-def db(power: float) -> float:
-    """A mean square (full scale 1.0) in dBFS, floored at -120."""
-    return SILENCE_DB if power <= 0 else max(SILENCE_DB, 10.0 * math.log10(power))
-
-
-def peak_dbfs(samples: np.ndarray) -> float:
-    """Level of the largest sample in dBFS (-120 for silence)."""
-    x = as_float(samples)
-    if x.size == 0:
-        return SILENCE_DB
-    peak = float(np.max(np.abs(x)))
-    return SILENCE_DB if peak <= 0 else max(SILENCE_DB, 20.0 * math.log10(peak))
+db = power_dbfs  # a mean square (full scale 1.0) in dBFS, floored at -120
+power_db = power_dbfs  # the same for an array of them
 
 
 def clipped_fraction(samples: np.ndarray) -> float:
@@ -76,11 +60,6 @@ def frame_power(samples: np.ndarray, rate: int, frame_s: float = FRAME_S) -> np.
     if count == 0:
         return np.zeros(0)
     return np.mean(np.square(x[: count * size].reshape(count, size)), axis=1)
-
-
-def power_db(power: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.maximum(SILENCE_DB, 10.0 * np.log10(np.maximum(power, 1e-20)))
 
 
 @dataclass(frozen=True)

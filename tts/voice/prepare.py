@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from tts.voice import levels
-from tts.voice.errors import VoiceError
+from tts.voice.errors import UnreadableAudio, VoiceError
 from tts.voice.review import read_review
 from tts.voice.speech_text import training_text
-from tts.voice.workspace import SAMPLE_RATE, VoiceDir
+from tts.voice.workspace import SAMPLE_RATE, Load, VoiceDir
 
 MIN_CLIP_S = 1.0
 MAX_CLIP_S = 15.0
@@ -126,14 +126,15 @@ def check_clip(samples: np.ndarray, raw_text: str, *, min_snr_db: float = MIN_SN
 def prepare_dataset(
     vdir: VoiceDir,
     *,
+    load: Load,
     accept_all: bool = False,
     min_snr_db: float = MIN_SNR_DB,
     say: Say = print,
 ) -> PrepareReport:
-    """Build ``dataset/`` from the reviewed clips; raises VoiceError when nothing can be used."""
-    from device.audio import load_audio
-    from device.errors import AudioError
+    """Build ``dataset/`` from the reviewed clips; raises VoiceError when nothing can be used.
 
+    ``load(path, sample_rate)`` reads a clip as int16 mono (:class:`UnreadableAudio` if it cannot).
+    """
     reviews = vdir.review_files()
     entries: list[tuple[str, Path, str]] = []  # (id, audio path, text)
     report = PrepareReport(
@@ -180,8 +181,8 @@ def prepare_dataset(
     for clip_id, path, raw_text in entries:
         shown = str(path.relative_to(vdir.root)) if path.is_relative_to(vdir.root) else str(path)
         try:
-            samples = load_audio(path, sample_rate=SAMPLE_RATE)
-        except AudioError as exc:
+            samples = load(path, SAMPLE_RATE)
+        except UnreadableAudio as exc:
             report.rejected.append(Rejected(shown, f"unreadable ({exc})"))
             continue
         ready, text, reason = check_clip(samples, raw_text, min_snr_db=min_snr_db)

@@ -87,17 +87,6 @@ def check_take(samples: np.ndarray, rate: int = SAMPLE_RATE) -> TakeCheck:
     return check
 
 
-def load_backend():
-    """The real sounddevice module, or a VoiceError saying how to get it."""
-    try:
-        import sounddevice
-    except ImportError:
-        raise VoiceError("sounddevice is not installed: run `pip install -e '.[device]'`") from None
-    except OSError as exc:  # PortAudio missing
-        raise VoiceError(f"cannot load PortAudio ({exc}): run `sudo apt-get install libportaudio2`") from None
-    return sounddevice
-
-
 class Microphone:
     """Records one take at a time at 22.05 kHz mono (resampled when the card cannot)."""
 
@@ -231,7 +220,7 @@ def _key(ask: Ask, prompt: str) -> str:
 def record_script(
     vdir: VoiceDir,
     *,
-    backend=None,
+    backend,
     device: str | int | None = None,
     script: Path | None = None,
     ask: Ask = input,
@@ -250,7 +239,7 @@ def record_script(
         say(f"All {len(lines)} sentences are done ({kept} kept). Next: `chacha voice prepare`.")
         return RecordResult(0, 0, kept, 0, False)
 
-    mic = Microphone(backend if backend is not None else load_backend(), device, max_s=max_s)
+    mic = Microphone(backend, device, max_s=max_s)
     mic.check()
     say(
         f"Recording into {folder}. {len(lines) - len(todo)} of {len(lines)} sentences are done; "

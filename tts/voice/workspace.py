@@ -15,17 +15,19 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 SAMPLE_RATE = 22050
 """Hertz of every recording, clip and dataset WAV (Piper's 'medium' rate)."""
 
-
-def default_voice_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "chachaping" / "voice"
+Load = Callable[[Path, int], np.ndarray]
+"""Reads a recording as int16 mono at the given rate; raises ``UnreadableAudio`` when it cannot.
+The steps take one from the command line (the doll's audio loader), so this package reads no
+audio formats of its own."""
 
 
 @dataclass(frozen=True)

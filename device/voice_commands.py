@@ -1,18 +1,86 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The handlers of `chacha voice …`: ``handler(args, config) -> int``, heavy imports inside."""
+"""The handlers of `chacha voice …`: ``handler(args, config) -> int``, heavy imports inside.
+
+They compose the voice-cloning steps (``tts.voice``) with the doll's parts, which those steps
+take as parameters: the audio loader and player and the sound card (``device.audio``), and a
+speech recogniser (``device.recognizers``).
+"""
 
 from __future__ import annotations
 
+import logging
 from argparse import Namespace
 from pathlib import Path
 
-from tts.voice.errors import VoiceError
-from tts.voice.workspace import VoiceDir, default_voice_dir
+import numpy as np
+
+from tts.voice.errors import UnreadableAudio, VoiceError
+from tts.voice.workspace import VoiceDir
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def default_voice_dir() -> Path:
+    from inference_server.settings import default_data_dir
+
+    return default_data_dir() / "voice"
 
 
 def voice_dir(args: Namespace) -> VoiceDir:
     folder = getattr(args, "dir", None)
     return VoiceDir(Path(folder).expanduser() if folder else default_voice_dir())
+
+
+def read_recording(path: Path, sample_rate: int) -> np.ndarray:
+    """The doll's audio loader, as the voice steps take it (an unreadable file is UnreadableAudio)."""
+    from device.audio import load_audio
+    from device.errors import AudioError
+
+    try:
+        return load_audio(path, sample_rate=sample_rate)
+    except AudioError as exc:
+        raise UnreadableAudio(str(exc)) from None
+
+
+def make_transcriber(stt_settings, *, say=print):
+    """Whisper when it can be loaded (far more accurate on Korean), else the configured engine."""
+    from device.errors import STTError
+    from device.recognizers import create_transcriber
+
+    try:
+        transcriber = create_transcriber(stt_settings, engine="whisper")
+        say("Transcribing with Whisper.")
+        return transcriber
+    except (STTError, ImportError, OSError, RuntimeError) as exc:
+        _LOGGER.warning("Whisper is not available (%s); using stt.engine", exc)
+    try:
+        transcriber = create_transcriber(stt_settings)
+    except (STTError, ImportError, OSError, RuntimeError) as exc:
+        raise VoiceError(
+            f"no speech recogniser to transcribe with ({exc}): install the device extra "
+            "(`make install`) and check `chacha doctor`"
+        ) from None
+    say(f"Whisper is not available; transcribing with {transcriber.engine} (check every transcript).")
+    return transcriber
+
+
+def default_player(device=None):
+    """Play through the speaker; a missing sound card only costs the playing, not the test."""
+    from device.audio import play
+    from device.errors import AudioDeviceError
+
+    state = {"ok": True}
+
+    def player(samples: np.ndarray, rate: int) -> None:
+        if not state["ok"]:
+            return
+        try:
+            play(samples, rate, device=device)
+        except AudioDeviceError as exc:
+            state["ok"] = False
+            print(f"  (not played: {exc})")
+
+    return player
 
 
 def _device(value):
@@ -28,15 +96,22 @@ def _audio_setting(config, name: str):
 
 
 def record(args: Namespace, config) -> int:
+    from device.audio import load_portaudio
     from tts.voice.record import record_script
 
     device = args.device if args.device is not None else _audio_setting(config, "input_device")
-    record_script(voice_dir(args), device=_device(device), script=args.script, max_s=args.max_seconds)
+    record_script(
+        voice_dir(args),
+        backend=load_portaudio(),
+        device=_device(device),
+        script=args.script,
+        max_s=args.max_seconds,
+    )
     return 0
 
 
 def import_(args: Namespace, config) -> int:
-    from tts.voice.importing import find_recordings, import_recordings, make_transcriber
+    from tts.voice.importing import find_recordings, import_recordings
 
     sources: list[Path] = []
     for source in args.sources:
@@ -58,7 +133,7 @@ def import_(args: Namespace, config) -> int:
     else:
         transcriber = make_transcriber(config.stt)
     vdir = voice_dir(args)
-    result = import_recordings(vdir, sources, transcriber, accept_all=args.accept_all)
+    result = import_recordings(vdir, sources, transcriber, load=read_recording, accept_all=args.accept_all)
     print(
         f"Imported {result.files} file(s) as {result.clips} clip(s), {result.seconds / 60:.1f} min"
         + (f"; {result.skipped_files} imported before" if result.skipped_files else "")
@@ -77,7 +152,7 @@ def import_(args: Namespace, config) -> int:
 def prepare(args: Namespace, config) -> int:
     from tts.voice.prepare import prepare_dataset
 
-    prepare_dataset(voice_dir(args), accept_all=args.accept_all, min_snr_db=args.min_snr)
+    prepare_dataset(voice_dir(args), load=read_recording, accept_all=args.accept_all, min_snr_db=args.min_snr)
     return 0
 
 
@@ -111,7 +186,7 @@ def config_file(args: Namespace) -> Path:
 
 
 def install(args: Namespace, config) -> int:
-    from tts.voice.install import default_player, listening_test, switch_config
+    from tts.voice.install import listening_test, switch_config
 
     vdir = voice_dir(args)
     model = (args.voice or vdir.onnx).expanduser().resolve()

@@ -2,7 +2,7 @@
 """The `chacha voice …` command line: ``register(subparsers)`` adds it to the `chacha` parser.
 
 Every sub-command sets ``func`` to a handler ``handler(args, config) -> int`` in
-:mod:`tts.voice.commands`; problems are raised as :class:`tts.voice.errors.VoiceError`.
+:mod:`device.voice_commands`; problems are raised as :class:`tts.voice.errors.VoiceError`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _positive(text: str) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``voice`` with its sub-commands to the `chacha` sub-parsers; returns its parser."""
-    from tts.voice import commands
+    from device import voice_commands as commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
