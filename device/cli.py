@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--output", type=Path, metavar="JSON", help="also write the results as JSON here")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=commands.bench_stt)
-    from device.benchmarks.commands import register as register_bench
+    from device.bench.commands import register as register_bench
 
     register_bench(bench)
 

@@ -83,13 +83,13 @@ def serve(args: Namespace, config: ChachaConfig) -> int:
 
 
 def talk(args: Namespace, config: ChachaConfig) -> int:
-    from device.talk import run_turn, write_reply
+    from device.doll.talk import run_turn, write_reply
     from tts.engines import create_engine
 
     transcript, recording = None, None
     if args.input is not None:
         from device.audio import load_audio
-        from device.recognizers import create_transcriber
+        from device.stt.auto import create_transcriber
 
         samples = load_audio(args.input, sample_rate=config.stt.sample_rate)  # fail fast on a bad file
         transcript = create_transcriber(config.stt, debug=args.debug).transcribe(samples)
@@ -180,7 +180,7 @@ def _explain_turn(result, output: Path | None, config: ChachaConfig) -> None:
 
 def transcribe(args: Namespace, config: ChachaConfig) -> int:
     from device.errors import STTError
-    from device.recognizers import create_transcriber
+    from device.stt.auto import create_transcriber
 
     transcriber = create_transcriber(config.stt, engine=args.engine, debug=args.debug)
     results, failed = [], 0
@@ -222,9 +222,9 @@ def transcribe(args: Namespace, config: ChachaConfig) -> int:
 
 
 def bench_stt(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.stt import evaluate, load_transcripts
     from device.cli import CommandError
-    from device.recognizers import create_engines
-    from device.stt_bench import evaluate, load_transcripts
+    from device.stt.auto import create_engines
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = sorted(set(engines) - {"vosk", "whisper", "hybrid"})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from device.live_settings import AudioSettings, LoopSettings
-from device.stt_settings import STTSettings
+from device.doll.settings import AudioSettings, LoopSettings
+from device.stt.settings import STTSettings
 from hardware.settings import HardwareSettings
 from inference_server.errors import InferenceError
 from inference_server.settings import ConversationId, LLMSettings, PersonaSettings, ServerSettings

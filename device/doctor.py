@@ -42,11 +42,11 @@ def check_speech_recognition(config: ChachaConfig, *, measure: bool = False) -> 
 
     ``measure``: time Whisper again now (fastest of 5 passes) and keep that instead.
     """
-    from device.recognizers import create_transcriber, read_speed, whisper_speed
+    from device.stt.auto import create_transcriber, read_speed, whisper_speed
 
     stt = config.stt
     if measure:
-        from device.whisper_stt import WhisperTranscriber
+        from device.stt.whisper.transcriber import WhisperTranscriber
 
         whisper = WhisperTranscriber(stt.whisper, data_dir=stt.cache_dir, sample_rate=stt.sample_rate)
         whisper_speed(stt, whisper, fresh=True, passes=5)

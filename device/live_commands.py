@@ -37,11 +37,12 @@ _STATE_WORDS = {
 
 def run(args: Namespace, config) -> int:
     """The doll: button, microphone, recogniser, server, voice and light, until SIGTERM/SIGINT."""
-    from device import audio, audio_io
+    from device import audio
     from device.cli import CommandError
     from device.commands import _server_client
-    from device.live import Doll
-    from device.recognizers import create_transcriber
+    from device.doll import audio_io
+    from device.doll.loop import Doll
+    from device.stt.auto import create_transcriber
     from hardware import PushToTalkButton, StatusLight, make_pin_factory
     from tts.engines import create_engine
 
@@ -130,7 +131,8 @@ def test_hardware(args: Namespace, config) -> int:
 
 
 def _test_leds(config, seconds: float) -> None:
-    from hardware import DollState, StatusLight, make_pin_factory
+    from device.doll.states import DollState
+    from hardware import StatusLight, make_pin_factory
 
     led = config.hardware.led
     if led.kind == "none":
@@ -168,7 +170,8 @@ def _test_button(config, seconds: float) -> None:
 
 
 async def _test_mic(config, seconds: float) -> None:
-    from device import audio, audio_io
+    from device import audio
+    from device.doll import audio_io
     from device.errors import AudioDeviceError
 
     backend = audio.load_portaudio()
@@ -222,7 +225,7 @@ async def _test_speaker(config) -> None:
 
 
 async def _play(config, backend, pieces: list[tuple[np.ndarray, int]]) -> None:
-    from device import audio_io
+    from device.doll import audio_io
 
     speaker = audio_io.Speaker(config.audio, backend=backend)
     speaker.start()

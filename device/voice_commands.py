@@ -3,7 +3,7 @@
 
 They compose the voice-cloning steps (``tts.voice``) with the doll's parts, which those steps
 take as parameters: the audio loader and player and the sound card (``device.audio``), and a
-speech recogniser (``device.recognizers``).
+speech recogniser (``device.stt``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def read_recording(path: Path, sample_rate: int) -> np.ndarray:
 def make_transcriber(stt_settings, *, say=print):
     """Whisper when it can be loaded (far more accurate on Korean), else the configured engine."""
     from device.errors import STTError
-    from device.recognizers import create_transcriber
+    from device.stt.auto import create_transcriber
 
     try:
         transcriber = create_transcriber(stt_settings, engine="whisper")
@@ -127,7 +127,7 @@ def import_(args: Namespace, config) -> int:
     files = find_recordings(sources)  # fail on an empty folder before loading a recogniser
     print(f"{len(files)} recording(s) found.")
     if args.engine:
-        from device.recognizers import create_transcriber
+        from device.stt.auto import create_transcriber
 
         transcriber = create_transcriber(config.stt, engine=args.engine)
     else:

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The doll's GPIO parts: the push-to-talk button and the status light (gpiozero wrappers).
 
-This package knows nothing of speech or the LLM. Every device takes ``pin_factory=``, made
+This package knows nothing of speech or the LLM, nor of the doll that uses it: the light shows
+a state by its name ("idle", "listening", ...). Every device takes ``pin_factory=``, made
 by ``make_pin_factory(settings.pin_factory)``; gpiozero's global factory is never set here.
 
-The settings, states and error import without gpiozero (a server-only install composes
+The settings and the error import without gpiozero (a server-only install composes
 ``HardwareSettings`` into its configuration); the devices load gpiozero when first used.
 """
 
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from hardware.errors import HardwareError
 from hardware.settings import HardwareSettings, LedSettings
-from hardware.states import DollState
 
 if TYPE_CHECKING:
     from hardware.button import PushToTalkButton
@@ -31,7 +31,6 @@ _LAZY = {
 
 __all__ = [
     "PATTERNS",
-    "DollState",
     "HardwareError",
     "HardwareSettings",
     "LedSettings",

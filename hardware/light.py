@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The status light: one LED or an RGB LED showing what the doll is doing.
 
-Each ``DollState`` has a pattern (and, on an RGB LED, a colour):
+Each state of the doll (``device.doll.states.DollState``, a ``str``) has a pattern, and on an
+RGB LED a colour:
 
 ============  ==========================================  ===================
 state         pattern                                     RGB colour
@@ -33,7 +34,6 @@ from gpiozero.exc import PinPWMUnsupported
 from hardware.clock import MONOTONIC, Clock
 from hardware.pins import device_error
 from hardware.settings import LedSettings
-from hardware.states import DollState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -100,18 +100,18 @@ def _blinks(timings: tuple[float, ...], colour: Colour) -> Pattern:
     )
 
 
-PATTERNS: dict[DollState, Pattern] = {
-    DollState.IDLE: _breathe(0.03, 0.35, 3.0, (1.0, 0.55, 0.65)),
-    DollState.LISTENING: _steady(1.0, (0.0, 1.0, 0.0)),
-    DollState.THINKING: _blinks((0.125, 0.125), (0.0, 0.35, 1.0)),
-    DollState.SPEAKING: _breathe(0.2, 1.0, 1.0, (1.0, 0.2, 0.6)),
-    DollState.ERROR: _blinks((0.12, 0.12, 0.12, 0.84), (1.0, 0.0, 0.0)),
+PATTERNS: dict[str, Pattern] = {
+    "idle": _breathe(0.03, 0.35, 3.0, (1.0, 0.55, 0.65)),
+    "listening": _steady(1.0, (0.0, 1.0, 0.0)),
+    "thinking": _blinks((0.125, 0.125), (0.0, 0.35, 1.0)),
+    "speaking": _breathe(0.2, 1.0, 1.0, (1.0, 0.2, 0.6)),
+    "error": _blinks((0.12, 0.12, 0.12, 0.84), (1.0, 0.0, 0.0)),
 }
 """The pattern of each state; every state has one."""
 
 
 class StatusLight:
-    """Shows a ``DollState`` on a ``PWMLED`` (kind "single"), an ``RGBLED`` ("rgb") or nothing ("none").
+    """Shows a state of the doll on a ``PWMLED`` (kind "single"), an ``RGBLED`` ("rgb") or nothing ("none").
 
     Use it as a context manager, or ``try: ... finally: light.close()``. The patterns keep
     time on ``clock``: the real one on the Pi, a ``SimulatedClock`` in tests.
@@ -121,7 +121,7 @@ class StatusLight:
         self._settings = settings
         self._clock = clock
         self._brightness = settings.brightness
-        self._state: DollState | None = None
+        self._state: str | None = None
         self._pattern: Pattern | None = None
         self._since = 0.0
         self._closed = False
@@ -135,7 +135,7 @@ class StatusLight:
             self._thread.start()
 
     @property
-    def state(self) -> DollState | None:
+    def state(self) -> str | None:
         """The state shown last; ``None`` before the first ``show()`` and after ``off()``."""
         return self._state
 
@@ -149,18 +149,19 @@ class StatusLight:
                 return tuple(float(c) for c in self._device.color)  # type: ignore[return-value]
             return float(self._device.value)
 
-    def show(self, state: DollState) -> None:
+    def show(self, state: str) -> None:
         """Switch to ``state``'s pattern now (the previous pattern stops at once).
 
         Showing the state already shown lets its pattern run on undisturbed. After
         ``close()`` this does nothing (a state change racing the doll's shutdown is harmless).
         """
-        state = DollState(state)
+        if state not in PATTERNS:
+            raise ValueError(f"{state!r} is not a state of the doll: one of {', '.join(PATTERNS)}")
         with self._cond:
             if self._closed:
-                _LOGGER.debug("status light closed: not showing %s", state.value)
+                _LOGGER.debug("status light closed: not showing %s", state)
                 return
-            if state is self._state:
+            if state == self._state:
                 return
             self._state = state
             self._pattern = PATTERNS[state]

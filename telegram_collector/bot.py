@@ -136,7 +136,7 @@ class ChachaBot:
     # --- loading ------------------------------------------------------------------------------
 
     def _load_transcriber(self):
-        from device.recognizers import create_transcriber
+        from device.stt.auto import create_transcriber
 
         return create_transcriber(self.config.stt, engine=self.settings.stt_engine)
 

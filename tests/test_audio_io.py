@@ -17,14 +17,12 @@ import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
 from device import audio
-from device.audio_io import Microphone, Speaker, find_device
 from device.config import ChachaConfig
-from device.earcons import LEVEL_DBFS, make_earcon, make_earcons
-from device.errors import AudioDeviceError, STTError
-from device.live_commands import run as live_run
-from device.live_commands import test_hardware as chacha_test
-from device.live_settings import AudioSettings, LoopSettings
-from device.vad import (
+from device.doll.audio_io import Microphone, Speaker, find_device
+from device.doll.earcons import LEVEL_DBFS, make_earcon, make_earcons
+from device.doll.settings import AudioSettings, LoopSettings
+from device.doll.states import DollState
+from device.doll.vad import (
     EndpointDetector,
     EnergyVad,
     SileroVad,
@@ -33,7 +31,10 @@ from device.vad import (
     block_dbfs,
     create_vad,
 )
-from hardware import DollState, HardwareError, HardwareSettings
+from device.errors import AudioDeviceError, STTError
+from device.live_commands import run as live_run
+from device.live_commands import test_hardware as chacha_test
+from hardware import HardwareError, HardwareSettings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "ko-read-sentence.wav"
 RATE = 16000

@@ -8,8 +8,8 @@ import pytest
 from conftest import ROOT
 from test_cli import chacha
 
-from device.benchmarks.paced_gemini import PacedGemini
-from device.benchmarks.report import check_targets
+from device.bench.paced_gemini import PacedGemini
+from device.bench.report import check_targets
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from device.cer import cer, char_edits, normalise_for_cer, pooled_cer
-from device.stt_text import clean_transcript
+from device.bench.cer import cer, char_edits, normalise_for_cer, pooled_cer
+from device.stt.cleanup import clean_transcript
 
 REFERENCE = "그는 이리저리 피하면서 길 한 옆으로 걸어갔다"  # 19 characters without spaces
 VOSK = "그 는 디비전 이 피 하면서 기흥 옆으로 걸어갔 다"

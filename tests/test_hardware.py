@@ -22,8 +22,8 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from pydantic import ValidationError
 
+from device.doll.states import DollState
 from hardware import (
-    DollState,
     HardwareError,
     HardwareSettings,
     LedSettings,

@@ -31,15 +31,18 @@ import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device import audio, live, live_commands, recognizers
-from device.audio_io import Microphone, Speaker
+from device import audio, live_commands
 from device.client import InferenceClient
 from device.config import ChachaConfig
-from device.live import OFFLINE_LINE, Doll
-from device.live_settings import AudioSettings, LoopSettings
-from device.recognizers import create_transcriber
-from device.stt_settings import STTSettings
-from hardware import DollState, HardwareSettings, PushToTalkButton, StatusLight
+from device.doll import loop as live
+from device.doll.audio_io import Microphone, Speaker
+from device.doll.loop import OFFLINE_LINE, Doll
+from device.doll.settings import AudioSettings, LoopSettings
+from device.doll.states import DollState
+from device.stt import auto as recognizers
+from device.stt.auto import create_transcriber
+from device.stt.settings import STTSettings
+from hardware import HardwareSettings, PushToTalkButton, StatusLight
 from hardware.clock import MONOTONIC, Clock, SimulatedClock
 from tts.engines import create_engine
 from tts.settings import TTSSettings
@@ -225,7 +228,7 @@ def test_press_speak_release_thinking_speaking_idle(
     start_server, token, transcriber, engine, speech, caplog
 ) -> None:
     """The whole turn, held 4.5 simulated seconds (well past hold_s while she talks)."""
-    caplog.set_level(logging.INFO, logger="device.live")
+    caplog.set_level(logging.INFO, logger="device.doll")
     server = start_server()
     # Long silence_ms: here the release ends listening, not the VAD.
     settings = LoopSettings(silence_ms=3000)
@@ -629,7 +632,7 @@ def test_chacha_run_starts_everything_and_stops_on_sigterm(transcriber, monkeypa
     fake = FakeSoundDevice()
     monkeypatch.setattr(audio, "load_portaudio", lambda: fake)
     monkeypatch.setattr(recognizers, "create_transcriber", lambda settings, **kwargs: transcriber)
-    caplog.set_level(logging.INFO, logger="device.live")
+    caplog.set_level(logging.INFO, logger="device.doll")
     base = ChachaConfig()
     sections = {name: getattr(base, name) for name in type(base).model_fields}
     sections.update(audio=AudioSettings(), loop=LoopSettings(), hardware=HardwareSettings(pin_factory="mock"))

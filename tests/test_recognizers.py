@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_WAV
 
-from device import recognizers
 from device.audio import load_audio
-from device.recognizers import HybridTranscriber, choose_engine, create_engines
-from device.stt_settings import STTSettings
+from device.stt import auto as recognizers
+from device.stt.auto import choose_engine, create_engines
+from device.stt.hybrid import HybridTranscriber
+from device.stt.settings import STTSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -215,7 +216,7 @@ CER_BOUNDS = {"vosk": 0.35, "whisper": 0.25, "hybrid": 0.25}
 
 @pytest.mark.parametrize("name", ["vosk", "whisper", "hybrid"])
 def test_each_engine_hears_the_sample_within_its_stated_error_rate(engines, sample, name):
-    from device.cer import cer
+    from device.bench.cer import cer
 
     reference = "그는 이리저리 피하면서 길 한 옆으로 걸어갔다"
     heard = engines[name].transcribe(sample).text

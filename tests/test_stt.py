@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from device.audio import SILENCE_DBFS, chunks, load_audio, rms_dbfs
 from device.errors import AudioError, STTError
-from device.stt import Transcript, VoskTranscriber, check_vosk_model, default_vosk_model
-from device.stt_settings import STTSettings
+from device.stt.settings import STTSettings
+from device.stt.transcript import Transcript
+from device.stt.vosk import VoskTranscriber, check_vosk_model, default_vosk_model
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "ko-read-sentence.wav"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

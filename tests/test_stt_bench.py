@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from device.bench.stt import STTBenchReport, evaluate, load_transcripts
 from device.errors import STTError
-from device.stt import Transcript
-from device.stt_bench import STTBenchReport, evaluate, load_transcripts
+from device.stt.transcript import Transcript
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from device.stt_text import clean_transcript
+from device.stt.cleanup import clean_transcript
 
 SAMPLE_VOSK = "그 는 디비전 이 피 하면서 기흥 옆으로 걸어갔 다"
 SAMPLE_WHISPER = "그는 1위절이 피하면서 길 한 옆으로 걸어갔다."

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from device.config import load_config
-from device.stt_settings import default_cache_dir
+from device.stt.settings import default_cache_dir
 from inference_server.settings import default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent

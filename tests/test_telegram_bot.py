@@ -297,7 +297,7 @@ def test_a_broken_voice_note_is_answered_with_a_clear_message(run, fake):
 
 @pytest.mark.slow
 def test_a_voice_note_gets_a_text_and_a_voice_reply(run, fake, config):
-    from device.recognizers import create_transcriber
+    from device.stt.auto import create_transcriber
     from tts.engines import create_engine
 
     samples, rate = sf.read(SAMPLE_WAV, dtype="float32")

@@ -14,16 +14,16 @@ from pydantic import ValidationError
 
 from device.audio import load_audio
 from device.errors import STTError
-from device.stt import Transcript
-from device.whisper_model import (
+from device.stt.transcript import Transcript
+from device.stt.whisper.model import (
     BASE_MODEL_SHA256,
     BASE_PART_SIZES,
     BASE_SMALL_FILES,
     bundled_base_model,
     check_whisper_model,
 )
-from device.whisper_settings import WhisperSettings
-from device.whisper_stt import (
+from device.stt.whisper.settings import WhisperSettings
+from device.stt.whisper.transcriber import (
     KNOWN_HALLUCINATIONS,
     WhisperTranscriber,
     _BudgetedTemperatures,

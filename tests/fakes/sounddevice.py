@@ -5,7 +5,7 @@
 carry that clock's time, and tests assert on it, never on how fast the machine ran.
 """
 
-from device.simulated_audio import PlayedBlock, PortAudioError, SimulatedSoundCard
+from device.bench.simulated_audio import PlayedBlock, PortAudioError, SimulatedSoundCard
 from hardware.clock import SimulatedClock
 
 

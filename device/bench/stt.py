@@ -8,7 +8,7 @@ in each, one recording a line::
     ko-read-sentence.wav<TAB>그는 이리저리 피하면서 길 한 옆으로 걸어갔다
 
 :func:`evaluate` has every recording transcribed, cleans the text as the doll
-would (:func:`device.stt_text.clean_transcript`) and scores it with the pooled
+would (:func:`device.stt.cleanup.clean_transcript`) and scores it with the pooled
 CER of :mod:`device.cer`; ``chacha bench stt DIR`` prints the result.
 """
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.cer import cer, pooled_cer
+from device.bench.cer import cer, pooled_cer
 from device.errors import STTError
-from device.stt import Transcript
-from device.stt_text import clean_transcript
+from device.stt.cleanup import clean_transcript
+from device.stt.transcript import Transcript
 
 __all__ = ["FileResult", "STTBenchReport", "TRANSCRIPTS", "evaluate", "load_transcripts"]
 

@@ -18,14 +18,14 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from device.audio import as_pcm, chunks, load_audio
 from device.errors import STTError
-from device.stt_settings import STTSettings
+from device.stt.settings import STTSettings
+from device.stt.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +39,6 @@ _GRAPHS = (
     ("HCLG.fst",),
     ("HCLr.fst", "Gr.fst"),
 )
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What the doll understood from one utterance."""
-
-    text: str  # what she said; "" when nothing was recognised
-    confidence: float  # 0..1: mean of the recogniser's per-word confidence; 0.0 when text is ""
-    audio_s: float  # seconds of audio heard
-    elapsed_s: float  # seconds spent recognising (inside the recogniser)
-    final_latency_s: float  # seconds from handing over the last chunk to the final result
-    engine: str = "vosk"
-    speech_end_s: float | None = None  # where the last recognised word ends (Vosk's endpoint)
-    vosk_text: str | None = None  # in hybrid mode: what Vosk heard, for the logs
 
 
 def default_vosk_model() -> Path:

@@ -1,6 +1,6 @@
 """Voice to voice: from the end of her speech to the first reply sample handed to the speaker.
 
-The real doll loop (`device.live.Doll`) runs against a simulated sound card that plays a
+The real doll loop (`device.doll.loop.Doll`) runs against a simulated sound card that plays a
 recording as her voice in real time, mock GPIO pins, the real recognisers and voices, and the
 real server with Gemini replaced by a paced stand-in — so every run repeats. The same run also
 times the naive pipeline (whole utterance → whole reply → whole synthesis → play) for the ratio.
@@ -108,7 +108,7 @@ class Bench:
     """Everything loaded once; scenarios swap only which engines the doll is given."""
 
     def __init__(self, config, recording: Path, *, runs: int = 5) -> None:
-        from device.recognizers import create_engines
+        from device.stt.auto import create_engines
         from tts.engines import create_engine
         from tts.settings import PiperSettings, TTSSettings
 
@@ -134,7 +134,7 @@ class Bench:
     def run(
         self, scenarios: list[Scenario], *, first_token_s: float, tokens_per_s: float
     ) -> list[ScenarioResult]:
-        from device.benchmarks.paced_gemini import PacedGemini
+        from device.bench.paced_gemini import PacedGemini
 
         with PacedGemini(TWO_SENTENCES, first_token_s=first_token_s, tokens_per_s=tokens_per_s) as gemini:
             return [asyncio.run(self._scenario(s, gemini.base_url)) for s in scenarios]
@@ -142,10 +142,10 @@ class Bench:
     async def _scenario(self, scenario: Scenario, gemini_url: str) -> ScenarioResult:
         from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-        from device.audio_io import Microphone, Speaker
+        from device.bench.simulated_audio import SimulatedSoundCard
         from device.client import InferenceClient
-        from device.live import Doll
-        from device.simulated_audio import SimulatedSoundCard
+        from device.doll.audio_io import Microphone, Speaker
+        from device.doll.loop import Doll
         from hardware import PushToTalkButton, StatusLight
         from hardware.settings import HardwareSettings
         from inference_server.runtime import BackgroundServer, build_chat_service
@@ -210,7 +210,7 @@ class Bench:
         return result
 
     async def _turn(self, doll, card, factory, hardware, client, scenario: Scenario) -> TurnTiming:
-        from hardware.states import DollState
+        from device.doll.states import DollState
 
         pin = factory.pin(hardware.button_pin)
         pin.drive_low()  # press and hold: the end of her speech, not a release, ends the turn

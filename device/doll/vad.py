@@ -25,8 +25,8 @@ from typing import Literal, Protocol
 import numpy as np
 
 from device.audio import rms_dbfs, to_float
+from device.doll.settings import LoopSettings
 from device.errors import STTError
-from device.live_settings import LoopSettings
 
 
 class VoiceActivity(Protocol):

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from device.whisper_settings import WhisperSettings
+from device.stt.whisper.settings import WhisperSettings
 
 
 def default_cache_dir() -> Path:

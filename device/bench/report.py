@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from device.benchmarks.latency import Bench, Scenario, ScenarioResult
+from device.bench.latency import Bench, Scenario, ScenarioResult
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def run_all(
     first_token_s: float,
     tokens_per_s: float,
 ) -> dict:
-    from device.benchmarks.footprint import device_process, real_time_factors, server_process
-    from device.benchmarks.load import server_load
+    from device.bench.footprint import device_process, real_time_factors, server_process
+    from device.bench.load import server_load
 
     started = time.perf_counter()
     report: dict = {
@@ -288,7 +288,7 @@ within one run rather than absolute numbers across runs.
 
 ## Voice to voice
 From the end of her speech in the input recording to the first reply sample handed to the
-speaker, through the real doll loop (`device/live.py`): a simulated sound card plays
+speaker, through the real doll loop (`device/doll/loop.py`): a simulated sound card plays
 `samples/ko-read-sentence.wav` as her voice in real time, the button is held (the end of her
 speech, not a release, ends the turn), and the real recognisers, voices and server answer.
 Gemini is a local stand-in with realistic pacing (first text after {pacing["first_token_s"]} s, then

@@ -44,6 +44,17 @@ equals ``clean_transcript(t, e)``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from device.stt.transcript import Transcript
+
+if TYPE_CHECKING:
+    from device.stt.auto import Choice
+
 import re
 import unicodedata
 from collections.abc import Callable
@@ -405,3 +416,79 @@ def clean_transcript(text: str, engine: str) -> str:
     if engine in ("whisper", "hybrid"):
         return _clean_whisper(" ".join(text.split()))
     return " ".join(text.split())
+
+
+# --- recognisers whose text comes out cleaned -------------------------------------------------
+
+
+class CleanTranscriber:
+    """Wraps a recogniser so its text comes out cleaned for the LLM and the logs."""
+
+    def __init__(self, inner, choice: Choice) -> None:
+        self.inner = inner
+        self.choice = choice
+        self.engine = inner.engine
+        self.sample_rate = inner.sample_rate
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        return self._clean(self.inner.transcribe(samples))
+
+    def stream(self) -> CleanUtterance:
+        """Hear one utterance live: ``feed(chunk) -> partial``, ``finish() -> Transcript``."""
+        if not hasattr(self.inner, "stream"):
+            return CleanUtterance(self, _BufferedUtterance(self.inner))
+        return CleanUtterance(self, self.inner.stream())
+
+    def transcribe_file(self, path: Path) -> Transcript:
+        return self._clean(self.inner.transcribe_file(path))
+
+    def _clean(self, transcript: Transcript) -> Transcript:
+        text = clean_transcript(transcript.text, transcript.engine)
+        vosk_text = (
+            clean_transcript(transcript.vosk_text, "vosk") if transcript.vosk_text else transcript.vosk_text
+        )
+        return replace(transcript, text=text, vosk_text=vosk_text)
+
+
+class CleanUtterance:
+    """A live utterance whose partials and final text come out cleaned."""
+
+    def __init__(self, owner: CleanTranscriber, inner) -> None:
+        self._owner = owner
+        self._inner = inner
+
+    def feed(self, chunk: np.ndarray) -> str:
+        return clean_transcript(self._inner.feed(chunk), "vosk")
+
+    def finish(self) -> Transcript:
+        return self._owner._clean(self._inner.finish())
+
+    def cancel(self) -> None:
+        self._inner.cancel()
+
+    def __enter__(self) -> CleanUtterance:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+
+class _BufferedUtterance:
+    """For a recogniser that cannot stream (Whisper alone): keep the audio, read it at the end."""
+
+    def __init__(self, transcriber) -> None:
+        self._transcriber = transcriber
+        self._pieces: list[np.ndarray] = []
+        self._done = False
+
+    def feed(self, chunk: np.ndarray) -> str:
+        self._pieces.append(np.asarray(chunk, dtype=np.int16).reshape(-1))
+        return ""
+
+    def finish(self) -> Transcript:
+        self._done = True
+        audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.int16)
+        return self._transcriber.transcribe(audio)
+
+    def cancel(self) -> None:
+        self._pieces.clear()

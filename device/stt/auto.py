@@ -1,8 +1,7 @@
-"""Choosing and combining the speech recognisers: vosk, whisper, hybrid, or auto.
+"""Choosing the speech recogniser: vosk, whisper, hybrid, or auto; loading it, cleaned.
 
-Hybrid is what the doll uses where the machine allows: Vosk streams while she speaks (its
-partials feed the logs and its word timings give the endpoint), and Whisper, which makes
-far fewer mistakes on conversational Korean, reads the utterance once she has stopped.
+Hybrid (``device.stt.hybrid``) is what the doll uses where the machine allows; ``auto`` picks
+it when this machine runs Whisper fast enough (see :func:`choose_engine`).
 """
 
 from __future__ import annotations
@@ -12,97 +11,18 @@ import logging
 import os
 import platform
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 
-from device.audio import chunks, load_audio
-from device.stt import Transcript, VoskTranscriber
-from device.stt_settings import STTSettings
-from device.stt_text import clean_transcript
+from device.stt.cleanup import CleanTranscriber
+from device.stt.hybrid import HybridTranscriber
+from device.stt.settings import STTSettings
+from device.stt.vosk import VoskTranscriber
 
 _LOGGER = logging.getLogger(__name__)
 
 _SPEED_FILE = "stt-speed.json"
-
-
-class Transcriber(Protocol):
-    engine: str
-    sample_rate: int
-
-    def transcribe(self, samples: np.ndarray) -> Transcript: ...
-
-    def transcribe_file(self, path: Path) -> Transcript: ...
-
-
-class HybridTranscriber:
-    """Vosk's endpoint and partials, Whisper's final text."""
-
-    engine = "hybrid"
-
-    def __init__(self, vosk: VoskTranscriber, whisper, *, tail_s: float = 0.3) -> None:
-        self.vosk = vosk
-        self.whisper = whisper
-        self.tail_s = tail_s
-        self.sample_rate = vosk.sample_rate
-
-    def stream(self) -> HybridUtterance:
-        return HybridUtterance(self)
-
-    def transcribe(self, samples: np.ndarray) -> Transcript:
-        utterance = self.stream()
-        for chunk in chunks(np.asarray(samples), self.sample_rate, self.vosk.chunk_s):
-            utterance.feed(chunk)
-        return utterance.finish()
-
-    def transcribe_file(self, path: Path) -> Transcript:
-        return self.transcribe(load_audio(path, sample_rate=self.sample_rate))
-
-
-class HybridUtterance:
-    """One utterance: Vosk hears it live; Whisper reads it up to Vosk's endpoint at the end."""
-
-    def __init__(self, owner: HybridTranscriber) -> None:
-        self._owner = owner
-        self._vosk = owner.vosk.stream()
-        self._pieces: list[np.ndarray] = []
-
-    def feed(self, chunk: np.ndarray) -> str:
-        """Hear more audio; returns Vosk's partial text (for endpointing and logs)."""
-        self._pieces.append(np.asarray(chunk, dtype=np.int16).reshape(-1))
-        return self._vosk.feed(chunk)
-
-    def cancel(self) -> None:
-        self._vosk.cancel()
-
-    def __enter__(self) -> HybridUtterance:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cancel()
-
-    def finish(self) -> Transcript:
-        heard = self._vosk.finish()
-        audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.int16)
-        if not heard.text:
-            # Vosk heard no word at all: silence or noise. Whisper is not asked, so it cannot
-            # invent a sentence out of nothing.
-            return replace(heard, engine="hybrid", vosk_text="")
-        end = heard.speech_end_s if heard.speech_end_s is not None else heard.audio_s
-        cut = min(len(audio), int((end + self._owner.tail_s) * self._owner.sample_rate))
-        final = self._owner.whisper.transcribe(audio[:cut])
-        return Transcript(
-            text=final.text,
-            confidence=final.confidence,
-            audio_s=heard.audio_s,
-            elapsed_s=heard.elapsed_s + final.elapsed_s,
-            final_latency_s=heard.final_latency_s + final.elapsed_s,
-            engine="hybrid",
-            speech_end_s=heard.speech_end_s,
-            vosk_text=heard.text,
-        )
 
 
 @dataclass(frozen=True)
@@ -275,79 +195,6 @@ def choose_engine(settings: STTSettings, whisper_factory) -> tuple[Choice, objec
     ), None
 
 
-class CleanTranscriber:
-    """Wraps a recogniser so its text comes out cleaned for the LLM and the logs."""
-
-    def __init__(self, inner, choice: Choice) -> None:
-        self.inner = inner
-        self.choice = choice
-        self.engine = inner.engine
-        self.sample_rate = inner.sample_rate
-
-    def transcribe(self, samples: np.ndarray) -> Transcript:
-        return self._clean(self.inner.transcribe(samples))
-
-    def stream(self) -> CleanUtterance:
-        """Hear one utterance live: ``feed(chunk) -> partial``, ``finish() -> Transcript``."""
-        if not hasattr(self.inner, "stream"):
-            return CleanUtterance(self, _BufferedUtterance(self.inner))
-        return CleanUtterance(self, self.inner.stream())
-
-    def transcribe_file(self, path: Path) -> Transcript:
-        return self._clean(self.inner.transcribe_file(path))
-
-    def _clean(self, transcript: Transcript) -> Transcript:
-        text = clean_transcript(transcript.text, transcript.engine)
-        vosk_text = (
-            clean_transcript(transcript.vosk_text, "vosk") if transcript.vosk_text else transcript.vosk_text
-        )
-        return replace(transcript, text=text, vosk_text=vosk_text)
-
-
-class CleanUtterance:
-    """A live utterance whose partials and final text come out cleaned."""
-
-    def __init__(self, owner: CleanTranscriber, inner) -> None:
-        self._owner = owner
-        self._inner = inner
-
-    def feed(self, chunk: np.ndarray) -> str:
-        return clean_transcript(self._inner.feed(chunk), "vosk")
-
-    def finish(self) -> Transcript:
-        return self._owner._clean(self._inner.finish())
-
-    def cancel(self) -> None:
-        self._inner.cancel()
-
-    def __enter__(self) -> CleanUtterance:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cancel()
-
-
-class _BufferedUtterance:
-    """For a recogniser that cannot stream (Whisper alone): keep the audio, read it at the end."""
-
-    def __init__(self, transcriber) -> None:
-        self._transcriber = transcriber
-        self._pieces: list[np.ndarray] = []
-        self._done = False
-
-    def feed(self, chunk: np.ndarray) -> str:
-        self._pieces.append(np.asarray(chunk, dtype=np.int16).reshape(-1))
-        return ""
-
-    def finish(self) -> Transcript:
-        self._done = True
-        audio = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.int16)
-        return self._transcriber.transcribe(audio)
-
-    def cancel(self) -> None:
-        self._pieces.clear()
-
-
 def create_transcriber(
     settings: STTSettings, *, engine: str | None = None, debug: bool = False
 ) -> CleanTranscriber:
@@ -356,7 +203,7 @@ def create_transcriber(
         settings = settings.model_copy(update={"engine": engine})
 
     def load_whisper():
-        from device.whisper_stt import WhisperTranscriber
+        from device.stt.whisper.transcriber import WhisperTranscriber
 
         return WhisperTranscriber(
             settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate
@@ -388,7 +235,7 @@ def create_engines(settings: STTSettings, names: list[str], *, debug: bool = Fal
 
     def whisper():
         if "whisper" not in loaded:
-            from device.whisper_stt import WhisperTranscriber
+            from device.stt.whisper.transcriber import WhisperTranscriber
 
             loaded["whisper"] = WhisperTranscriber(
                 settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate

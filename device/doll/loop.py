@@ -46,12 +46,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from device.client import ReplyFinal, ReplySentence, ServerUnavailable
-from device.earcons import make_earcons
-from device.live_settings import LoopSettings
-from device.stt import Transcript
-from device.talk import NOTHING_HEARD, encode_utterance
-from device.vad import EndpointDetector, SpeechEnded, SpeechStarted, VoiceActivity, create_vad
-from hardware import DollState
+from device.doll.earcons import make_earcons
+from device.doll.settings import LoopSettings
+from device.doll.states import DollState
+from device.doll.talk import NOTHING_HEARD, encode_utterance
+from device.doll.vad import EndpointDetector, SpeechEnded, SpeechStarted, VoiceActivity, create_vad
+from device.stt.transcript import Transcript
 from hardware.clock import MONOTONIC, Clock, deadline
 from tts.engines import speak
 

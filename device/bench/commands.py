@@ -28,8 +28,8 @@ def _check_runs(args: Namespace) -> None:
 
 
 def bench_latency(args: Namespace, config: ChachaConfig) -> int:
-    from device.benchmarks.latency import Scenario
-    from device.benchmarks.report import SCENARIOS, latency
+    from device.bench.latency import Scenario
+    from device.bench.report import SCENARIOS, latency
     from device.cli import CommandError
 
     _check_runs(args)
@@ -81,7 +81,7 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
 
 
 def bench_all(args: Namespace, config: ChachaConfig) -> int:
-    from device.benchmarks.report import run_all
+    from device.bench.report import run_all
 
     _check_runs(args)
     report = run_all(

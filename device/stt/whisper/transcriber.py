@@ -56,9 +56,9 @@ import numpy as np
 
 from device.audio import as_pcm, load_audio, rms_dbfs, to_float
 from device.errors import STTError
-from device.stt import Transcript
-from device.whisper_model import bundled_base_model, check_whisper_model
-from device.whisper_settings import WhisperSettings
+from device.stt.transcript import Transcript
+from device.stt.whisper.model import bundled_base_model, check_whisper_model
+from device.stt.whisper.settings import WhisperSettings
 
 log = logging.getLogger(__name__)
 
