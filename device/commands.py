@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from device.config import ChachaConfig
+from inference_server.shared.secrets import Secrets
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,10 +31,10 @@ TOKEN_HINT = (
 def _api_token(required_for: str) -> str:
     from device.cli import CommandError
 
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
+    token = Secrets().chacha_api_token
+    if token is None:
         raise CommandError(f"{TOKEN_ENV} is not set, and {required_for} needs it: {TOKEN_HINT}")
-    return token
+    return token.get_secret_value()
 
 
 def _build_chat(config: ChachaConfig):
@@ -161,11 +162,7 @@ def _explain_turn(result, output: Path | None, config: ChachaConfig) -> None:
         f"synthesised {ms('tts_first_audio')} · first audio ready {ms('first_audio')} after asking"
         f" · whole turn {ms('total')}"
     )
-    if (
-        "gemini" in config.llm.backends
-        and result.backend != "gemini"
-        and not os.environ.get("GEMINI_API_KEY")
-    ):
+    if "gemini" in config.llm.backends and result.backend != "gemini" and Secrets().gemini_api_key is None:
         lines.append("")
         lines.append(
             "Note: GEMINI_API_KEY is not set, so 차차 answered offline from the "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.config import ChachaConfig
+from inference_server.shared.secrets import Secrets, reveal
 
 MIN_FREE_MB = 500
 
@@ -110,7 +111,8 @@ def check_gpio(config: ChachaConfig) -> Check:
 
 def check_secrets(config: ChachaConfig) -> list[Check]:
     checks = []
-    if os.environ.get("GEMINI_API_KEY"):
+    secrets = Secrets()
+    if secrets.gemini_api_key is not None:
         checks.append(_ok("Gemini key", "GEMINI_API_KEY is set"))
     elif "gemini" in config.llm.backends:
         checks.append(
@@ -120,8 +122,7 @@ def check_secrets(config: ChachaConfig) -> list[Check]:
                 "answers; export it (or put it in the systemd env file)",
             )
         )
-    token = os.environ.get("CHACHA_API_TOKEN")
-    if token:
+    if secrets.chacha_api_token is not None:
         checks.append(_ok("API token", "CHACHA_API_TOKEN is set"))
     else:
         checks.append(
@@ -137,7 +138,7 @@ def check_server(config: ChachaConfig) -> Check | list[Check]:
 
     if not config.client.url:
         return _ok("server", "client.url is not set: commands start a server in their own process")
-    token = os.environ.get("CHACHA_API_TOKEN", "")
+    token = reveal(Secrets().chacha_api_token) or ""
     try:
         health = asyncio.run(InferenceClient(config.client.url, token, timeout_s=5).health())
     except ServerUnavailable as exc:

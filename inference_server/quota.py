@@ -9,7 +9,6 @@ growing backoff when it did not say.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from inference_server.errors import InferenceError
 from inference_server.settings import QuotaSettings
+from inference_server.shared.sqlite import open_database
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 """Google's daily quotas reset at midnight Pacific time."""
@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS cooldowns (
     strikes INTEGER NOT NULL DEFAULT 0
 );
 """
+
+# PRAGMA user_version counts these; files from before it was used say 0 and already hold the tables.
+MIGRATIONS = (_SCHEMA,)
+
+
+def _open_error(path: Path, exc: Exception) -> InferenceError:
+    return InferenceError(
+        f"cannot open the quota ledger {path}: {exc} — set server.data_dir to a writable folder"
+    )
 
 
 @dataclass(frozen=True)
@@ -72,16 +81,7 @@ class QuotaLedger:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise InferenceError(
-                f"cannot open the quota ledger {path}: {exc} — set server.data_dir to a writable folder"
-            ) from None
+        self._db = open_database(path, migrations=MIGRATIONS, wrap_error=lambda exc: _open_error(path, exc))
         self._lock = threading.Lock()
 
     # -- admission -----------------------------------------------------------------------------

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import socket
 import threading
-from collections.abc import Mapping
 
 import uvicorn
 
@@ -22,6 +20,7 @@ from inference_server.errors import InferenceError
 from inference_server.persona import PersonaBook
 from inference_server.quota import QuotaLedger
 from inference_server.settings import LLMSettings, PersonaSettings, ServerSettings
+from inference_server.shared.secrets import Secrets, reveal
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,14 +33,15 @@ def build_chat_service(
     server: ServerSettings,
     llm: LLMSettings,
     persona: PersonaSettings,
-    env: Mapping[str, str] | None = None,
+    secrets: Secrets | None = None,
 ) -> ChatService:
-    env = os.environ if env is None else env
+    """The chat service the settings describe; `secrets` defaults to those in the environment now."""
+    secrets = Secrets() if secrets is None else secrets
     backends: list[LLMBackend] = []
     for name in llm.backends:
         if name == "gemini":
             ledger = QuotaLedger(server.data_dir / QUOTA_NAME)
-            backends.append(GeminiBackend(llm.gemini, env.get("GEMINI_API_KEY") or None, ledger))
+            backends.append(GeminiBackend(llm.gemini, reveal(secrets.gemini_api_key), ledger))
         elif name == "openai":
             from inference_server.backends.openai_compat import OpenAICompatibleBackend
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from inference_server.shared import paths
 
 BackendName = Literal["gemini", "openai", "phrasebook"]
 
@@ -24,9 +25,11 @@ ConversationId = Annotated[
 
 
 def default_data_dir() -> Path:
-    """Where history lives unless configured: $XDG_DATA_HOME/chachaping (~/.local/share/chachaping)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "chachaping"
+    """Where history lives unless configured: $XDG_DATA_HOME/chachaping (~/.local/share/chachaping).
+
+    The one definition is inference_server.shared.paths.data_dir; this name stays for its callers.
+    """
+    return paths.data_dir()
 
 
 class _Settings(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from inference_server.errors import InferenceError
+from inference_server.shared.sqlite import add_columns, open_database
 
 Role = Literal["user", "model"]
 
@@ -35,9 +35,11 @@ CREATE INDEX IF NOT EXISTS summaries_by_conversation ON summaries (conversation,
 """
 # Columns added after the first release; older databases get them on open.
 _ADDED_COLUMNS = {
-    "source": "ALTER TABLE turns ADD COLUMN source TEXT NOT NULL DEFAULT 'text'",
-    "heard": "ALTER TABLE turns ADD COLUMN heard TEXT",
+    "source": "TEXT NOT NULL DEFAULT 'text'",
+    "heard": "TEXT",
 }
+# PRAGMA user_version counts these; files from before it was used say 0 and may lack the columns.
+MIGRATIONS = (_SCHEMA, add_columns("turns", _ADDED_COLUMNS))
 _TURN_COLUMNS = "id, conversation, role, text, channel, backend, created_at, source, heard"
 
 
@@ -59,27 +61,18 @@ class Turn:
         return self.heard or self.text
 
 
+def _open_error(path: Path, exc: Exception) -> InferenceError:
+    return InferenceError(
+        f"cannot open the conversation database {path}: {exc} — set server.data_dir to a writable folder"
+    )
+
+
 class ConversationStore:
     """One SQLite file; calls are short and serialised, so worker threads may share it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            present = {row[1] for row in self._db.execute("PRAGMA table_info(turns)")}
-            for column, statement in _ADDED_COLUMNS.items():
-                if column not in present:
-                    self._db.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
-            raise InferenceError(
-                f"cannot open the conversation database {path}: {exc} — "
-                "set server.data_dir to a writable folder"
-            ) from None
+        self._db = open_database(path, migrations=MIGRATIONS, wrap_error=lambda exc: _open_error(path, exc))
         self._lock = threading.Lock()
 
     def add(

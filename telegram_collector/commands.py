@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference_server.shared.secrets import Secrets
 from telegram_collector.errors import TelegramError
 
 if TYPE_CHECKING:
@@ -60,12 +60,13 @@ def hide_token(token: str) -> _HideToken:
 def run_bot(args: Namespace, config: ChachaConfig) -> int:
     """`chacha telegram`: serve the allowed users until interrupted (SIGINT/SIGTERM)."""
     settings = _settings(config)
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
+    secret = Secrets().telegram_bot_token
+    if secret is None:
         raise TelegramError(
             f"{TOKEN_ENV} is not set: create a bot with @BotFather and put {TOKEN_ENV}=<its token> "
             "in the environment (the env file on the Pi); see docs/telegram.md"
         )
+    token = secret.get_secret_value()
     if not settings.users:
         raise TelegramError(
             "telegram.users is empty, so the bot would answer nobody: add 진주's Telegram user id "

@@ -7,13 +7,13 @@ with who said it, when, and where it came from.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from inference_server.shared.sqlite import open_database
 from telegram_collector.errors import TelegramError
 
 Speaker = Literal["she", "he", "other"]
@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, date, message_id);
 """
+# PRAGMA user_version counts these; files from before it was used say 0 and already hold the table.
+MIGRATIONS = (_SCHEMA,)
 
 _COLUMNS = (
     "chat_id, message_id, source, sender_id, sender_name, role, date, text, reply_to, kind, edited, backend"
@@ -74,23 +76,21 @@ class AddResult:
     unchanged: int
 
 
+def _open_error(path: Path, exc: Exception) -> TelegramError:
+    return TelegramError(
+        f"cannot open the Telegram collector database {path}: {exc} — "
+        "set telegram.database (or server.data_dir) to a writable place"
+    )
+
+
 class CollectorStore:
     """One SQLite file; calls are short and serialised, so worker threads may share it."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise TelegramError(
-                f"cannot open the Telegram collector database {self.path}: {exc} — "
-                "set telegram.database (or server.data_dir) to a writable place"
-            ) from None
+        self._db = open_database(
+            self.path, migrations=MIGRATIONS, wrap_error=lambda exc: _open_error(self.path, exc)
+        )
         self._lock = threading.Lock()
 
     def add(self, message: CollectedMessage) -> bool:

@@ -150,6 +150,7 @@ class Bench:
         from hardware.settings import HardwareSettings
         from inference_server.runtime import BackgroundServer, build_chat_service
         from inference_server.settings import GeminiSettings, QuotaSettings
+        from inference_server.shared.secrets import Secrets
 
         result = ScenarioResult(scenario)
         with tempfile.TemporaryDirectory(prefix="chacha-bench-") as data:
@@ -169,7 +170,7 @@ class Bench:
                 update={"data_dir": Path(data), "summarize_history": False}
             )
             chat = build_chat_service(
-                server_settings, llm, self.config.persona, env={"GEMINI_API_KEY": "bench"}
+                server_settings, llm, self.config.persona, secrets=Secrets(GEMINI_API_KEY="bench")
             )
             with BackgroundServer(chat, "bench-token") as server:
                 client = InferenceClient(server.url, "bench-token", timeout_s=30)

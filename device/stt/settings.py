@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from device.stt.whisper.settings import WhisperSettings
+from inference_server.shared import paths
 
 
 def default_cache_dir() -> Path:
     """Where derived files (the assembled Whisper model, the speed probe) are kept."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "chachaping"
+    return paths.cache_dir()
 
 
 class STTSettings(BaseModel):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 
 from inference_server.backends.base import BackendError, LLMRequest, StreamEnd
 from inference_server.settings import OpenAISettings
+from inference_server.shared.secrets import env_secret, reveal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ class OpenAICompatibleBackend:
 
         self.settings = settings
         self._openai = openai
-        key = os.environ.get(settings.api_key_env) or "not-needed"  # local servers take any key
+        # Local servers take any key.
+        key = reveal(env_secret(settings.api_key_env)) or "not-needed"
         self._client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=key,

@@ -1,0 +1,91 @@
+"""Opening the project's SQLite files: one way, with schema versions in PRAGMA user_version.
+
+Every store opens its file with `open_database`: WAL (readers never wait for the writer),
+synchronous=NORMAL (safe under WAL), a 5 s busy timeout, and connections that worker threads may
+share (the stores serialise their calls with a lock).
+
+A store's schema is a list of migrations; the file's `PRAGMA user_version` says how many of them
+it has had. Files made before user_version was used say 0 but already hold their tables, so the
+first migration must be `CREATE TABLE IF NOT EXISTS …`, and a later one that adds a column must
+look at `PRAGMA table_info` first (`add_columns`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""A script of SQL statements, or a function given the connection (inside the transaction)."""
+
+
+def open_database(
+    path: Path,
+    *,
+    migrations: Sequence[Migration],
+    wrap_error: Callable[[Exception], Exception],
+) -> sqlite3.Connection:
+    """Open (creating folder and file) and migrate; OSError and sqlite3.Error become `wrap_error(exc)`."""
+    db: sqlite3.Connection | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        migrate(db, migrations)
+    except (OSError, sqlite3.Error) as exc:
+        if db is not None:
+            db.close()
+        raise wrap_error(exc) from None
+    return db
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
+    """Run the migrations the file has not had yet, all in one transaction."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated the file meanwhile.
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for step in migrations[version:]:
+            if callable(step):
+                step(db)
+            else:
+                for statement in _statements(step):
+                    db.execute(statement)
+        db.execute(f"PRAGMA user_version = {len(migrations):d}")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def add_columns(table: str, columns: Mapping[str, str]) -> Callable[[sqlite3.Connection], None]:
+    """A migration adding each column (name → its definition) that the table does not have yet."""
+
+    def step(db: sqlite3.Connection) -> None:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column, definition in columns.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+    return step
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would commit the open transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
