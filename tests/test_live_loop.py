@@ -41,7 +41,7 @@ from device.doll.settings import AudioSettings, LoopSettings
 from device.doll.states import DollState
 from device.stt.auto import create_transcriber
 from device.stt.settings import STTSettings
-from device.stt.vosk import auto as recognizers
+from device.stt import auto as recognizers
 from hardware import HardwareSettings, PushToTalkButton, StatusLight
 from hardware.clock import MONOTONIC, Clock, SimulatedClock
 from tts.engines import create_engine
