@@ -6,10 +6,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from inference_server.api.models import (
+    BackendStatus,
+    ChatEvent,
+    FallbackInfo,
+    FinalEvent,
+    SentenceEvent,
+    Timings,
+)
 from inference_server.backends.base import (
     HEARD_CLOSE,
     HEARD_OPEN,
@@ -26,58 +33,6 @@ from tts.normalize import clean_reply_text
 from tts.sentences import SentenceSplitter
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """A whole sentence of the reply, sent as soon as it is complete."""
-
-    index: int
-    text: str
-
-    def as_json(self) -> dict:
-        return {"type": "sentence", "index": self.index, "text": self.text}
-
-
-@dataclass(frozen=True)
-class Fallback:
-    backend: str
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class ReplyDone:
-    """The end of a turn: the whole reply, which backend made it, and how long it took."""
-
-    conversation: str
-    reply: str
-    backend: str
-    first_sentence_ms: float | None
-    total_ms: float
-    fallbacks: tuple[Fallback, ...] = field(default_factory=tuple)
-    heard: str | None = None  # audio mode: what the model heard her say
-
-    def as_json(self) -> dict:
-        return {
-            "type": "final",
-            "conversation": self.conversation,
-            "reply": self.reply,
-            "backend": self.backend,
-            "heard": self.heard,
-            "timings_ms": {
-                "first_sentence": None
-                if self.first_sentence_ms is None
-                else round(self.first_sentence_ms, 1),
-                "total": round(self.total_ms, 1),
-            },
-            "fallbacks": [
-                {"backend": f.backend, "reason": f.reason, "detail": f.detail} for f in self.fallbacks
-            ],
-        }
-
-
-ChatEvent = Sentence | ReplyDone
 
 
 class HeardPrefix:
@@ -185,26 +140,24 @@ class ChatService:
         self._clock = clock or (lambda: datetime.now(self._zone))
         self._background: set[asyncio.Task] = set()
 
-    def backend_status(self) -> list[dict]:
+    def backend_status(self) -> list[BackendStatus]:
         status = []
         for b in self.backends:
-            entry = {
-                "name": b.name,
-                "available": b.unavailable_reason is None,
-                "reason": b.unavailable_reason,
-            }
             quota = getattr(b, "quota_status", lambda: None)()
-            if quota is not None:
-                entry["quota"] = quota
-            status.append(entry)
+            status.append(
+                BackendStatus(
+                    name=b.name,
+                    available=b.unavailable_reason is None,
+                    reason=b.unavailable_reason,
+                    quota=quota,
+                )
+            )
         return status
 
     def preferred_backend(self) -> str:
         for b in self.backends:
             quota = getattr(b, "quota_status", lambda: None)()
-            if b.unavailable_reason is None and not (
-                quota and (quota["cooldown_s"] or not quota["left_today"])
-            ):
+            if b.unavailable_reason is None and not (quota and (quota.cooldown_s or not quota.left_today)):
                 return b.name
         return "none"
 
@@ -226,14 +179,14 @@ class ChatService:
             history=window.as_history(),
             summary=window.summary,
         )
-        fallbacks: list[Fallback] = []
+        fallbacks: list[FallbackInfo] = []
         sentences: list[str] = []
         first_ms: float | None = None
         used, heard = "none", None
         for backend in self.backends:
             reason = backend.unavailable_reason
             if reason is not None:
-                fallbacks.append(Fallback(backend.name, "unavailable", reason))
+                fallbacks.append(FallbackInfo(backend=backend.name, reason="unavailable", detail=reason))
                 continue
             used = backend.name
             splitter, prefix, truncated = SentenceSplitter(), HeardPrefix(audio is not None), False
@@ -250,7 +203,7 @@ class ChatService:
                         if self._full(sentences, first):
                             break
                         first_ms = first_ms or (time.perf_counter() - started) * 1000
-                        yield Sentence(len(sentences), sentence)
+                        yield SentenceEvent(index=len(sentences), text=sentence)
                         sentences.append(sentence)
                     if self._full(sentences, first):
                         break
@@ -267,10 +220,10 @@ class ChatService:
                     if self._full(sentences, first):
                         break
                     first_ms = first_ms or (time.perf_counter() - started) * 1000
-                    yield Sentence(len(sentences), sentence)
+                    yield SentenceEvent(index=len(sentences), text=sentence)
                     sentences.append(sentence)
             except BackendError as exc:
-                fallbacks.append(Fallback(backend.name, exc.reason, exc.detail))
+                fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
                     _LOGGER.warning(
                         "%s failed mid-reply (%s: %s); ending the reply after %d sentence(s)",
@@ -292,7 +245,7 @@ class ChatService:
             heard = prefix.heard
             if sentences:
                 break
-            fallbacks.append(Fallback(backend.name, "empty", "no speakable text"))
+            fallbacks.append(FallbackInfo(backend=backend.name, reason="empty", detail="no speakable text"))
         reply = " ".join(sentences)
         if heard:
             await asyncio.to_thread(self.store.set_heard, turn_id, heard)
@@ -318,7 +271,16 @@ class ChatService:
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        yield ReplyDone(conversation, reply, used, first_ms, total_ms, tuple(fallbacks), heard)
+        yield FinalEvent(
+            conversation=conversation,
+            reply=reply,
+            backend=used,
+            heard=heard,
+            timings_ms=Timings(
+                first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
+            ),
+            fallbacks=tuple(fallbacks),
+        )
 
     def _full(self, sentences: list[str], first: FirstClause) -> bool:
         """The reply has its max_sentences (an early first clause does not count as one)."""

@@ -33,7 +33,6 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device import audio_io, live, live_commands, recognizers
 from device.audio_io import Microphone, Speaker
-from device.client import InferenceClient
 from device.config import ChachaConfig
 from device.live import OFFLINE_LINE, Doll
 from device.live_settings import AudioSettings, LoopSettings
@@ -41,6 +40,7 @@ from device.recognizers import create_transcriber
 from device.stt_settings import STTSettings
 from hardware import DollState, HardwareSettings, PushToTalkButton, StatusLight
 from hardware.clock import MONOTONIC, Clock, SimulatedClock
+from inference_server.api import InferenceClient
 from tts.engines import create_engine
 from tts.settings import TTSSettings
 
