@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -18,8 +19,6 @@ from inference_server.api.models import (
     Timings,
 )
 from inference_server.backends.base import (
-    HEARD_CLOSE,
-    HEARD_OPEN,
     AudioClip,
     BackendError,
     LLMBackend,
@@ -28,79 +27,10 @@ from inference_server.backends.base import (
 )
 from inference_server.history import HistoryWindow, Summariser
 from inference_server.persona import PersonaBook
+from inference_server.reply import ReplyShaper
 from inference_server.store import ConversationStore
-from tts.normalize import clean_reply_text
-from tts.sentences import SentenceSplitter
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class HeardPrefix:
-    """Strips the ⟦what the model heard⟧ prefix of an audio-mode reply from its stream."""
-
-    def __init__(self, expected: bool) -> None:
-        self.pending = expected
-        self.buffer = ""
-        self.heard: str | None = None
-
-    def feed(self, delta: str) -> str:
-        if not self.pending:
-            return delta
-        self.buffer += delta
-        stripped = self.buffer.lstrip()
-        if not stripped:
-            return ""
-        if not stripped.startswith(HEARD_OPEN):
-            self.pending = False
-            return self.buffer
-        end = stripped.find(HEARD_CLOSE)
-        if end < 0:
-            return "" if len(stripped) < 400 else self._give_up(stripped)
-        self.pending = False
-        self.heard = stripped[len(HEARD_OPEN) : end].strip() or None
-        return stripped[end + len(HEARD_CLOSE) :]
-
-    def _give_up(self, text: str) -> str:
-        self.pending = False
-        return text.replace(HEARD_OPEN, "")
-
-
-class FirstClause:
-    """Lets the reply's first clause out before its sentence is done, so the doll can start
-    speaking sooner: "진주야, 오늘 하루…" sends "진주야," as soon as the comma arrives.
-
-    Only the first piece of a reply is cut this way, and only at a comma after a few letters;
-    everything after goes through the sentence splitter as usual.
-    """
-
-    MIN_LETTERS = 2
-
-    def __init__(self) -> None:
-        self.done = False
-        self.buffer = ""
-        self.clause_sent = False
-
-    def feed(self, delta: str) -> tuple[str | None, str]:
-        """(the first clause if it is complete now, text to pass on to the splitter)."""
-        if self.done:
-            return None, delta
-        self.buffer += delta
-        for index, char in enumerate(self.buffer):
-            if char in ".!?…~\n":
-                self.done = True
-                rest, self.buffer = self.buffer, ""
-                return None, rest
-            if char in ",，" and index + 1 < len(self.buffer) and self.buffer[index + 1].isspace():
-                clause = self.buffer[: index + 1].strip()
-                if sum(c.isalpha() for c in clause) >= self.MIN_LETTERS:
-                    self.done = self.clause_sent = True
-                    rest, self.buffer = self.buffer[index + 1 :], ""
-                    return clause, rest
-        return None, ""
-
-    def flush(self) -> str:
-        rest, self.buffer, self.done = self.buffer, "", True
-        return rest
 
 
 class ChatService:
@@ -189,39 +119,13 @@ class ChatService:
                 fallbacks.append(FallbackInfo(backend=backend.name, reason="unavailable", detail=reason))
                 continue
             used = backend.name
-            splitter, prefix, truncated = SentenceSplitter(), HeardPrefix(audio is not None), False
-            first = FirstClause()
-            pieces = backend.stream(request)
+            shaper = ReplyShaper(self.max_sentences, audio=audio is not None)
             try:
-                async for piece in pieces:
-                    if isinstance(piece, StreamEnd):
-                        truncated = truncated or piece.truncated
-                        continue
-                    clause, passed = first.feed(prefix.feed(piece))
-                    ready = ([clause] if clause else []) + splitter.feed(passed)
-                    for sentence in self._speakable(ready):
-                        if self._full(sentences, first):
-                            break
+                async with contextlib.aclosing(self._try_backend(backend, request, shaper)) as ready:
+                    async for sentence in ready:
                         first_ms = first_ms or (time.perf_counter() - started) * 1000
                         yield SentenceEvent(index=len(sentences), text=sentence)
                         sentences.append(sentence)
-                    if self._full(sentences, first):
-                        break
-                complete = splitter.feed(first.flush())
-                if truncated:
-                    if splitter.flush():
-                        _LOGGER.info(
-                            "%s reached its token limit: the unfinished sentence is dropped", backend.name
-                        )
-                    rest = self._speakable(complete)
-                else:
-                    rest = self._speakable(complete + splitter.flush())
-                for sentence in rest:
-                    if self._full(sentences, first):
-                        break
-                    first_ms = first_ms or (time.perf_counter() - started) * 1000
-                    yield SentenceEvent(index=len(sentences), text=sentence)
-                    sentences.append(sentence)
             except BackendError as exc:
                 fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
@@ -240,9 +144,7 @@ class ChatService:
                     exc.detail,
                 )
                 continue
-            finally:
-                await pieces.aclose()
-            heard = prefix.heard
+            heard = shaper.heard
             if sentences:
                 break
             fallbacks.append(FallbackInfo(backend=backend.name, reason="empty", detail="no speakable text"))
@@ -282,11 +184,26 @@ class ChatService:
             fallbacks=tuple(fallbacks),
         )
 
-    def _full(self, sentences: list[str], first: FirstClause) -> bool:
-        """The reply has its max_sentences (an early first clause does not count as one)."""
-        return len(sentences) - (1 if first.clause_sent else 0) >= self.max_sentences
-
     @staticmethod
-    def _speakable(sentences: list[str]) -> list[str]:
-        """Sentences with markup, emoji, lists and URLs removed; empty ones dropped."""
-        return [s for s in (clean_reply_text(x) for x in sentences) if s]
+    async def _try_backend(
+        backend: LLMBackend, request: LLMRequest, shaper: ReplyShaper
+    ) -> AsyncIterator[str]:
+        """The sentences of one backend's answer as they become ready; BackendError goes through."""
+        pieces = backend.stream(request)
+        truncated = False
+        try:
+            async for piece in pieces:
+                if isinstance(piece, StreamEnd):
+                    truncated = truncated or piece.truncated
+                    continue
+                for sentence in shaper.feed(piece):
+                    yield sentence
+                if shaper.full:
+                    break
+            rest = shaper.end(truncated=truncated)
+            if shaper.dropped:
+                _LOGGER.info("%s reached its token limit: the unfinished sentence is dropped", backend.name)
+            for sentence in rest:
+                yield sentence
+        finally:
+            await pieces.aclose()
