@@ -31,30 +31,30 @@ def _with_client(config: ChachaConfig, job):
 def status(args: Namespace, config: ChachaConfig) -> int:
     health = _with_client(config, lambda client: client.health())
     if args.json:
-        print(json.dumps(health, ensure_ascii=False))
+        print(json.dumps(health.model_dump(mode="json"), ensure_ascii=False))
         return 0
     where = config.client.url or "in-process (client.url is not set)"
-    print(f"Server:   {where} · version {health.get('version')}")
-    print(f"Answers:  {health.get('backend')}  (the first backend that can answer now)")
-    for backend in health.get("backends", []):
-        state = "ready" if backend["available"] else f"off — {backend['reason']}"
-        print(f"  {backend['name']:<11} {state}")
-        quota = backend.get("quota")
+    print(f"Server:   {where} · version {health.version}")
+    print(f"Answers:  {health.backend}  (the first backend that can answer now)")
+    for backend in health.backends:
+        state = "ready" if backend.available else f"off — {backend.reason}"
+        print(f"  {backend.name:<11} {state}")
+        quota = backend.quota
         if quota:
             cooldown = (
-                f"cooling down {quota['cooldown_s']:.0f} s ({quota['cooldown_reason']})"
-                if quota["cooldown_s"]
+                f"cooling down {quota.cooldown_s:.0f} s ({quota.cooldown_reason})"
+                if quota.cooldown_s
                 else "no cooldown"
             )
-            hours, rest = divmod(int(quota["resets_in_s"]), 3600)
+            hours, rest = divmod(int(quota.resets_in_s), 3600)
             print(
-                f"  {'':<11} {quota['model']}: {quota['left_today']} of {quota['requests_per_day']} "
-                f"requests left today ({quota['left_today_for_telegram']} for Telegram), "
+                f"  {'':<11} {quota.model}: {quota.left_today} of {quota.requests_per_day} "
+                f"requests left today ({quota.left_today_for_telegram} for Telegram), "
                 f"resets in {hours} h {rest // 60} min"
             )
             print(
-                f"  {'':<11} this minute: {quota['requests_last_minute']}/{quota['requests_per_minute']} "
-                f"requests, {quota['tokens_last_minute']}/{quota['tokens_per_minute']} tokens · {cooldown}"
+                f"  {'':<11} this minute: {quota.requests_last_minute}/{quota.requests_per_minute} "
+                f"requests, {quota.tokens_last_minute}/{quota.tokens_per_minute} tokens · {cooldown}"
             )
     return 0
 
@@ -90,7 +90,7 @@ def persona(args: Namespace, config: ChachaConfig) -> int:
 def _edit(config: ChachaConfig) -> int:
     """Open the persona in $EDITOR; save it through the server, which checks it first."""
     from device.cli import CommandError
-    from device.client import ServerUnavailable
+    from inference_server.api import ServerUnavailable
 
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "nano"
 

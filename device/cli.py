@@ -19,9 +19,9 @@ class CommandError(Exception):
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     """The errors that are the user's to fix: printed as one line, no traceback."""
-    from device.client import ServerUnavailable
     from device.errors import AudioDeviceError, STTError
     from hardware.errors import HardwareError
+    from inference_server.api import ServerUnavailable
     from inference_server.errors import InferenceError
     from telegram_collector.errors import TelegramError
     from tts.errors import TTSError

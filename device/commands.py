@@ -46,7 +46,7 @@ def _build_chat(config: ChachaConfig):
 @contextlib.contextmanager
 def _server_client(config: ChachaConfig) -> Iterator:
     """A client of the configured server, or of one started in this process when none is set."""
-    from device.client import InferenceClient
+    from inference_server.api import InferenceClient
 
     if config.client.url:
         yield InferenceClient(
@@ -74,8 +74,8 @@ def serve(args: Namespace, config: ChachaConfig) -> int:
     sock = bind_socket(host, port)
     chat = _build_chat(config)
     for status in chat.backend_status():
-        if not status["available"]:
-            _LOGGER.warning("backend %s is off: %s", status["name"], status["reason"])
+        if not status.available:
+            _LOGGER.warning("backend %s is off: %s", status.name, status.reason)
     run_server(chat, token, sock, log_level="debug" if args.debug else "info")
     return 0
 
@@ -322,7 +322,7 @@ def say(args: Namespace, config: ChachaConfig) -> int:
 
 
 def ask(args: Namespace, config: ChachaConfig) -> int:
-    from device.client import ReplyFinal, ReplySentence
+    from inference_server.api import ReplyFinal, ReplySentence
 
     conversation = args.conversation or config.client.conversation
 
@@ -343,8 +343,8 @@ def ask(args: Namespace, config: ChachaConfig) -> int:
                 {
                     "reply": final.reply,
                     "backend": final.backend,
-                    "timings_ms": final.timings_ms,
-                    "fallbacks": final.fallbacks,
+                    "timings_ms": final.timings_ms.model_dump(),
+                    "fallbacks": [f.model_dump() for f in final.fallbacks],
                 },
                 ensure_ascii=False,
             )

@@ -134,7 +134,7 @@ def check_secrets(config: ChachaConfig) -> list[Check]:
 
 
 def check_server(config: ChachaConfig) -> Check | list[Check]:
-    from device.client import InferenceClient, ServerUnavailable
+    from inference_server.api import InferenceClient, ServerUnavailable
 
     if not config.client.url:
         return _ok("server", "client.url is not set: commands start a server in their own process")
@@ -143,16 +143,14 @@ def check_server(config: ChachaConfig) -> Check | list[Check]:
         health = asyncio.run(InferenceClient(config.client.url, token, timeout_s=5).health())
     except ServerUnavailable as exc:
         return _fail("server", str(exc))
-    checks = [
-        _ok("server", f"{config.client.url} answers with the token; backend now: {health.get('backend')}")
-    ]
-    for backend in health.get("backends", []):
-        quota = backend.get("quota")
+    checks = [_ok("server", f"{config.client.url} answers with the token; backend now: {health.backend}")]
+    for backend in health.backends:
+        quota = backend.quota
         if quota:
-            line = f"{quota['model']}: {quota['left_today']} of {quota['requests_per_day']} left today" + (
-                f", cooling down {quota['cooldown_s']:.0f} s" if quota["cooldown_s"] else ""
+            line = f"{quota.model}: {quota.left_today} of {quota.requests_per_day} left today" + (
+                f", cooling down {quota.cooldown_s:.0f} s" if quota.cooldown_s else ""
             )
-            checks.append((_ok if quota["left_today"] else _warn)("quota", line))
+            checks.append((_ok if quota.left_today else _warn)("quota", line))
     return checks
 
 

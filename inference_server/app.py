@@ -3,75 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inference_server import __version__
+from inference_server.api.models import NDJSON, ChatRequest, Health, PersonaText, encode_event
 from inference_server.backends.base import AudioClip
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
-from inference_server.settings import MAX_TEXT_CHARS, ConversationId
 
 _LOGGER = logging.getLogger(__name__)
-
-NDJSON = "application/x-ndjson"
-
-
-MAX_AUDIO_BYTES = 1_500_000
-"""Largest utterance audio accepted (about 90 s of 16 kHz Opus, or 45 s of FLAC)."""
-
-
-class AudioPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mime_type: Literal["audio/ogg", "audio/flac", "audio/wav"] = Field(description="the encoding")
-    data: str = Field(
-        description="the recording, base64", min_length=4, max_length=MAX_AUDIO_BYTES * 4 // 3 + 4
-    )
-
-    @field_validator("data")
-    @classmethod
-    def _base64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("data is not base64") from None
-        return value
-
-    def decoded(self) -> bytes:
-        return base64.b64decode(self.data)
-
-
-class PersonaText(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(min_length=1, max_length=100_000, description="the whole persona YAML")
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    conversation: ConversationId = "jinju"
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")
-    channel: Literal["doll", "telegram", "cli"] = "doll"
-    audio: AudioPayload | None = Field(None, description="her utterance as sound (audio mode)")
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("text is empty")
-        return value
 
 
 class BearerAuth:
@@ -105,13 +50,14 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
     app = FastAPI(title="Chachaping inference server", version=__version__)
 
     @app.get("/v1/health")
-    async def health() -> dict:
-        return {
-            "status": "ok",
-            "version": __version__,
-            "backend": chat.preferred_backend(),
-            "backends": chat.backend_status(),
-        }
+    async def health() -> JSONResponse:
+        answer = Health(
+            status="ok",
+            version=__version__,
+            backend=chat.preferred_backend(),
+            backends=chat.backend_status(),
+        )
+        return JSONResponse(answer.model_dump(mode="json"))
 
     @app.post("/v1/chat")
     async def chat_turn(request: ChatRequest) -> StreamingResponse:
@@ -119,7 +65,7 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
 
         async def events() -> AsyncIterator[bytes]:
             async for event in chat.reply(request.conversation, request.text, request.channel, audio=audio):
-                yield json.dumps(event.as_json(), ensure_ascii=False).encode() + b"\n"
+                yield encode_event(event)
 
         return StreamingResponse(events(), media_type=NDJSON)
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from inference_server.api.models import (
+    BackendStatus,
+    ChatEvent,
+    FallbackInfo,
+    FinalEvent,
+    SentenceEvent,
+    Timings,
+)
 from inference_server.backends.base import (
-    HEARD_CLOSE,
-    HEARD_OPEN,
     AudioClip,
     BackendError,
     LLMBackend,
@@ -21,131 +27,10 @@ from inference_server.backends.base import (
 )
 from inference_server.history import HistoryWindow, Summariser
 from inference_server.persona import PersonaBook
+from inference_server.reply import ReplyShaper
 from inference_server.store import ConversationStore
-from tts.normalize import clean_reply_text
-from tts.sentences import SentenceSplitter
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """A whole sentence of the reply, sent as soon as it is complete."""
-
-    index: int
-    text: str
-
-    def as_json(self) -> dict:
-        return {"type": "sentence", "index": self.index, "text": self.text}
-
-
-@dataclass(frozen=True)
-class Fallback:
-    backend: str
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class ReplyDone:
-    """The end of a turn: the whole reply, which backend made it, and how long it took."""
-
-    conversation: str
-    reply: str
-    backend: str
-    first_sentence_ms: float | None
-    total_ms: float
-    fallbacks: tuple[Fallback, ...] = field(default_factory=tuple)
-    heard: str | None = None  # audio mode: what the model heard her say
-
-    def as_json(self) -> dict:
-        return {
-            "type": "final",
-            "conversation": self.conversation,
-            "reply": self.reply,
-            "backend": self.backend,
-            "heard": self.heard,
-            "timings_ms": {
-                "first_sentence": None
-                if self.first_sentence_ms is None
-                else round(self.first_sentence_ms, 1),
-                "total": round(self.total_ms, 1),
-            },
-            "fallbacks": [
-                {"backend": f.backend, "reason": f.reason, "detail": f.detail} for f in self.fallbacks
-            ],
-        }
-
-
-ChatEvent = Sentence | ReplyDone
-
-
-class HeardPrefix:
-    """Strips the ⟦what the model heard⟧ prefix of an audio-mode reply from its stream."""
-
-    def __init__(self, expected: bool) -> None:
-        self.pending = expected
-        self.buffer = ""
-        self.heard: str | None = None
-
-    def feed(self, delta: str) -> str:
-        if not self.pending:
-            return delta
-        self.buffer += delta
-        stripped = self.buffer.lstrip()
-        if not stripped:
-            return ""
-        if not stripped.startswith(HEARD_OPEN):
-            self.pending = False
-            return self.buffer
-        end = stripped.find(HEARD_CLOSE)
-        if end < 0:
-            return "" if len(stripped) < 400 else self._give_up(stripped)
-        self.pending = False
-        self.heard = stripped[len(HEARD_OPEN) : end].strip() or None
-        return stripped[end + len(HEARD_CLOSE) :]
-
-    def _give_up(self, text: str) -> str:
-        self.pending = False
-        return text.replace(HEARD_OPEN, "")
-
-
-class FirstClause:
-    """Lets the reply's first clause out before its sentence is done, so the doll can start
-    speaking sooner: "진주야, 오늘 하루…" sends "진주야," as soon as the comma arrives.
-
-    Only the first piece of a reply is cut this way, and only at a comma after a few letters;
-    everything after goes through the sentence splitter as usual.
-    """
-
-    MIN_LETTERS = 2
-
-    def __init__(self) -> None:
-        self.done = False
-        self.buffer = ""
-        self.clause_sent = False
-
-    def feed(self, delta: str) -> tuple[str | None, str]:
-        """(the first clause if it is complete now, text to pass on to the splitter)."""
-        if self.done:
-            return None, delta
-        self.buffer += delta
-        for index, char in enumerate(self.buffer):
-            if char in ".!?…~\n":
-                self.done = True
-                rest, self.buffer = self.buffer, ""
-                return None, rest
-            if char in ",，" and index + 1 < len(self.buffer) and self.buffer[index + 1].isspace():
-                clause = self.buffer[: index + 1].strip()
-                if sum(c.isalpha() for c in clause) >= self.MIN_LETTERS:
-                    self.done = self.clause_sent = True
-                    rest, self.buffer = self.buffer[index + 1 :], ""
-                    return clause, rest
-        return None, ""
-
-    def flush(self) -> str:
-        rest, self.buffer, self.done = self.buffer, "", True
-        return rest
 
 
 class ChatService:
@@ -185,26 +70,24 @@ class ChatService:
         self._clock = clock or (lambda: datetime.now(self._zone))
         self._background: set[asyncio.Task] = set()
 
-    def backend_status(self) -> list[dict]:
+    def backend_status(self) -> list[BackendStatus]:
         status = []
         for b in self.backends:
-            entry = {
-                "name": b.name,
-                "available": b.unavailable_reason is None,
-                "reason": b.unavailable_reason,
-            }
             quota = getattr(b, "quota_status", lambda: None)()
-            if quota is not None:
-                entry["quota"] = quota
-            status.append(entry)
+            status.append(
+                BackendStatus(
+                    name=b.name,
+                    available=b.unavailable_reason is None,
+                    reason=b.unavailable_reason,
+                    quota=quota,
+                )
+            )
         return status
 
     def preferred_backend(self) -> str:
         for b in self.backends:
             quota = getattr(b, "quota_status", lambda: None)()
-            if b.unavailable_reason is None and not (
-                quota and (quota["cooldown_s"] or not quota["left_today"])
-            ):
+            if b.unavailable_reason is None and not (quota and (quota.cooldown_s or not quota.left_today)):
                 return b.name
         return "none"
 
@@ -226,51 +109,25 @@ class ChatService:
             history=window.as_history(),
             summary=window.summary,
         )
-        fallbacks: list[Fallback] = []
+        fallbacks: list[FallbackInfo] = []
         sentences: list[str] = []
         first_ms: float | None = None
         used, heard = "none", None
         for backend in self.backends:
             reason = backend.unavailable_reason
             if reason is not None:
-                fallbacks.append(Fallback(backend.name, "unavailable", reason))
+                fallbacks.append(FallbackInfo(backend=backend.name, reason="unavailable", detail=reason))
                 continue
             used = backend.name
-            splitter, prefix, truncated = SentenceSplitter(), HeardPrefix(audio is not None), False
-            first = FirstClause()
-            pieces = backend.stream(request)
+            shaper = ReplyShaper(self.max_sentences, audio=audio is not None)
             try:
-                async for piece in pieces:
-                    if isinstance(piece, StreamEnd):
-                        truncated = truncated or piece.truncated
-                        continue
-                    clause, passed = first.feed(prefix.feed(piece))
-                    ready = ([clause] if clause else []) + splitter.feed(passed)
-                    for sentence in self._speakable(ready):
-                        if self._full(sentences, first):
-                            break
+                async with contextlib.aclosing(self._try_backend(backend, request, shaper)) as ready:
+                    async for sentence in ready:
                         first_ms = first_ms or (time.perf_counter() - started) * 1000
-                        yield Sentence(len(sentences), sentence)
+                        yield SentenceEvent(index=len(sentences), text=sentence)
                         sentences.append(sentence)
-                    if self._full(sentences, first):
-                        break
-                complete = splitter.feed(first.flush())
-                if truncated:
-                    if splitter.flush():
-                        _LOGGER.info(
-                            "%s reached its token limit: the unfinished sentence is dropped", backend.name
-                        )
-                    rest = self._speakable(complete)
-                else:
-                    rest = self._speakable(complete + splitter.flush())
-                for sentence in rest:
-                    if self._full(sentences, first):
-                        break
-                    first_ms = first_ms or (time.perf_counter() - started) * 1000
-                    yield Sentence(len(sentences), sentence)
-                    sentences.append(sentence)
             except BackendError as exc:
-                fallbacks.append(Fallback(backend.name, exc.reason, exc.detail))
+                fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
                     _LOGGER.warning(
                         "%s failed mid-reply (%s: %s); ending the reply after %d sentence(s)",
@@ -287,12 +144,10 @@ class ChatService:
                     exc.detail,
                 )
                 continue
-            finally:
-                await pieces.aclose()
-            heard = prefix.heard
+            heard = shaper.heard
             if sentences:
                 break
-            fallbacks.append(Fallback(backend.name, "empty", "no speakable text"))
+            fallbacks.append(FallbackInfo(backend=backend.name, reason="empty", detail="no speakable text"))
         reply = " ".join(sentences)
         if heard:
             await asyncio.to_thread(self.store.set_heard, turn_id, heard)
@@ -318,13 +173,37 @@ class ChatService:
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        yield ReplyDone(conversation, reply, used, first_ms, total_ms, tuple(fallbacks), heard)
-
-    def _full(self, sentences: list[str], first: FirstClause) -> bool:
-        """The reply has its max_sentences (an early first clause does not count as one)."""
-        return len(sentences) - (1 if first.clause_sent else 0) >= self.max_sentences
+        yield FinalEvent(
+            conversation=conversation,
+            reply=reply,
+            backend=used,
+            heard=heard,
+            timings_ms=Timings(
+                first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
+            ),
+            fallbacks=tuple(fallbacks),
+        )
 
     @staticmethod
-    def _speakable(sentences: list[str]) -> list[str]:
-        """Sentences with markup, emoji, lists and URLs removed; empty ones dropped."""
-        return [s for s in (clean_reply_text(x) for x in sentences) if s]
+    async def _try_backend(
+        backend: LLMBackend, request: LLMRequest, shaper: ReplyShaper
+    ) -> AsyncIterator[str]:
+        """The sentences of one backend's answer as they become ready; BackendError goes through."""
+        pieces = backend.stream(request)
+        truncated = False
+        try:
+            async for piece in pieces:
+                if isinstance(piece, StreamEnd):
+                    truncated = truncated or piece.truncated
+                    continue
+                for sentence in shaper.feed(piece):
+                    yield sentence
+                if shaper.full:
+                    break
+            rest = shaper.end(truncated=truncated)
+            if shaper.dropped:
+                _LOGGER.info("%s reached its token limit: the unfinished sentence is dropped", backend.name)
+            for sentence in rest:
+                yield sentence
+        finally:
+            await pieces.aclose()

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from inference_server.api.models import QuotaStatus
 from inference_server.errors import InferenceError
 from inference_server.settings import QuotaSettings
 from inference_server.shared.sqlite import open_database
@@ -171,7 +172,7 @@ class QuotaLedger:
             "SELECT COUNT(*) FROM requests WHERE model = ? AND day = ?", (model, day)
         ).fetchone()[0]
 
-    def status(self, model: str, limits: QuotaSettings) -> dict:
+    def status(self, model: str, limits: QuotaSettings) -> QuotaStatus:
         now = self._clock()
         with self._lock:
             today = self._count_day(model, pacific_day(now))
@@ -183,20 +184,20 @@ class QuotaLedger:
                 "SELECT until, reason FROM cooldowns WHERE model = ? AND until > ?", (model, now)
             ).fetchone()
         telegram_share = int(limits.requests_per_day * (1.0 - limits.doll_reserve))
-        return {
-            "model": model,
-            "requests_today": today,
-            "requests_per_day": limits.requests_per_day,
-            "left_today": max(0, limits.requests_per_day - today),
-            "left_today_for_telegram": max(0, telegram_share - today),
-            "requests_last_minute": minute[0],
-            "requests_per_minute": limits.requests_per_minute,
-            "tokens_last_minute": minute[1],
-            "tokens_per_minute": limits.tokens_per_minute,
-            "cooldown_s": round(cooldown[0] - now, 1) if cooldown else 0.0,
-            "cooldown_reason": cooldown[1] if cooldown else None,
-            "resets_in_s": round(next_reset(now) - now),
-        }
+        return QuotaStatus(
+            model=model,
+            requests_today=today,
+            requests_per_day=limits.requests_per_day,
+            left_today=max(0, limits.requests_per_day - today),
+            left_today_for_telegram=max(0, telegram_share - today),
+            requests_last_minute=minute[0],
+            requests_per_minute=limits.requests_per_minute,
+            tokens_last_minute=minute[1],
+            tokens_per_minute=limits.tokens_per_minute,
+            cooldown_s=round(cooldown[0] - now, 1) if cooldown else 0.0,
+            cooldown_reason=cooldown[1] if cooldown else None,
+            resets_in_s=round(next_reset(now) - now),
+        )
 
     def requests_today(self, model: str) -> int:
         with self._lock:

@@ -30,7 +30,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from device.client import InferenceClient, ReplyFinal, ServerUnavailable
+from inference_server.api import InferenceClient, ReplyFinal, ServerUnavailable
 from inference_server.settings import MAX_TEXT_CHARS
 from telegram_collector.developer import DEVELOPER_COMMANDS, DeveloperCommands
 from telegram_collector.settings import TelegramSettings, TelegramUser

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from device.client import ServerUnavailable
+from inference_server.api import QuotaStatus, ServerUnavailable
 
 if TYPE_CHECKING:
     from telegram_collector.bot import ChachaBot
@@ -37,15 +37,15 @@ CLEAR_CODE_S = 60.0
 _ROLE_LABEL = {"she": "she", "he": "he", "other": "other"}
 
 
-def describe_quota(quota: dict) -> str:
+def describe_quota(quota: QuotaStatus) -> str:
     """The server's quota numbers of one backend in one line."""
     parts = [
-        f"{quota.get('requests_today', '?')}/{quota.get('requests_per_day', '?')} requests today",
-        f"{quota.get('left_today_for_telegram', '?')} left for Telegram",
-        f"{quota.get('requests_last_minute', '?')}/{quota.get('requests_per_minute', '?')} this minute",
+        f"{quota.requests_today}/{quota.requests_per_day} requests today",
+        f"{quota.left_today_for_telegram} left for Telegram",
+        f"{quota.requests_last_minute}/{quota.requests_per_minute} this minute",
     ]
-    if quota.get("cooldown_s"):
-        parts.append(f"cooling down {quota['cooldown_s']} s ({quota.get('cooldown_reason')})")
+    if quota.cooldown_s:
+        parts.append(f"cooling down {quota.cooldown_s} s ({quota.cooldown_reason})")
     return ", ".join(parts)
 
 
@@ -64,15 +64,13 @@ class DeveloperCommands:
         except ServerUnavailable as exc:
             lines.append(f"NOT REACHABLE: {exc}")
         else:
-            lines.append(f"status: {health.get('status')} (version {health.get('version', '?')})")
-            lines.append(f"answering now: {health.get('backend')}")
-            for backend in health.get("backends", []):
-                state = "on" if backend.get("available") else f"off ({backend.get('reason')})"
-                lines.append(f"  {backend.get('name')}: {state}")
-                if isinstance(backend.get("quota"), dict):
-                    lines.append(f"    quota: {describe_quota(backend['quota'])}")
-            if "quota" in health:
-                lines.append(f"quota: {health['quota']}")
+            lines.append(f"status: {health.status} (version {health.version})")
+            lines.append(f"answering now: {health.backend}")
+            for backend in health.backends:
+                state = "on" if backend.available else f"off ({backend.reason})"
+                lines.append(f"  {backend.name}: {state}")
+                if backend.quota is not None:
+                    lines.append(f"    quota: {describe_quota(backend.quota)}")
         store = self.bot.store
         total, imported = await asyncio.to_thread(lambda: (store.count(), store.count(source="import")))
         lines.append(f"collected: {total} messages ({imported} imported) in {store.path}")
@@ -178,7 +176,7 @@ class DeveloperCommands:
         except Exception:
             from inference_server import __version__ as ours
         try:
-            server = (await self.bot.client.health()).get("version", "?")
+            server = (await self.bot.client.health()).version
         except ServerUnavailable:
             server = "not reachable"
         await update.effective_message.reply_text(

@@ -238,7 +238,7 @@ def test_without_a_summariser_old_turns_are_dropped_oldest_first(start_server, t
     ],
 )
 def test_only_the_first_clause_is_let_out_early(deltas, expected):
-    from inference_server.chat import FirstClause
+    from inference_server.reply import FirstClause
     from tts.sentences import SentenceSplitter
 
     first, splitter, out = FirstClause(), SentenceSplitter(), []

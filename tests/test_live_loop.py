@@ -32,18 +32,18 @@ from fakes.sounddevice import FakeSoundDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device import audio, live_commands
-from device.client import InferenceClient
 from device.config import ChachaConfig
 from device.doll import loop as live
 from device.doll.audio_io import Microphone, Speaker
 from device.doll.loop import OFFLINE_LINE, Doll
 from device.doll.settings import AudioSettings, LoopSettings
 from device.doll.states import DollState
+from device.stt import auto as recognizers
 from device.stt.auto import create_transcriber
 from device.stt.settings import STTSettings
-from device.stt import auto as recognizers
 from hardware import HardwareSettings, PushToTalkButton, StatusLight
 from hardware.clock import MONOTONIC, Clock, SimulatedClock
+from inference_server.api import InferenceClient
 from tts.engines import create_engine
 from tts.settings import TTSSettings
 

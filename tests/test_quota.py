@@ -100,7 +100,7 @@ def test_counts_survive_a_restart(tmp_path, clock):
         admit(first, limits)
     first.close()
     again = QuotaLedger(tmp_path / "q.sqlite3", clock=clock)
-    assert again.status("m", limits)["left_today"] == 2
+    assert again.status("m", limits).left_today == 2
 
 
 # --- the whole server against a Gemini that enforces its own limits --------------------------
@@ -162,7 +162,7 @@ def test_a_429_from_google_puts_gemini_in_cooldown_without_a_retry_loop(
         assert second["backend"] == "phrasebook" and "cooling down" in second["fallbacks"][0]["detail"]
         assert len(fake.requests) == 1
         quota = gemini.quota_status()
-        assert 30 < quota["cooldown_s"] <= 37
+        assert 30 < quota.cooldown_s <= 37
 
 
 def test_telegram_cannot_spend_the_dolls_share(start_server, token, phrasebook, tmp_path):

@@ -10,10 +10,10 @@ import pytest
 from conftest import SAMPLE_WAV
 
 from device.audio import load_audio
+from device.stt import auto as recognizers
 from device.stt.auto import choose_engine, create_engines
 from device.stt.hybrid import HybridTranscriber
 from device.stt.settings import STTSettings
-from device.stt import auto as recognizers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -16,8 +16,8 @@ import soundfile as sf
 from conftest import SAMPLE_WAV
 from fakes.telegram import BOT_ID, FakeTelegram
 
-from device.client import InferenceClient
 from device.config import ChachaConfig
+from inference_server.api import InferenceClient
 from telegram_collector.bot import (
     HEARD_PREFIX,
     NOTHING_HEARD,

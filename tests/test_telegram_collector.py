@@ -442,18 +442,24 @@ def test_the_bot_says_when_telegram_rejects_the_token(tmp_path, monkeypatch, cap
 
 
 def test_quota_in_one_line():
+    from inference_server.api import QuotaStatus
     from telegram_collector.developer import describe_quota
 
     line = describe_quota(
-        {
-            "requests_today": 12,
-            "requests_per_day": 250,
-            "left_today_for_telegram": 188,
-            "requests_last_minute": 1,
-            "requests_per_minute": 10,
-            "cooldown_s": 7.0,
-            "cooldown_reason": "rate_limited",
-        }
+        QuotaStatus(
+            model="gemini-test-flash",
+            requests_today=12,
+            requests_per_day=250,
+            left_today=238,
+            left_today_for_telegram=188,
+            requests_last_minute=1,
+            requests_per_minute=10,
+            tokens_last_minute=900,
+            tokens_per_minute=250_000,
+            cooldown_s=7.0,
+            cooldown_reason="rate_limited",
+            resets_in_s=3600,
+        )
     )
     assert line == (
         "12/250 requests today, 188 left for Telegram, 1/10 this minute, cooling down 7.0 s (rate_limited)"

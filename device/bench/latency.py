@@ -143,11 +143,11 @@ class Bench:
         from gpiozero.pins.mock import MockFactory, MockPWMPin
 
         from device.bench.simulated_audio import SimulatedSoundCard
-        from device.client import InferenceClient
         from device.doll.audio_io import Microphone, Speaker
         from device.doll.loop import Doll
         from hardware import PushToTalkButton, StatusLight
         from hardware.settings import HardwareSettings
+        from inference_server.api import InferenceClient
         from inference_server.runtime import BackgroundServer, build_chat_service
         from inference_server.settings import GeminiSettings, QuotaSettings
         from inference_server.shared.secrets import Secrets
@@ -241,7 +241,7 @@ class Bench:
 
     async def _naive(self, streamed: TurnTiming, client, scenario: Scenario) -> float:
         """Whole utterance → whole reply → whole synthesis → play, timed stage by stage."""
-        from device.client import ReplyFinal
+        from inference_server.api import ReplyFinal
         from tts.engines import speak
 
         heard_until = self.speech_end + int(streamed.vad_hangover * 16000)

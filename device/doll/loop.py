@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.client import ReplyFinal, ReplySentence, ServerUnavailable
 from device.doll.earcons import make_earcons
 from device.doll.settings import LoopSettings
 from device.doll.states import DollState
@@ -53,6 +52,7 @@ from device.doll.talk import NOTHING_HEARD, encode_utterance
 from device.doll.vad import EndpointDetector, SpeechEnded, SpeechStarted, VoiceActivity, create_vad
 from device.stt.transcript import Transcript
 from hardware.clock import MONOTONIC, Clock, deadline
+from inference_server.api import ReplyFinal, ReplySentence, ServerUnavailable
 from tts.engines import speak
 
 _LOGGER = logging.getLogger(__name__)
@@ -489,7 +489,7 @@ class Doll:
         if final is not None:
             self._server.answered()
             self.last_reply, self.last_backend, self._last_audio = final.reply, final.backend, spoken
-            skipped = "".join(f", {f['backend']} skipped: {f['reason']}" for f in final.fallbacks)
+            skipped = "".join(f", {f.backend} skipped: {f.reason}" for f in final.fallbacks)
             heard = f" (it heard: {final.heard})" if final.heard else ""
             _LOGGER.info("reply: %d sentence(s) from %s%s%s", sentences, final.backend, skipped, heard)
         await self._speaker.drain()
@@ -673,7 +673,7 @@ async def status_line(client, last_backend: str | None) -> str:
     parts = ["차차 서버는 잘 연결돼 있어."]
     if last_backend:
         parts.append(f"마지막 대답은 {_BRAINS.get(last_backend, f'{last_backend}가')} 했어.")
-    elif brain := health.get("backend"):
+    elif brain := health.backend:
         parts.append(f"지금은 {_BRAINS.get(brain, f'{brain}가')} 대답할 거야.")
     return " ".join(parts)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.client import InferenceClient, ReplyFinal, ReplySentence
 from device.stt.transcript import Transcript
+from inference_server.api import InferenceClient, ReplyFinal, ReplySentence, Timings
 from tts.engines import SpeechAudio, SpeechEngine, join_audio, speak, write_wav
 
 _LOGGER = logging.getLogger(__name__)
@@ -117,7 +117,12 @@ async def reply_to_text(
         if not worker.done():
             worker.cancel()
     if final is None:
-        final = ReplyFinal("", "none", {}, [])
+        final = ReplyFinal(
+            conversation=conversation,
+            reply="",
+            backend="none",
+            timings_ms=Timings(first_sentence=None, total=0.0),
+        )
     return final, spoken, marks
 
 
@@ -144,7 +149,8 @@ async def run_turn(
             heard, client, engine, conversation=conversation, volume=volume, audio=audio
         )
         timings.update(marks)
-        reply, backend, fallbacks = final.reply, final.backend, final.fallbacks
+        reply, backend = final.reply, final.backend
+        fallbacks = [f.model_dump() for f in final.fallbacks]
     else:
         _LOGGER.info("heard nothing; answering locally without asking the server")
         t0 = time.perf_counter()

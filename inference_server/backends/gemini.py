@@ -12,6 +12,7 @@ import httpx
 from google import genai
 from google.genai import errors, types
 
+from inference_server.api.models import QuotaStatus
 from inference_server.backends.base import HEARD_CLOSE, HEARD_OPEN, BackendError, LLMRequest, StreamEnd
 from inference_server.quota import QuotaLedger
 from inference_server.settings import GeminiSettings
@@ -130,7 +131,7 @@ class GeminiBackend:
             return f"Google rejected GEMINI_API_KEY ({self._rejected_key}): fix the key and restart"
         return None
 
-    def quota_status(self) -> dict | None:
+    def quota_status(self) -> QuotaStatus | None:
         if self.ledger is None:
             return None
         return self.ledger.status(self.settings.model, self.settings.quota)

@@ -1,35 +1,25 @@
-"""The doll's side of the server API: send what she said, receive 차차's sentences as they come."""
+"""The clients' side of the server API: send what she said, receive 차차's sentences as they come.
+
+The doll, the CLI and the Telegram bot all talk to the server through `InferenceClient`; what it
+returns is parsed into the models of `inference_server.api.models`.
+"""
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
+from pydantic import ValidationError
+
+from inference_server.api.models import FinalEvent, Health, SentenceEvent, decode_event
 
 _LOGGER = logging.getLogger(__name__)
 
 
 class ServerUnavailable(Exception):
     """The inference server cannot be reached or refused the request; the message says why."""
-
-
-@dataclass(frozen=True)
-class ReplySentence:
-    index: int
-    text: str
-
-
-@dataclass(frozen=True)
-class ReplyFinal:
-    reply: str
-    backend: str
-    timings_ms: dict
-    fallbacks: list[dict]
-    heard: str | None = None  # audio mode: what the model heard her say
 
 
 class InferenceClient:
@@ -40,7 +30,7 @@ class InferenceClient:
 
     async def chat(
         self, text: str, *, conversation: str, channel: str = "doll", audio: tuple[str, bytes] | None = None
-    ) -> AsyncIterator[ReplySentence | ReplyFinal]:
+    ) -> AsyncIterator[SentenceEvent | FinalEvent]:
         """Yield each sentence as the server sends it, then the final summary.
 
         `audio` is (mime type, bytes) of her recording, for a server in audio mode.
@@ -59,17 +49,9 @@ class InferenceClient:
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
-                    event = json.loads(line)
-                    if event.get("type") == "sentence":
-                        yield ReplySentence(event["index"], event["text"])
-                    elif event.get("type") == "final":
-                        yield ReplyFinal(
-                            event["reply"],
-                            event["backend"],
-                            event["timings_ms"],
-                            event.get("fallbacks", []),
-                            event.get("heard"),
-                        )
+                    event = self._event(line)
+                    if event is not None:
+                        yield event
         except httpx.ConnectError:
             raise ServerUnavailable(
                 f"the inference server at {self.base_url} is not reachable: start it with "
@@ -80,11 +62,28 @@ class InferenceClient:
                 f"the inference server at {self.base_url} did not answer in time: "
                 "check `chacha status` and the server's log"
             ) from None
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        except httpx.HTTPError as exc:
             raise ServerUnavailable(f"talking to {self.base_url} failed: {exc}") from None
 
-    async def health(self) -> dict:
-        return await self._request("GET", "/v1/health")
+    def _event(self, line: str) -> SentenceEvent | FinalEvent | None:
+        """One NDJSON line; None for an event type this client does not know (a newer server)."""
+        try:
+            return decode_event(line)
+        except ValidationError as exc:
+            if all(error["type"] == "union_tag_invalid" for error in exc.errors()):
+                _LOGGER.debug("skipping an event this client does not know: %s", line[:200])
+                return None
+            raise ServerUnavailable(self._misunderstood("a reply line", exc)) from None
+
+    async def health(self) -> Health:
+        answer = await self._request("GET", "/v1/health")
+        try:
+            return Health.model_validate(answer)
+        except ValidationError as exc:
+            raise ServerUnavailable(self._misunderstood("its health", exc)) from None
+
+    def _misunderstood(self, what: str, exc: ValidationError) -> str:
+        return f"the server at {self.base_url} sent {what} this client does not understand: {exc}"
 
     async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         try:

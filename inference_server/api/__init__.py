@@ -1,0 +1,37 @@
+"""The server–client contract: the typed answers of the HTTP API, and the client that reads them."""
+
+from inference_server.api.client import InferenceClient, ServerUnavailable
+from inference_server.api.models import (
+    NDJSON,
+    BackendStatus,
+    ChatEvent,
+    FallbackInfo,
+    FinalEvent,
+    Health,
+    QuotaStatus,
+    SentenceEvent,
+    Timings,
+    decode_event,
+    encode_event,
+)
+
+ReplySentence = SentenceEvent
+ReplyFinal = FinalEvent
+
+__all__ = [
+    "NDJSON",
+    "BackendStatus",
+    "ChatEvent",
+    "FallbackInfo",
+    "FinalEvent",
+    "Health",
+    "InferenceClient",
+    "QuotaStatus",
+    "ReplyFinal",
+    "ReplySentence",
+    "SentenceEvent",
+    "ServerUnavailable",
+    "Timings",
+    "decode_event",
+    "encode_event",
+]

@@ -1,0 +1,178 @@
+"""The server–client contract, defined once: what the server writes and what its clients read.
+
+The server builds these models and writes them; the clients (the doll, the CLI, the Telegram
+bot) parse the server's answers into them and read attributes, never string keys. Readers
+ignore keys they do not know, so a newer server can add some; a renamed or missing key is a
+validation error that names it.
+
+POST /v1/chat answers NDJSON: one `SentenceEvent` line per sentence as soon as it is complete,
+then one `FinalEvent`. `encode_event` writes a line, `decode_event` reads one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    field_validator,
+    model_serializer,
+)
+
+from inference_server.settings import MAX_TEXT_CHARS, ConversationId
+
+NDJSON = "application/x-ndjson"
+
+
+class _Answer(BaseModel):
+    """What the server answers: immutable, and unknown keys are ignored when read."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+MAX_AUDIO_BYTES = 1_500_000
+"""Largest utterance audio accepted (about 90 s of 16 kHz Opus, or 45 s of FLAC)."""
+
+
+class AudioPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mime_type: Literal["audio/ogg", "audio/flac", "audio/wav"] = Field(description="the encoding")
+    data: str = Field(
+        description="the recording, base64", min_length=4, max_length=MAX_AUDIO_BYTES * 4 // 3 + 4
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("data is not base64") from None
+        return value
+
+    def decoded(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class PersonaText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=100_000, description="the whole persona YAML")
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation: ConversationId = "jinju"
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")
+    channel: Literal["doll", "telegram", "cli"] = "doll"
+    audio: AudioPayload | None = Field(None, description="her utterance as sound (audio mode)")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("text is empty")
+        return value
+
+
+# --- POST /v1/chat: the NDJSON events ---------------------------------------------------------
+
+
+class SentenceEvent(_Answer):
+    """A whole sentence of the reply, sent as soon as it is complete."""
+
+    type: Literal["sentence"] = "sentence"
+    index: int
+    text: str
+
+
+class Timings(_Answer):
+    first_sentence: float | None  # ms; None when no sentence was sent
+    total: float  # ms
+
+
+class FallbackInfo(_Answer):
+    """A backend that did not answer this turn, and why (`unavailable`, `rate_limited`, …)."""
+
+    backend: str
+    reason: str
+    detail: str
+
+
+class FinalEvent(_Answer):
+    """The end of a turn: the whole reply, which backend made it, and how long it took."""
+
+    type: Literal["final"] = "final"
+    conversation: str
+    reply: str
+    backend: str
+    heard: str | None = None  # audio mode: what the model heard her say
+    timings_ms: Timings
+    fallbacks: tuple[FallbackInfo, ...] = ()
+
+
+ChatEvent = Annotated[SentenceEvent | FinalEvent, Field(discriminator="type")]
+CHAT_EVENT: TypeAdapter[SentenceEvent | FinalEvent] = TypeAdapter(ChatEvent)
+
+
+def encode_event(event: SentenceEvent | FinalEvent) -> bytes:
+    """One NDJSON line: `json.dumps` spacing, UTF-8 text as it is, then a newline."""
+    return json.dumps(event.model_dump(mode="json"), ensure_ascii=False).encode() + b"\n"
+
+
+def decode_event(line: str | bytes) -> SentenceEvent | FinalEvent:
+    """Read one NDJSON line; a pydantic ValidationError names what is wrong with it."""
+    return CHAT_EVENT.validate_json(line)
+
+
+# --- GET /v1/health -----------------------------------------------------------------------------
+
+
+class QuotaStatus(_Answer):
+    """A Gemini model's use of its free-tier quota, as the server's ledger counts it."""
+
+    model: str
+    requests_today: int
+    requests_per_day: int
+    left_today: int
+    left_today_for_telegram: int
+    requests_last_minute: int
+    requests_per_minute: int
+    tokens_last_minute: int
+    tokens_per_minute: int
+    cooldown_s: float
+    cooldown_reason: str | None
+    resets_in_s: int
+
+
+class BackendStatus(_Answer):
+    name: str
+    available: bool
+    reason: str | None  # why it is off; None when available
+    quota: QuotaStatus | None = None  # only backends with a quota ledger; the key is absent otherwise
+
+    @model_serializer(mode="wrap")
+    def _without_missing_quota(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("quota") is None:
+            data.pop("quota", None)
+        return data
+
+
+class Health(_Answer):
+    status: str
+    version: str
+    backend: str  # the backend that would answer now ("none" if none can)
+    backends: tuple[BackendStatus, ...]
