@@ -32,6 +32,7 @@ demo: install
 
 test: $(STAMP)/test-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)/venv
@@ -67,8 +68,9 @@ bench: $(STAMP)/test-deps
 	$(BIN)/chacha bench stt samples --repeat 5 --cores 1 --output bench/results/stt-1core.json
 	$(BIN)/chacha bench all
 
-lint: install
+lint: $(STAMP)/test-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # The one way to change what is installed: resolve again, newest allowed versions of everything.
 # Then run `make test` and commit uv.lock with what changed and why.

@@ -15,7 +15,9 @@ import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, Message, Update
 from telegram.constants import ChatAction
@@ -33,12 +35,11 @@ from telegram.warnings import PTBDeprecationWarning
 from inference_server.api import InferenceClient, ReplyFinal, ServerUnavailable
 from inference_server.settings import MAX_TEXT_CHARS
 from telegram_collector.developer import DEVELOPER_COMMANDS, DeveloperCommands
+from telegram_collector.errors import TelegramError
 from telegram_collector.settings import TelegramSettings, TelegramUser
 from telegram_collector.store import CollectedMessage, CollectorStore
 from telegram_collector.voice import VoiceError, decode_voice, encode_voice
-
-if TYPE_CHECKING:
-    from device.config import ChachaConfig
+from tts.settings import TTSSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -111,13 +112,39 @@ class Lazy:
         return f"failed: {error}" if error else "ready"
 
 
+@dataclass(frozen=True)
+class BotOptions:
+    """What the bot takes from the rest of the configuration (the command line fills it in)."""
+
+    conversation: str  # client.conversation: whom 차차 talks with when a user names none
+    sample_rate: int  # stt.sample_rate: voice notes are decoded to it for the recogniser
+    tts: TTSSettings  # how voice replies are spoken
+    persona_file: Path | None = None  # persona.file, for /persona
+    timezone: str = "Asia/Seoul"  # persona.timezone, for /status
+
+    @classmethod
+    def of(cls, config) -> BotOptions:
+        """From a whole configuration (anything with client, stt, tts and persona sections)."""
+        return cls(
+            conversation=config.client.conversation,
+            sample_rate=config.stt.sample_rate,
+            tts=config.tts,
+            persona_file=config.persona.file,
+            timezone=config.persona.timezone,
+        )
+
+
+def _no_recogniser():
+    raise TelegramError("no speech recognition was given to the bot: set telegram.stt_engine: off")
+
+
 class ChachaBot:
     """What the bot does with each update; its bound methods are the Application's handlers."""
 
     def __init__(
         self,
         settings: TelegramSettings,
-        config: ChachaConfig,
+        options: BotOptions,
         client: InferenceClient,
         store: CollectorStore,
         *,
@@ -125,25 +152,20 @@ class ChachaBot:
         speech_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.config = config
+        self.options = options
         self.client = client
         self.store = store
-        self.transcriber = Lazy("speech recognition", transcriber_factory or self._load_transcriber)
+        self.transcriber = Lazy("speech recognition", transcriber_factory or _no_recogniser)
         self.speech = Lazy("speech synthesis", speech_factory or self._load_speech)
         self.developer = DeveloperCommands(self)
         self._strangers_told: dict[int, float] = {}
 
     # --- loading ------------------------------------------------------------------------------
 
-    def _load_transcriber(self):
-        from device.stt.auto import create_transcriber
-
-        return create_transcriber(self.config.stt, engine=self.settings.stt_engine)
-
     def _load_speech(self):
         from tts.engines import create_engine
 
-        return create_engine(self.config.tts)
+        return create_engine(self.options.tts)
 
     async def prepare(self, application: Application) -> None:
         """Start loading the speech models and show the developer commands to developers."""
@@ -167,7 +189,7 @@ class ChachaBot:
 
     def conversation(self, user: TelegramUser) -> str:
         """The server conversation this user's words go to."""
-        return user.conversation or self.config.client.conversation
+        return user.conversation or self.options.conversation
 
     def user_of(self, update: Update) -> TelegramUser:
         user = self.settings.user(update.effective_user.id if update.effective_user else None)
@@ -295,7 +317,7 @@ class ChachaBot:
         try:
             file = await context.bot.get_file(message.voice.file_id)
             data = bytes(await file.download_as_bytearray())
-            rate = self.config.stt.sample_rate
+            rate = self.options.sample_rate
             samples = await asyncio.to_thread(decode_voice, data, sample_rate=rate)
         except (VoiceError, BotAPIError) as exc:
             _LOGGER.warning("voice note %d unreadable: %s", message.message_id, exc)
@@ -324,7 +346,7 @@ class ChachaBot:
         """차차's reply as a voice note; on any failure the text he already sent is enough."""
         from tts.engines import join_audio, speak
 
-        tts = self.config.tts
+        tts = self.options.tts
         try:
             engine = await self.speech.get()
             async with keep_acting(context, message.chat_id, ChatAction.RECORD_VOICE):
@@ -435,7 +457,7 @@ async def keep_acting(context: ContextTypes.DEFAULT_TYPE, chat_id: int, action: 
 
 def build_application(
     settings: TelegramSettings,
-    config: ChachaConfig,
+    options: BotOptions,
     *,
     token: str,
     client: InferenceClient,
@@ -446,7 +468,7 @@ def build_application(
     """The Application with every handler; ``application.bot_data["chacha"]`` is the ChachaBot."""
     chacha = ChachaBot(
         settings,
-        config,
+        options,
         client,
         store,
         transcriber_factory=transcriber_factory,

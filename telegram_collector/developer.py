@@ -96,7 +96,7 @@ class DeveloperCommands:
     def _local_persona(self) -> tuple[str, str]:
         from inference_server.persona import default_persona_path
 
-        path = self.bot.config.persona.file or default_persona_path()
+        path = self.bot.options.persona_file or default_persona_path()
         try:
             return path.read_text(encoding="utf-8"), f"{path} on this machine: the server did not answer"
         except OSError as exc:
@@ -116,7 +116,7 @@ class DeveloperCommands:
         if not records:
             await update.effective_message.reply_text(f"nothing collected from {label} yet")
             return
-        zone = ZoneInfo(self.bot.config.persona.timezone)
+        zone = ZoneInfo(self.bot.options.timezone)
         lines = [f"last {len(records)} of {label}:"]
         for r in records:
             when = datetime.fromtimestamp(r.date, zone).strftime("%m-%d %H:%M")

@@ -17,6 +17,8 @@ import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
 from device import audio
+from device.cli.live import run as live_run
+from device.cli.live import test_hardware as chacha_test
 from device.config import ChachaConfig
 from device.doll.audio_io import Microphone, Speaker, find_device
 from device.doll.earcons import LEVEL_DBFS, make_earcon, make_earcons
@@ -32,8 +34,6 @@ from device.doll.vad import (
     create_vad,
 )
 from device.errors import AudioDeviceError, STTError
-from device.live_commands import run as live_run
-from device.live_commands import test_hardware as chacha_test
 from hardware import HardwareError, HardwareSettings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "ko-read-sentence.wav"
@@ -472,7 +472,7 @@ def test_chacha_run_without_gpio_is_a_hardware_error(fake_card) -> None:
 
 
 def test_chacha_run_needs_the_capture_rate_of_the_recogniser(fake_card) -> None:
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
 
     with pytest.raises(CommandError, match="stt.sample_rate"):
         live_run(Namespace(debug=False), make_config(audio=AudioSettings(capture_rate=48000)))

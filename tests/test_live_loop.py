@@ -31,7 +31,8 @@ import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device import audio, live_commands
+from device import audio
+from device.cli import live as live_commands
 from device.config import ChachaConfig
 from device.doll import loop as live
 from device.doll.audio_io import Microphone, Speaker

@@ -22,6 +22,7 @@ from telegram_collector.bot import (
     HEARD_PREFIX,
     NOTHING_HEARD,
     ONLY_WORDS,
+    BotOptions,
     ChachaBot,
     build_application,
     serving,
@@ -82,7 +83,7 @@ def run(fake, start_server, token, tmp_path, config):
             store = CollectorStore(tmp_path / "telegram.sqlite3")
             application = build_application(
                 settings or _settings(fake),
-                config,
+                BotOptions.of(config),
                 token=fake.token,
                 client=InferenceClient(server_url or server.url, token, timeout_s=10),
                 store=store,

@@ -14,10 +14,12 @@ import yaml
 from fakes.telegram import FakeTelegram
 from pydantic import ValidationError
 
+from device.cli import telegram as cli_args
+from device.cli import telegram as commands
 from device.config import ChachaConfig
 from inference_server.backends.phrasebook import Phrasebook, default_phrasebook_path
 from inference_server.persona import Persona, default_persona_path
-from telegram_collector import cli_args, commands
+from telegram_collector import serving
 from telegram_collector.errors import TelegramError
 from telegram_collector.exporter import (
     EXAMPLES_FILE,
@@ -467,7 +469,7 @@ def test_quota_in_one_line():
 
 
 def test_the_token_never_reaches_the_log(caplog):
-    hider = commands.hide_token("123:secret")
+    hider = serving.hide_token("123:secret")
     record = logging.LogRecord(
         "httpx", logging.INFO, __file__, 1, "GET %s", ("http://x/bot123:secret/getMe",), None
     )
@@ -487,7 +489,7 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from fakes.telegram import FakeTelegram
 from test_telegram_collector import _config
-from telegram_collector import commands
+from device.cli import telegram as commands
 from telegram_collector.settings import TelegramSettings, TelegramUser
 
 with FakeTelegram() as fake:

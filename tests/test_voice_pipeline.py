@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
-from device import voice_cli as cli_args
+from device.cli import voice as cli_args
 from tts.voice.record import record_script
 from tts.voice.script import load_script
 from tts.voice.workspace import SAMPLE_RATE, VoiceDir

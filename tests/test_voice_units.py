@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
-from device import voice_cli as cli_args
-from device.voice_commands import read_recording
+from device.cli import voice as cli_args
+from device.cli.voice import read_recording
 from tts.voice import levels
 from tts.voice.config_edit import CannotEdit, check_edit, set_piper_voice
 from tts.voice.errors import VoiceError

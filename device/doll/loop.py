@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from device.doll.earcons import make_earcons
+from device.doll.protocols import Button, ChatClient, Light, Microphone, Speaker, StreamingRecogniser
 from device.doll.settings import LoopSettings
 from device.doll.states import DollState
 from device.doll.talk import NOTHING_HEARD, encode_utterance
@@ -53,7 +54,7 @@ from device.doll.vad import EndpointDetector, SpeechEnded, SpeechStarted, VoiceA
 from device.stt.transcript import Transcript
 from hardware.clock import MONOTONIC, Clock, deadline
 from inference_server.api import ReplyFinal, ReplySentence, ServerUnavailable
-from tts.engines import speak
+from tts.engines import SpeechEngine, speak
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -173,13 +174,13 @@ class Doll:
     def __init__(
         self,
         *,
-        mic,
-        speaker,
-        transcriber,
-        engine,
-        client,
-        light,
-        button,
+        mic: Microphone,
+        speaker: Speaker,
+        transcriber: StreamingRecogniser,
+        engine: SpeechEngine,
+        client: ChatClient,
+        light: Light,
+        button: Button,
         settings: LoopSettings | None = None,
         conversation: str = "jinju",
         tts_volume: float = 1.0,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import statistics
 from argparse import Namespace
 from pathlib import Path
 
@@ -12,7 +14,7 @@ DEFAULT_RECORDING = Path("samples/ko-read-sentence.wav")
 
 
 def _recording(args: Namespace) -> Path:
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
 
     path = args.recording
     if not path.is_file():
@@ -21,7 +23,7 @@ def _recording(args: Namespace) -> Path:
 
 
 def _check_runs(args: Namespace) -> None:
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
 
     if args.runs < 1:
         raise CommandError(f"--runs {args.runs}: give at least 1 turn per scenario")
@@ -30,7 +32,7 @@ def _check_runs(args: Namespace) -> None:
 def bench_latency(args: Namespace, config: ChachaConfig) -> int:
     from device.bench.latency import Scenario
     from device.bench.report import SCENARIOS, latency
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
 
     _check_runs(args)
     scenarios = SCENARIOS
@@ -119,3 +121,75 @@ def register(bench) -> None:
         else:
             p.add_argument("--output-dir", type=Path, default=Path("bench/results"))
             p.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
+
+
+# --- bench ---------------------------------------------------------------------------------
+
+
+def bench_stt(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.stt import evaluate, load_transcripts
+    from device.cli.errors import CommandError
+    from device.stt.auto import create_engines
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = sorted(set(engines) - {"vosk", "whisper", "hybrid"})
+    if unknown or not engines:
+        raise CommandError(
+            f"unknown engine(s) {', '.join(unknown) or '(none)'}: choose from vosk, whisper, hybrid"
+        )
+    if args.repeat < 1:
+        raise CommandError(f"--repeat {args.repeat}: give at least 1")
+    load_transcripts(args.folder)  # a bad folder fails before minutes of model loading
+    stt = config.stt
+    if args.cores:
+        available = sorted(os.sched_getaffinity(0))
+        if args.cores > len(available):
+            raise CommandError(f"--cores {args.cores}: only {len(available)} core(s) here")
+        os.sched_setaffinity(0, set(available[: args.cores]))
+        stt = stt.model_copy(update={"whisper": stt.whisper.model_copy(update={"cpu_threads": args.cores})})
+    loaded = create_engines(stt, engines, debug=args.debug)
+    reports, latencies = [], {}
+    for name in engines:
+        runs = [evaluate(args.folder, loaded[name].transcribe_file) for _ in range(args.repeat)]
+        reports.append(runs[-1])  # the first run pays one-off warm-up costs
+        latencies[name] = sorted(r.median_final_latency_s for r in runs)
+    result = {
+        "folder": str(args.folder),
+        "cores": args.cores or len(os.sched_getaffinity(0)),
+        "repeat": args.repeat,
+        "peak_rss_mb": _peak_rss_mb(),
+        "engines": [
+            {
+                **r.as_json(),
+                "final_latency_runs_s": latencies[name],
+                "final_latency_median_of_runs_s": statistics.median(latencies[name]),
+            }
+            for name, r in zip(engines, reports, strict=True)
+        ],
+    }
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for name, report in zip(engines, reports, strict=True):
+            print(report.as_table())
+            print(
+                f"end of speech → final text, median of {args.repeat} run(s): "
+                f"{statistics.median(latencies[name]) * 1000:.0f} ms"
+            )
+            print()
+        print(
+            f"Cores: {result['cores']} · peak RSS with {', '.join(engines)} loaded: "
+            f"{result['peak_rss_mb']:.0f} MB"
+        )
+    return 0
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

@@ -1,17 +1,21 @@
-"""What `chacha telegram …` does: run the bot, import a chat export, export 차차's data."""
+"""`chacha telegram` (run the bot), `telegram import` and `telegram export`.
+
+The bot (``telegram_collector``) is given what it needs of the rest: the server's client, its
+options from the configuration, and the speech recogniser and voice to use.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import logging
 from argparse import Namespace
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference_server.shared.secrets import Secrets
 from telegram_collector.errors import TelegramError
+from telegram_collector.serving import EXPORT_FOLDER, TOKEN_ENV
 
 if TYPE_CHECKING:
     from device.config import ChachaConfig
@@ -19,8 +23,70 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
-EXPORT_FOLDER = "telegram-export"
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `telegram` (run the bot), `telegram import` and `telegram export` to the CLI."""
+    from device.cli import telegram as commands
+
+    p = subparsers.add_parser(
+        "telegram",
+        help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN); `import`/`export` chat history",
+        description="Without a sub-command: run the bot until interrupted.",
+    )
+    p.set_defaults(func=commands.run_bot)
+    sub = p.add_subparsers(dest="telegram_command", metavar="WHAT")
+
+    i = sub.add_parser("import", help="import a Telegram Desktop chat export (result.json)")
+    i.add_argument("export", type=Path, metavar="RESULT_JSON", help="the result.json Telegram Desktop wrote")
+    i.add_argument(
+        "--she", required=True, metavar="NAME_OR_ID", help="진주: display name or user id in the export"
+    )
+    i.add_argument(
+        "--he", required=True, metavar="NAME_OR_ID", help="차차: display name or user id in the export"
+    )
+    i.add_argument(
+        "--chat",
+        metavar="NAME_OR_ID",
+        help="from a whole-account export, only this chat (default: every chat of the two)",
+    )
+    i.set_defaults(func=commands.import_chat)
+
+    e = sub.add_parser("export", help="write a phrasebook, few-shot examples and fine-tuning sets")
+    e.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="folder to write into (default: <server.data_dir>/telegram-export)",
+    )
+    e.add_argument(
+        "--max-gap-min",
+        type=_positive(float),
+        default=30.0,
+        metavar="MIN",
+        help="his reply counts only within this many minutes of hers (default 30)",
+    )
+    e.add_argument(
+        "--examples",
+        type=_positive(int),
+        default=12,
+        metavar="N",
+        help="few-shot examples to pick (default 12)",
+    )
+    e.set_defaults(func=commands.export)
+    return p
+
+
+# --- the handlers ------------------------------------------------------------------------------
 
 
 def _settings(config: ChachaConfig) -> TelegramSettings:
@@ -31,30 +97,10 @@ def _database(config: ChachaConfig) -> Path:
     return _settings(config).database_path(config.server.data_dir)
 
 
-class _HideToken(logging.Filter):
-    """Blank the bot token out of log lines: httpx and PTB log Bot API URLs, and the token is in them."""
+def _recogniser(config: ChachaConfig, settings: TelegramSettings):
+    from device.stt.auto import create_transcriber
 
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
-        self._quoted = token.replace(":", "%3A")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        line = record.getMessage()
-        if self._token in line or self._quoted in line:
-            record.msg = line.replace(self._token, "<TELEGRAM_BOT_TOKEN>").replace(
-                self._quoted, "<TELEGRAM_BOT_TOKEN>"
-            )
-            record.args = None
-        return True
-
-
-def hide_token(token: str) -> _HideToken:
-    """Install the token filter on every handler of the root logger (where the lines are written)."""
-    hider = _HideToken(token)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(hider)
-    return hider
+    return create_transcriber(config.stt, engine=settings.stt_engine)
 
 
 def run_bot(args: Namespace, config: ChachaConfig) -> int:
@@ -74,53 +120,35 @@ def run_bot(args: Namespace, config: ChachaConfig) -> int:
         )
     from telegram import Update
 
-    from device.commands import _server_client
-    from telegram_collector.bot import build_application
+    from device.cli.server import server_client
+    from telegram_collector.bot import BotOptions, build_application
+    from telegram_collector.serving import bot_api_errors, hide_token, introduce
     from telegram_collector.store import CollectorStore
 
     hide_token(token)
-    username = asyncio.run(_introduce(settings, token))
+    username = asyncio.run(introduce(settings, token))
     store = CollectorStore(_database(config))
     try:
-        with _server_client(config) as client:
-            application = build_application(settings, config, token=token, client=client, store=store)
+        with server_client(config) as client:
+            application = build_application(
+                settings,
+                BotOptions.of(config),
+                token=token,
+                client=client,
+                store=store,
+                transcriber_factory=lambda: _recogniser(config, settings),
+            )
             _LOGGER.info(
                 "@%s talks with %s; collecting into %s",
                 username,
                 ", ".join(f"{u.name} ({u.role})" for u in settings.users),
                 store.path,
             )
-            with _bot_api_errors(settings):
+            with bot_api_errors(settings):
                 application.run_polling(allowed_updates=[Update.MESSAGE, Update.EDITED_MESSAGE])
     finally:
         store.close()
     return 0
-
-
-async def _introduce(settings: TelegramSettings, token: str) -> str:
-    """Check the token with getMe before anything else starts; the bot's @username."""
-    from telegram import Bot
-
-    urls = {"base_url": settings.base_url, "base_file_url": settings.base_file_url}
-    with _bot_api_errors(settings):
-        async with Bot(token, **{k: v for k, v in urls.items() if v}) as bot:  # shuts down on failure too
-            return bot.username
-
-
-@contextlib.contextmanager
-def _bot_api_errors(settings: TelegramSettings) -> Iterator[None]:
-    """The Bot API's start-up errors as one-line TelegramErrors (PTB's own messages hold the token)."""
-    from telegram.error import InvalidToken, NetworkError
-
-    try:
-        yield
-    except InvalidToken:
-        raise TelegramError(
-            f"Telegram rejected {TOKEN_ENV}: copy the token again from @BotFather (/mybots → API Token)"
-        ) from None
-    except NetworkError as exc:
-        where = settings.base_url or "api.telegram.org"
-        raise TelegramError(f"cannot reach the Telegram Bot API at {where}: {exc.message}") from None
 
 
 def import_chat(args: Namespace, config: ChachaConfig) -> int:

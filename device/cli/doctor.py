@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,3 +196,10 @@ def run_checks(config: ChachaConfig, source: Path | None, *, measure_stt: bool =
     failed = sum(c.status == "FAIL" for c in checks)
     print(f"\n{failed} problem(s) to fix." if failed else "\nAll essential checks passed.")
     return 1 if failed else 0
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+def doctor(args: Namespace, config: ChachaConfig) -> int:
+    return run_checks(config, args.config_source, measure_stt=getattr(args, "measure_stt", False))

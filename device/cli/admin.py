@@ -11,17 +11,19 @@ import tempfile
 from argparse import Namespace
 from pathlib import Path
 
+import yaml
+
 from device.config import ChachaConfig
 
 
 def _with_client(config: ChachaConfig, job):
     """Run `job(client)` against the configured server, or one started in this process."""
-    from device.commands import _server_client
+    from device.cli.server import server_client
 
     async def run():
         return await job(client)
 
-    with _server_client(config) as client:
+    with server_client(config) as client:
         return asyncio.run(run())
 
 
@@ -63,7 +65,7 @@ def status(args: Namespace, config: ChachaConfig) -> int:
 
 
 def persona(args: Namespace, config: ChachaConfig) -> int:
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
 
     if args.action == "show":
         found = _with_client(config, lambda client: client.persona())
@@ -89,7 +91,7 @@ def persona(args: Namespace, config: ChachaConfig) -> int:
 
 def _edit(config: ChachaConfig) -> int:
     """Open the persona in $EDITOR; save it through the server, which checks it first."""
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
     from inference_server.api import ServerUnavailable
 
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "nano"
@@ -124,4 +126,14 @@ def _edit(config: ChachaConfig) -> int:
             return f"Saved {saved['name']}'s persona to {saved['path']}; it applies from the next turn."
 
     print(_with_client(config, job))
+    return 0
+
+
+# --- config ------------------------------------------------------------------------------
+
+
+def show_config(args: Namespace, config: ChachaConfig) -> int:
+    source = args.config_source or "built-in defaults (no chacha.yaml found)"
+    print(f"# configuration from {source}; it is valid")
+    print(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
     return 0

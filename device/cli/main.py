@@ -8,13 +8,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from device.cli.errors import CommandError
 from device.config import ConfigError, load_config
 
 _LOGGER = logging.getLogger("chacha")
-
-
-class CommandError(Exception):
-    """A user-facing problem with a command's input; the message says what to do."""
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -42,7 +39,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from device import commands
+    from device.cli import admin, bench, conversation, doctor, live, server, speech, telegram, voice
 
     parser = argparse.ArgumentParser(
         prog="chacha", description="차차핑: a talking doll that answers in Korean as 차차."
@@ -59,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the inference server (needs CHACHA_API_TOKEN)")
     p.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: server.port, 8750)")
-    p.set_defaults(func=commands.serve)
+    p.set_defaults(func=server.serve)
 
     p = sub.add_parser("talk", help="one whole turn from a file: her voice in, 차차's voice out")
     source = p.add_mutually_exclusive_group(required=True)
@@ -68,29 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, metavar="WAV", help="where to write 차차's spoken reply")
     p.add_argument("--conversation", help="conversation id (default: client.conversation)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=commands.talk)
+    p.set_defaults(func=conversation.talk)
 
     engines = ["auto", "hybrid", "whisper", "vosk"]
     p = sub.add_parser("transcribe", help="speech recognition on audio files")
     p.add_argument("files", type=Path, nargs="+", metavar="WAV")
     p.add_argument("--engine", choices=engines, help="recogniser (default: stt.engine)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=commands.transcribe)
+    p.set_defaults(func=speech.transcribe)
 
     p = sub.add_parser("say", help="speak a text in 차차's voice")
     p.add_argument("text")
     p.add_argument("--output", type=Path, metavar="WAV", help="write a WAV instead of playing it")
-    p.set_defaults(func=commands.say)
+    p.set_defaults(func=speech.say)
 
     p = sub.add_parser("ask", help="ask 차차 in text and print his answer")
     p.add_argument("text")
     p.add_argument("--conversation", help="conversation id (default: client.conversation)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=commands.ask)
+    p.set_defaults(func=conversation.ask)
 
     p = sub.add_parser("bench", help="measure: `bench stt DIR` (accuracy and speed of speech recognition)")
-    bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
-    b = bench.add_parser("stt", help="character error rate and end-of-speech latency per engine")
+    bench_parsers = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    b = bench_parsers.add_parser("stt", help="character error rate and end-of-speech latency per engine")
     b.add_argument("folder", type=Path, metavar="DIR", help="folder with transcripts.tsv and its recordings")
     b.add_argument(
         "--engines",
@@ -112,10 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--output", type=Path, metavar="JSON", help="also write the results as JSON here")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    b.set_defaults(func=commands.bench_stt)
-    from device.bench.commands import register as register_bench
-
-    register_bench(bench)
+    b.set_defaults(func=bench.bench_stt)
+    bench.register(bench_parsers)
 
     p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
     p.add_argument(
@@ -123,12 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="time Whisper again now (fastest of 5 passes) for stt.engine: auto, and keep that",
     )
-    p.set_defaults(func=commands.doctor)
-
-    from device import admin_commands, live_commands
+    p.set_defaults(func=doctor.doctor)
 
     p = sub.add_parser("run", help="the doll itself: push-to-talk loop with LEDs (systemd runs this)")
-    p.set_defaults(func=live_commands.run)
+    p.set_defaults(func=live.run)
 
     p = sub.add_parser("test", help="check one part of the doll: leds, button, mic or speaker")
     p.add_argument("part", choices=["leds", "button", "mic", "speaker"])
@@ -137,26 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds per LED state (2), watching the button (10), recording the mic (3)",
     )
-    p.set_defaults(func=live_commands.test_hardware)
+    p.set_defaults(func=live.test_hardware)
 
     p = sub.add_parser("status", help="the server's backends, cooldowns and quota left, on one screen")
     p.add_argument("--json", action="store_true", help="print the health JSON")
-    p.set_defaults(func=admin_commands.status)
+    p.set_defaults(func=admin.status)
 
     p = sub.add_parser("persona", help="show, edit, set or reload 차차's persona (applies at once)")
     p.add_argument("action", choices=["show", "edit", "set", "reload"])
     p.add_argument("file", type=Path, nargs="?", help="with `set`: the persona YAML to use")
-    p.set_defaults(func=admin_commands.persona)
+    p.set_defaults(func=admin.persona)
 
-    from telegram_collector.cli_args import register as register_telegram
-
-    register_telegram(sub)
-    from device.voice_cli import register as register_voice
-
-    register_voice(sub)
+    telegram.register(sub)
+    voice.register(sub)
 
     p = sub.add_parser("config", help="check the configuration and print it as used")
-    p.set_defaults(func=commands.show_config)
+    p.set_defaults(func=admin.show_config)
     return parser
 
 
@@ -201,7 +190,3 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,8 +38,8 @@ _STATE_WORDS = {
 def run(args: Namespace, config) -> int:
     """The doll: button, microphone, recogniser, server, voice and light, until SIGTERM/SIGINT."""
     from device import audio
-    from device.cli import CommandError
-    from device.commands import _server_client
+    from device.cli.errors import CommandError
+    from device.cli.server import server_client
     from device.doll import audio_io
     from device.doll.loop import Doll
     from device.stt.auto import create_transcriber
@@ -60,7 +60,7 @@ def run(args: Namespace, config) -> int:
         backend = audio.load_portaudio()
         audio_io.find_device(backend, config.audio.input_device, "input")
         audio_io.find_device(backend, config.audio.output_device, "output")
-        client = stack.enter_context(_server_client(config))
+        client = stack.enter_context(server_client(config))
         engine = create_engine(config.tts)
         transcriber = create_transcriber(config.stt, debug=debug)
         doll = Doll(
@@ -113,7 +113,7 @@ async def _notify_when_ready(doll) -> None:
 
 def test_hardware(args: Namespace, config) -> int:
     """Try one part by itself: ``args.part`` is leds, button, mic or speaker."""
-    from device.cli import CommandError
+    from device.cli.errors import CommandError
 
     seconds = getattr(args, "seconds", None)
     match args.part:

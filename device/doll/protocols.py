@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the doll needs of its parts: each collaborator of :class:`device.doll.loop.Doll` as a Protocol.
+
+The command line hands the doll real parts (``device.doll.audio_io``, ``hardware``,
+``device.stt.auto``, ``tts.engines``, ``inference_server.api``); the tests hand it the same
+parts on a simulated sound card and mock pins. The doll itself imports none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from device.stt.transcript import Utterance
+from inference_server.api import Health
+
+
+class Microphone(Protocol):
+    sample_rate: int
+    muted: bool
+
+    @property
+    def active(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def restart(self) -> None: ...
+
+    async def read(self) -> np.ndarray | None: ...
+
+    def read_pending(self) -> list[np.ndarray]: ...
+
+    def wake(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class Speaker(Protocol):
+    sample_rate: int
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def playing(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def restart(self) -> None: ...
+
+    def convert(self, samples: np.ndarray, rate: int) -> np.ndarray: ...
+
+    def play(self, samples: np.ndarray, rate: int | None = None) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class StreamingRecogniser(Protocol):
+    """Hears an utterance live (``device.stt.auto.create_transcriber`` gives one)."""
+
+    def stream(self) -> Utterance: ...
+
+
+class ChatClient(Protocol):
+    """The inference server, as ``inference_server.api.InferenceClient`` reaches it."""
+
+    def chat(
+        self, text: str, *, conversation: str, channel: str = "doll", audio: tuple[str, bytes] | None = None
+    ) -> AsyncIterator[Any]: ...
+
+    async def health(self) -> Health: ...
+
+
+class Light(Protocol):
+    """Shows the doll's state by its name (``hardware.StatusLight``)."""
+
+    def show(self, state: str) -> None: ...
+
+    def off(self) -> None: ...
+
+
+class Button(Protocol):
+    """The push-to-talk button (``hardware.PushToTalkButton``): the doll sets its callbacks."""
+
+    on_press: Callable[[], None] | None
+    on_release: Callable[[float], None] | None
+    on_long_press: Callable[[], None] | None
