@@ -1,4 +1,4 @@
-"""The real google-genai SDK against the local fake Gemini server (tests/fakes/gemini.py).
+"""The real google-genai SDK against the local fake Gemini server (device/bench/fake_gemini.py).
 
 These tests pin down both the fake and the SDK behaviour the inference server relies on:
 which exceptions come out for rate limits, server errors, timeouts and broken streams, and
@@ -14,8 +14,9 @@ import time
 import httpx
 import httpx2
 import pytest
-from fakes.gemini import DEFAULT_TEXT, FakeGemini, Reply
 from google.genai import errors, types
+
+from device.bench.fake_gemini import DEFAULT_TEXT, FakeGemini, Reply
 
 pytestmark = pytest.mark.timeout(30)
 
