@@ -188,6 +188,25 @@ def test_stream_delay_spaces_out_chunks(fake):
     assert arrivals[2] - arrivals[1] >= 0.15
 
 
+def test_paced_reply_holds_the_first_text_then_streams_at_the_token_rate(fake):
+    """Reply.paced (what `chacha bench latency` serves): pieces of 4 tokens = 6 characters."""
+    paced = Reply.paced("가나다라마바사아자차카타", first_token_s=0.2, tokens_per_s=20)
+    assert paced.chunks == ("가나다라마바", "사아자차카타") and paced.delay_s == pytest.approx(0.2)
+    assert paced.total_s == pytest.approx(0.4)
+    fake.push(paced, paced)
+    client = fake.client()
+    start = time.monotonic()
+    arrivals = [
+        (time.monotonic() - start, c.text)
+        for c in client.models.generate_content_stream(model=MODEL, contents="?")
+    ]
+    assert [t for _, t in arrivals] == list(paced.chunks)
+    assert arrivals[0][0] >= 0.18 and arrivals[1][0] - arrivals[0][0] >= 0.15
+    start = time.monotonic()
+    assert client.models.generate_content(model=MODEL, contents="?").text == "가나다라마바사아자차카타"
+    assert time.monotonic() - start >= 0.38
+
+
 def test_concurrent_requests_are_served_in_parallel(fake):
     gate = threading.Event()
     fake.push(Reply.stream(["먼저 ", "나중"], gate=gate))
