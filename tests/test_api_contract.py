@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from fakes.gemini import FakeGemini, Reply
 from pydantic import ValidationError
 
+from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.api import (
     BackendStatus,
     FallbackInfo,

@@ -8,7 +8,6 @@ import pytest
 from conftest import ROOT
 from test_cli import chacha
 
-from device.bench.paced_gemini import PacedGemini
 from device.bench.report import check_targets
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -51,7 +50,10 @@ def test_paced_gemini_streams_with_the_real_sdk():
     from google import genai
     from google.genai import types
 
-    with PacedGemini("하나. 둘. 셋.", first_token_s=0.2, tokens_per_s=20) as fake:
+    from device.bench.fake_gemini import FakeGemini, Reply
+
+    paced = Reply.paced("하나. 둘. 셋.", first_token_s=0.2, tokens_per_s=20)
+    with FakeGemini(default=paced, api_key=None) as fake:
         client = genai.Client(
             api_key="x", http_options=types.HttpOptions(base_url=fake.base_url, api_version="v1beta")
         )
@@ -60,8 +62,13 @@ def test_paced_gemini_streams_with_the_real_sdk():
             (time.monotonic() - started, c.text)
             for c in client.models.generate_content_stream(model="m", contents="시작")
         ]
+        started = time.monotonic()
+        whole = client.models.generate_content(model="m", contents="시작")
+        whole_s = time.monotonic() - started
     assert "".join(t for _, t in arrivals) == "하나. 둘. 셋."
     assert arrivals[0][0] >= 0.2 and arrivals[-1][0] > arrivals[0][0]
+    assert whole.text == "하나. 둘. 셋." and whole_s >= paced.total_s
+    assert fake.server_errors == []
 
 
 def test_targets_say_by_how_much_they_are_missed():

@@ -327,7 +327,7 @@ def test_persona_set_show_and_reload(tmp_path):
 def test_talk_in_audio_mode_sends_her_recording_to_gemini(tmp_path):
     import base64
 
-    from fakes.gemini import FakeGemini, Reply
+    from device.bench.fake_gemini import FakeGemini, Reply
 
     with FakeGemini() as fake:
         fake.push(Reply.stream(["⟦그는 이리저리 피하면서⟧ 무슨 책 읽고 있어?"]))

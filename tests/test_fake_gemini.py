@@ -1,4 +1,4 @@
-"""The real google-genai SDK against the local fake Gemini server (tests/fakes/gemini.py).
+"""The real google-genai SDK against the local fake Gemini server (device/bench/fake_gemini.py).
 
 These tests pin down both the fake and the SDK behaviour the inference server relies on:
 which exceptions come out for rate limits, server errors, timeouts and broken streams, and
@@ -14,8 +14,9 @@ import time
 import httpx
 import httpx2
 import pytest
-from fakes.gemini import DEFAULT_TEXT, FakeGemini, Reply
 from google.genai import errors, types
+
+from device.bench.fake_gemini import DEFAULT_TEXT, FakeGemini, Reply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -185,6 +186,25 @@ def test_stream_delay_spaces_out_chunks(fake):
         arrivals.append(time.monotonic() - start)
     assert arrivals[1] - arrivals[0] >= 0.15
     assert arrivals[2] - arrivals[1] >= 0.15
+
+
+def test_paced_reply_holds_the_first_text_then_streams_at_the_token_rate(fake):
+    """Reply.paced (what `chacha bench latency` serves): pieces of 4 tokens = 6 characters."""
+    paced = Reply.paced("가나다라마바사아자차카타", first_token_s=0.2, tokens_per_s=20)
+    assert paced.chunks == ("가나다라마바", "사아자차카타") and paced.delay_s == pytest.approx(0.2)
+    assert paced.total_s == pytest.approx(0.4)
+    fake.push(paced, paced)
+    client = fake.client()
+    start = time.monotonic()
+    arrivals = [
+        (time.monotonic() - start, c.text)
+        for c in client.models.generate_content_stream(model=MODEL, contents="?")
+    ]
+    assert [t for _, t in arrivals] == list(paced.chunks)
+    assert arrivals[0][0] >= 0.18 and arrivals[1][0] - arrivals[0][0] >= 0.15
+    start = time.monotonic()
+    assert client.models.generate_content(model=MODEL, contents="?").text == "가나다라마바사아자차카타"
+    assert time.monotonic() - start >= 0.38
 
 
 def test_concurrent_requests_are_served_in_parallel(fake):

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 from conftest import gemini_backend
-from fakes.gemini import FakeGemini, Reply
 
+from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.backends.phrasebook import PhrasebookBackend
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import httpx
 import pytest
-from fakes.gemini import FakeGemini, Reply
 
+from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.backends.phrasebook import PhrasebookBackend
 from inference_server.quota import PACIFIC, QuotaLedger, next_reset, pacific_day
 from inference_server.settings import QuotaSettings

@@ -134,9 +134,10 @@ class Bench:
     def run(
         self, scenarios: list[Scenario], *, first_token_s: float, tokens_per_s: float
     ) -> list[ScenarioResult]:
-        from device.bench.paced_gemini import PacedGemini
+        from device.bench.fake_gemini import FakeGemini, Reply
 
-        with PacedGemini(TWO_SENTENCES, first_token_s=first_token_s, tokens_per_s=tokens_per_s) as gemini:
+        paced = Reply.paced(TWO_SENTENCES, first_token_s=first_token_s, tokens_per_s=tokens_per_s)
+        with FakeGemini(default=paced, api_key=None) as gemini:
             return [asyncio.run(self._scenario(s, gemini.base_url)) for s in scenarios]
 
     async def _scenario(self, scenario: Scenario, gemini_url: str) -> ScenarioResult:

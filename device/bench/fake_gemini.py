@@ -1,8 +1,13 @@
-"""A local fake of the Gemini REST API, for tests that drive the real `google-genai` SDK.
+"""A local fake of the Gemini REST API that the real `google-genai` SDK talks to as to Google.
 
 Tests never reach the internet: point the real SDK at `FakeGemini.base_url` (or use
 `FakeGemini.client()`), queue what the "model" should answer with `push(Reply...)`, and
 assert on `FakeGemini.requests` (persona, history, generation config, API key).
+
+`chacha bench latency` serves its fixed reply from here too, with realistic pacing
+(`Reply.paced`: the first text after `first_token_s`, then pieces at `tokens_per_s`), so
+latency runs repeat. It ships with the package, so it imports nothing but the standard
+library at module level (google-genai only inside `FakeGemini.client()`).
 
 Wire format emulated (what google-genai 3.x sends and parses, Gemini Developer API):
 
@@ -56,6 +61,7 @@ DEFAULT_TEXT = "응, 나 여기 있어."
 MAX_HANG_S = 30.0  # upper bound on Reply.hang
 DEFAULT_GATE_TIMEOUT_S = 10.0  # upper bound on waiting for a Reply.stream gate
 STOP_JOIN_S = 2.0  # how long stop() waits for the serving and handler threads
+CHARS_PER_TOKEN = 1.5  # Korean characters per Gemini token, for Reply.paced
 
 _ROUTE = re.compile(
     r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+)"
@@ -88,6 +94,7 @@ class Reply:
 
     kind: str
     chunks: tuple[str, ...] = ()
+    first_delay_s: float = 0.0
     delay_s: float = 0.0
     gate: threading.Event | None = None
     gate_after: int = 1
@@ -105,6 +112,7 @@ class Reply:
         cls,
         chunks: Iterable[str],
         *,
+        first_delay_s: float = 0.0,
         delay_s: float = 0.0,
         gate: threading.Event | None = None,
         gate_after: int = 1,
@@ -113,12 +121,13 @@ class Reply:
     ) -> Reply:
         """Text in several chunks: one SSE event per chunk.
 
-        `delay_s` is slept before each chunk after the first. With `gate`, the server sends
+        `first_delay_s` is slept before the first chunk (after the response headers) and
+        `delay_s` before each chunk after the first. With `gate`, the server sends
         `gate_after` chunks, then waits (at most `gate_timeout_s`, or until the fake stops) for
         `gate.set()` before sending the rest; a test can so prove the client had the first
         sentence while the "model" was still generating. The last event carries
         `finishReason`. Answered to `:generateContent`, the chunks are joined into one
-        response, sent after the gate and the summed delays.
+        response, sent after the gate and all the delays together.
         """
         chunks = tuple(chunks)
         if not all(isinstance(c, str) for c in chunks):
@@ -128,12 +137,33 @@ class Reply:
         return cls(
             kind="content",
             chunks=chunks,
+            first_delay_s=max(0.0, first_delay_s),
             delay_s=max(0.0, delay_s),
             gate=gate,
             gate_after=gate_after,
             gate_timeout_s=min(max(0.0, gate_timeout_s), MAX_HANG_S),
             finish_reason=finish_reason,
         )
+
+    @classmethod
+    def paced(
+        cls, text: str, *, first_token_s: float = 0.5, tokens_per_s: float = 40.0, chunk_tokens: int = 4
+    ) -> Reply:
+        """`text` at a model's pace: the first piece after `first_token_s`, then one piece of
+        `chunk_tokens` tokens (CHARS_PER_TOKEN characters a token) every
+        `chunk_tokens / tokens_per_s` seconds. Answered to `:generateContent`, the whole text
+        comes after the whole time (`total_s`).
+        """
+        if tokens_per_s <= 0:
+            raise ValueError("tokens_per_s must be > 0")
+        size = max(1, round(chunk_tokens * CHARS_PER_TOKEN))
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
+        return cls.stream(pieces, first_delay_s=first_token_s, delay_s=size / CHARS_PER_TOKEN / tokens_per_s)
+
+    @property
+    def total_s(self) -> float:
+        """How long the whole answer takes, gates aside: every delay together."""
+        return self.first_delay_s + self.delay_s * max(0, len(self.chunks) - 1)
 
     @classmethod
     def text(cls, text: str, *, finish_reason: str = "STOP") -> Reply:
@@ -563,7 +593,7 @@ class _Handler(BaseHTTPRequestHandler):
         # "content" or (streamed) "stream_then_error".
         if not sse:
             self._wait_gate(reply)
-            self._sleep(reply.delay_s * max(0, len(reply.chunks) - 1))
+            self._sleep(reply.total_s)
             if record.stream:
                 events = answer.events(reply.chunks, reply.finish_reason)
                 self._send_json(200, events)
@@ -577,8 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
         for i, event in enumerate(answer.events(chunks, finish)):
             if reply.kind == "content" and i == reply.gate_after:
                 self._wait_gate(reply)
-            if i > 0:
-                self._sleep(reply.delay_s)
+            self._sleep(reply.delay_s if i > 0 else reply.first_delay_s)
             self._send_event(event)
         if reply.kind == "content" and reply.gate_after >= len(chunks):
             self._wait_gate(reply)  # a gate after the last chunk holds the end of the stream
