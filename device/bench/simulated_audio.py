@@ -49,6 +49,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from hardware.clock import MONOTONIC, Clock, SimulatedClock
+from tts.audio import to_int16
 
 _LOGGER = logging.getLogger(__name__)
 _SETTLE_LIMIT_S = 30.0  # real seconds a lockstep consumer may take over one block before time moves on
@@ -207,9 +208,8 @@ class SimulatedSoundCard:
             self.input_blocks += 1
             self.input_log.append((self.clock.now(), self.script_fed))
         if filled < frames and self.noise_dbfs is not None:
-            amplitude = 32768 * 10 ** (self.noise_dbfs / 20)
-            noise = self._rng.standard_normal(frames - filled) * amplitude
-            out[filled:] = np.clip(np.rint(noise), -32768, 32767).astype(np.int16)
+            level = 10 ** (self.noise_dbfs / 20)  # RMS, full scale 1.0
+            out[filled:] = to_int16(self._rng.standard_normal(frames - filled) * level)
         return out
 
     # -- simulated time ---------------------------------------------------------------------
