@@ -201,7 +201,8 @@ def test_paced_reply_holds_the_first_text_then_streams_at_the_token_rate(fake):
         for c in client.models.generate_content_stream(model=MODEL, contents="?")
     ]
     assert [t for _, t in arrivals] == list(paced.chunks)
-    assert arrivals[0][0] >= 0.18 and arrivals[1][0] - arrivals[0][0] >= 0.15
+    # lower bounds only: the server cannot send sooner, a busy client may read later
+    assert arrivals[0][0] >= 0.18 and arrivals[1][0] >= 0.38
     start = time.monotonic()
     assert client.models.generate_content(model=MODEL, contents="?").text == "가나다라마바사아자차카타"
     assert time.monotonic() - start >= 0.38
