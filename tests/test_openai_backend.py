@@ -101,6 +101,11 @@ def openai_server(tmp_path_factory):
         log_file.close()
 
 
+# The wire path, not the speed: llama.cpp on a busy 2-core machine may take many seconds for
+# its first token, so the test gives it far longer than the doll would wait.
+PATIENT = {"first_token_timeout_s": 240.0, "total_timeout_s": 280.0}
+
+
 def _request(text: str) -> LLMRequest:
     return LLMRequest("c", text, "You are 차차. Answer briefly.", channel="doll")
 
@@ -111,7 +116,7 @@ async def _collect(backend, request) -> list:
 
 def test_the_reply_streams_in_pieces_through_the_official_sdk(openai_server):
     backend = OpenAICompatibleBackend(
-        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=24, temperature=0.0)
+        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=24, temperature=0.0, **PATIENT)
     )
     pieces = openai_server.stream(backend, _request("Write one short sentence about cats."))
     text = [p for p in pieces if isinstance(p, str)]
@@ -122,7 +127,7 @@ def test_the_reply_streams_in_pieces_through_the_official_sdk(openai_server):
 
 def test_a_cut_reply_is_reported_as_truncated(openai_server):
     backend = OpenAICompatibleBackend(
-        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=16, temperature=0.0)
+        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=16, temperature=0.0, **PATIENT)
     )
     pieces = openai_server.stream(backend, _request("Count from one to one hundred in words."))
     assert isinstance(pieces[-1], StreamEnd) and pieces[-1].truncated
