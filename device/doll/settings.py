@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class AudioSettings(BaseModel):
@@ -61,12 +61,39 @@ class LoopSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    end_of_turn: Literal["adaptive", "fixed"] = Field(
+        default="adaptive",
+        description="How the doll decides she has finished, even with the button held: 'adaptive' "
+        "waits min_silence_ms after a finished Korean sentence, max_silence_ms after a connective "
+        "or a filler (…는데, …고, 음), silence_ms otherwise; 'fixed' always waits silence_ms.",
+    )
     silence_ms: int = Field(
         default=700,
         ge=100,
         le=5000,
-        description="She has finished speaking after this much silence, even if the button is held "
+        description="Silence that ends her turn when her last words give no cue either way (adaptive), "
+        "or always (fixed) (milliseconds).",
+    )
+    min_silence_ms: int = Field(
+        default=300,
+        ge=100,
+        le=5000,
+        description="Adaptive: the shortest silence that ends her turn, after a finished sentence "
         "(milliseconds).",
+    )
+    max_silence_ms: int = Field(
+        default=1500,
+        ge=100,
+        le=10000,
+        description="Adaptive: the longest silence she may pause for after a connective or a filler "
+        "before her turn ends (milliseconds).",
+    )
+    speculate_after_ms: int = Field(
+        default=150,
+        ge=30,
+        le=5000,
+        description="Hybrid hearing: after this much silence Whisper starts reading what she said so "
+        "far, in case her turn is over; dropped if she goes on (milliseconds).",
     )
     max_utterance_s: float = Field(
         default=15.0,
@@ -120,3 +147,14 @@ class LoopSettings(BaseModel):
         default=True,
         description="Short sounds when listening starts, when a reply is done, and on errors (true/false).",
     )
+
+    @model_validator(mode="after")
+    def _silences_in_order(self) -> LoopSettings:
+        if self.end_of_turn == "adaptive" and not (
+            self.min_silence_ms <= self.silence_ms <= self.max_silence_ms
+        ):
+            raise ValueError(
+                f"loop.min_silence_ms ({self.min_silence_ms}) ≤ loop.silence_ms ({self.silence_ms}) "
+                f"≤ loop.max_silence_ms ({self.max_silence_ms}) must hold: adjust them"
+            )
+        return self

@@ -11,9 +11,12 @@ probability that it holds speech:
 - :class:`EnergyVad`: the block's RMS level against a threshold in dBFS (1.0 or 0.0).
 
 :class:`EndpointDetector` turns those probabilities into events: :class:`SpeechStarted` once
-``min_speech_ms`` of speech has been heard, then :class:`SpeechEnded` after ``silence_ms`` of
-silence (reason ``"silence"``), or when the utterance reaches ``max_utterance_s``
-(``"max_length"``), whichever comes first. Times are audio time (samples fed), not wall time.
+``min_speech_ms`` of speech has been heard; :class:`PauseBegan` when a pause in her speech
+reaches ``speculate_after_ms`` and :class:`SpeechResumed` if she goes on after it; then
+:class:`SpeechEnded` after the silence that :class:`device.doll.turn_end.TurnEnd` asks for
+given her last words (reason ``"silence"``), or when the utterance reaches
+``max_utterance_s`` (``"max_length"``), whichever comes first. Times are audio time (samples
+fed), not wall time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from device.audio import rms_dbfs, to_float
 from device.doll.settings import LoopSettings
+from device.doll.turn_end import TurnEnd
 from device.errors import STTError
 
 
@@ -46,6 +50,21 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
+class PauseBegan:
+    """She has been silent a while after speaking: a good moment to read what she said so far."""
+
+    at_s: float  # seconds of audio heard when the pause was noticed
+    last_speech_s: float  # where her speech stopped (seconds into the utterance)
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """She spoke again after a :class:`PauseBegan`: anything read at the pause is out of date."""
+
+    at_s: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     """Listening should stop: after enough silence, or at the length limit."""
 
@@ -55,7 +74,7 @@ class SpeechEnded:
     last_speech_s: float | None  # where the last speech ended (seconds into the utterance)
 
 
-Event = SpeechStarted | SpeechEnded
+Event = SpeechStarted | PauseBegan | SpeechResumed | SpeechEnded
 
 
 block_dbfs = rms_dbfs  # RMS level of a block in dB relative to full scale (-120 for silence)
@@ -182,6 +201,9 @@ class EndpointDetector:
     ``threshold - 0.15``; in between it continues whatever the previous block was (the
     hysteresis Silero's authors use). Stray noise that never adds up to ``min_speech_ms`` is
     forgotten after ``silence_ms`` of quiet, so it cannot end the utterance early.
+
+    How much silence ends the utterance is ``turn_end``'s call, from the words the recogniser
+    has heard so far (:meth:`hear_text`); without a ``turn_end`` it is always ``silence_ms``.
     """
 
     def __init__(
@@ -193,8 +215,12 @@ class EndpointDetector:
         silence_ms: int = 700,
         min_speech_ms: int = 250,
         max_utterance_s: float = 15.0,
+        turn_end: TurnEnd | None = None,
+        speculate_after_ms: int | None = None,
     ) -> None:
         self.vad = vad
+        self.turn_end = turn_end or TurnEnd("fixed", neutral_s=silence_ms / 1000)
+        self.pause_s = None if speculate_after_ms is None else speculate_after_ms / 1000
         self.sample_rate = sample_rate
         self.threshold = threshold
         self.neg_threshold = max(threshold - 0.15, 0.01)
@@ -214,6 +240,13 @@ class EndpointDetector:
             silence_ms=settings.silence_ms,
             min_speech_ms=settings.min_speech_ms,
             max_utterance_s=settings.max_utterance_s,
+            turn_end=TurnEnd(
+                settings.end_of_turn,
+                final_s=settings.min_silence_ms / 1000,
+                neutral_s=settings.silence_ms / 1000,
+                continuing_s=settings.max_silence_ms / 1000,
+            ),
+            speculate_after_ms=settings.speculate_after_ms,
         )
 
     def reset(self) -> None:
@@ -228,6 +261,17 @@ class EndpointDetector:
         self.last_speech_s: float | None = None
         self._speaking = False
         self._silence_s = 0.0
+        self._paused = False
+        self.text = ""
+
+    def hear_text(self, text: str) -> None:
+        """What the recogniser has heard so far: its last word says how long to wait."""
+        self.text = text
+
+    @property
+    def silence_needed_s(self) -> float:
+        """The silence that would end the utterance now, given the words heard so far."""
+        return self.turn_end.silence_s(self.text)
 
     @property
     def heard_speech(self) -> bool:
@@ -262,13 +306,24 @@ class EndpointDetector:
             if not self.started and self.speech_s >= self.min_speech_s - 1e-9:
                 self.started = True
                 event = SpeechStarted(self.first_speech_s)
+            elif self._paused:
+                self._paused = False
+                event = SpeechResumed(began)
         else:
             self._silence_s += duration_s
-            if self._silence_s >= self.silence_s - 1e-9:
-                if self.started:
-                    return self._end("silence")
+            if self.started and self._silence_s >= self.silence_needed_s - 1e-9:
+                return self._end("silence")
+            if not self.started and self._silence_s >= self.silence_s - 1e-9:
                 self.speech_s = 0.0  # stray noise, long ago: forget it
                 self.first_speech_s = self.last_speech_s = None
+            if (
+                self.started
+                and not self._paused
+                and self.pause_s is not None
+                and self._silence_s >= self.pause_s - 1e-9
+            ):
+                self._paused = True
+                event = PauseBegan(self.elapsed_s, self.last_speech_s or 0.0)
         if self.elapsed_s >= self.max_utterance_s - 1e-9:
             return self._end("max_length")
         return event
