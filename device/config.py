@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from device.doll.settings import AudioSettings, LoopSettings
 from device.stt.settings import STTSettings
@@ -41,9 +43,17 @@ class ClientSettings(BaseModel):
     )
     conversation: ConversationId = Field("jinju", description="conversation id of the doll's turns")
     timeout_s: float = Field(30.0, gt=0, le=300, description="longest wait for a whole reply (seconds)")
-    send_audio: bool = Field(
-        False, description="send her recording with the transcript, for a server in audio mode"
+    send_audio: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="send her recording with the quick transcript so Gemini hears her while Whisper "
+        "reads: 'auto' when the server says its answering backend hears audio, 'on' always, "
+        "'off' never (text only, after the final transcript)",
     )
+
+    @field_validator("send_audio", mode="before")
+    @classmethod
+    def _yes_no(cls, value: object) -> object:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class ChachaConfig(BaseModel):

@@ -232,7 +232,7 @@ def test_press_speak_release_thinking_speaking_idle(
     caplog.set_level(logging.INFO, logger="device.doll")
     server = start_server()
     # Long silence_ms: here the release ends listening, not the VAD.
-    settings = LoopSettings(silence_ms=3000)
+    settings = LoopSettings(end_of_turn="fixed", silence_ms=3000)
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
@@ -350,13 +350,24 @@ def test_press_while_speaking_stops_the_reply_within_100_ms_of_real_time(
     assert not rig.fake.sounding(pressed + 0.1)
 
 
+@pytest.mark.parametrize(
+    ("end_of_turn", "low", "high"),
+    [
+        # Her speech ends ~3.4 s into the recording ("… 걸어갔다"): a finished sentence, so the
+        # adaptive end of turn waits min_silence_ms (0.3 s) ...
+        ("adaptive", 3.6, 3.9),
+        # ... where the fixed one waits silence_ms (0.7 s) whatever she said.
+        ("fixed", 3.9, 4.4),
+    ],
+)
 def test_vad_silence_ends_listening_while_the_button_is_held(
-    start_server, token, transcriber, engine, speech
+    start_server, token, transcriber, engine, speech, end_of_turn, low, high
 ) -> None:
     server = start_server()
+    settings = LoopSettings(end_of_turn=end_of_turn)
 
     async def scenario():
-        async with Rig(server.url, token, transcriber, engine) as rig:
+        async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
             await rig.press()
             await rig.listening_with_open_ears()
             fed = rig.say(speech)
@@ -368,14 +379,55 @@ def test_vad_silence_ends_listening_while_the_button_is_held(
 
     rig, heard_for = run(scenario())
     assert rig.doll.last_listen_end == "silence"
-    # Her speech ends ~3.4 s into the recording, then 0.7 s of silence ends the turn.
-    assert 3.9 < heard_for < 4.4, heard_for
+    assert low < heard_for < high, heard_for
     assert DollState.SPEAKING in rig.states()
+
+
+AFTER_HAMYEONSEO_S = 2.01  # Vosk's word timing: "… 피하면서" ends here in the sample
+
+
+def paused(speech: np.ndarray, at_s: float, pause_s: float) -> np.ndarray:
+    """The sample with ``pause_s`` of its own quietest noise spliced in at ``at_s``."""
+    cut = int(at_s * 16000)
+    quiet = speech[:4800]  # the recording's first 0.3 s: room noise before she speaks
+    reps = int(pause_s * 16000) // len(quiet) + 1
+    pause = np.tile(quiet, reps)[: int(pause_s * 16000)]
+    return np.concatenate([speech[:cut], pause, speech[cut:]])
+
+
+@pytest.mark.parametrize(("end_of_turn", "cut"), [("adaptive", False), ("fixed", True)])
+def test_a_pause_mid_sentence_ends_the_turn_only_when_fixed(
+    start_server, token, transcriber, engine, speech, end_of_turn, cut
+) -> None:
+    """A 900 ms breath after "피하면서" (a connective: more is coming) is not the end of her turn."""
+    server = start_server()
+    utterance = paused(speech, AFTER_HAMYEONSEO_S, 0.9)
+    settings = LoopSettings(end_of_turn=end_of_turn)
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
+            await rig.press()
+            await rig.listening_with_open_ears()
+            fed = rig.say(utterance)
+            await rig.until_state(DollState.THINKING, 8.0)
+            await rig.release()
+            await rig.until_state(DollState.IDLE)
+            return rig, rig.doll.last_marks["stopped"] - fed
+
+    rig, heard_for = run(scenario())
+    transcript = rig.doll.last_transcript
+    if cut:
+        assert heard_for < AFTER_HAMYEONSEO_S + 0.9, heard_for  # ended inside the pause
+        assert "걸어" not in transcript.text
+    else:
+        resumed = AFTER_HAMYEONSEO_S + 0.9
+        assert heard_for > resumed + 1.0, heard_for  # she finished her sentence
+        assert "걸어" in transcript.text, transcript.text
 
 
 def test_max_utterance_caps_listening(start_server, token, transcriber, engine, speech) -> None:
     server = start_server()
-    settings = LoopSettings(max_utterance_s=1.5, silence_ms=3000)
+    settings = LoopSettings(max_utterance_s=1.5, end_of_turn="fixed", silence_ms=3000)
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
@@ -583,6 +635,42 @@ def test_server_down_offline_line_error_light_then_recovers_by_itself(
     assert rig.states()[-3:] == [DollState.THINKING, DollState.SPEAKING, DollState.IDLE]
 
 
+# --- hybrid hearing: Whisper reads ahead at her pauses --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hybrid():
+    return create_transcriber(STTSettings(engine="hybrid"))
+
+
+def test_whisper_reads_at_each_pause_and_drops_the_pass_she_talked_over(
+    start_server, token, hybrid, engine, speech
+) -> None:
+    """Whisper starts at the 900 ms breath after "피하면서", she goes on, that pass is dropped; the
+    pass started when she finished is the final text, with no pass left to start at the end."""
+    server = start_server()
+    passes_before = hybrid.inner.passes
+
+    async def scenario():
+        async with Rig(server.url, token, hybrid, engine) as rig:
+            await rig.press()
+            await rig.listening_with_open_ears()
+            rig.say(paused(speech, AFTER_HAMYEONSEO_S, 0.9))
+            await rig.until_state(DollState.THINKING, 8.0)
+            hearing = rig.doll._turn.hearing
+            await rig.release()
+            await rig.until_state(DollState.IDLE)
+            return rig, hearing
+
+    rig, hearing = run(scenario())
+    assert hearing.pauses == 2 and hearing.resumptions == 1  # the breath, then the end
+    assert hybrid.inner.passes - passes_before == 2  # one pass a pause: none more at the end
+    transcript = rig.doll.last_transcript
+    assert transcript.engine == "hybrid"
+    assert "걸어" in transcript.text, transcript.text  # the whole sentence, not the first pass's half
+    assert rig.doll.last_backend == "phrasebook"
+
+
 # --- her recording for a server in audio mode ----------------------------------------------------
 
 
@@ -606,7 +694,7 @@ def test_send_audio_sends_her_recording_with_the_text(
             client = RecordingClient(server.url, token, timeout_s=10)
             client.sent = []
             rig.doll._client = client
-            rig.doll._send_audio = True
+            rig.doll._send_audio = "on"
             await rig.press()
             await rig.listening_with_open_ears()
             rig.say(speech)
@@ -621,7 +709,8 @@ def test_send_audio_sends_her_recording_with_the_text(
     assert mime == "audio/flac"
     recording, rate = sf.read(io.BytesIO(data), dtype="int16")
     assert rate == 16000
-    assert 4.0 < len(recording) / rate < 4.3  # her sentence and the 0.7 s of silence that ended it
+    # her sentence and the 0.3 s of silence that ended it (a finished sentence: min_silence_ms)
+    assert 3.6 < len(recording) / rate < 3.9
     assert np.abs(recording.astype(np.int32)).max() > 5000
 
 

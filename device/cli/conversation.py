@@ -29,7 +29,7 @@ def talk(args: Namespace, config: ChachaConfig) -> int:
 
         samples = load_audio(args.input, sample_rate=config.stt.sample_rate)  # fail fast on a bad file
         transcript = create_transcriber(config.stt, debug=args.debug).transcribe(samples)
-        if config.client.send_audio:
+        if config.client.send_audio != "off":
             recording = (samples, config.stt.sample_rate)
     engine = create_engine(config.tts)
     conversation = args.conversation or config.client.conversation

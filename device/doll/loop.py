@@ -40,8 +40,9 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -50,7 +51,15 @@ from device.doll.protocols import Button, ChatClient, Light, Microphone, Speaker
 from device.doll.settings import LoopSettings
 from device.doll.states import DollState
 from device.doll.talk import NOTHING_HEARD, encode_utterance
-from device.doll.vad import EndpointDetector, SpeechEnded, SpeechStarted, VoiceActivity, create_vad
+from device.doll.vad import (
+    EndpointDetector,
+    PauseBegan,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+    VoiceActivity,
+    create_vad,
+)
 from device.stt.transcript import Transcript
 from hardware.clock import MONOTONIC, Clock, deadline
 from inference_server.api import ReplyFinal, ReplySentence, ServerUnavailable
@@ -87,6 +96,8 @@ class Hearing:
         self._pending_samples = 0
         self._utterance = None
         self._partial = ""
+        self.pauses = 0  # pauses long enough to start reading ahead
+        self.resumptions = 0  # of those, how many she went on after
 
     @property
     def heard_speech(self) -> bool:
@@ -111,6 +122,15 @@ class Hearing:
             match self.detector.push(block):
                 case SpeechStarted(at_s=at_s):
                     _LOGGER.debug("speech started %.2f s into the utterance", at_s)
+                case PauseBegan(last_speech_s=last_speech_s):
+                    self._feed()
+                    if self._utterance is not None:
+                        self._utterance.pause(last_speech_s)
+                    self.pauses += 1
+                case SpeechResumed():
+                    if self._utterance is not None:
+                        self._utterance.resume()
+                    self.resumptions += 1
                 case SpeechEnded() as event:
                     ended = event
         return ended
@@ -123,14 +143,16 @@ class Hearing:
         partial = self._utterance.feed(chunk)
         if partial != self._partial:
             self._partial = partial
+            self.detector.hear_text(partial)
             _LOGGER.debug("hearing: %s", partial)
 
-    def finish(self) -> Transcript:
+    def finish(self) -> tuple[Transcript, Future[Transcript] | None]:
+        """The recogniser's quick text now, and its final text as a future (None: already final)."""
         self._feed()
         utterance, self._utterance = self._utterance, None
         if utterance is None:
             raise RuntimeError("this utterance was cancelled")
-        return utterance.finish()
+        return utterance.finish_later()
 
     def cancel(self) -> None:
         utterance, self._utterance = self._utterance, None
@@ -153,6 +175,8 @@ class Turn:
     released_at: float | None = None
     stopped_at: float | None = None  # when listening ended (release or end of speech)
     hearing: Hearing | None = None
+    health: asyncio.Future | None = None  # the server's health, asked at the press (send_audio auto)
+    turn_id: asyncio.Future | None = None  # audio mode: the id the server stored her turn under
     marks: dict[str, float] = field(default_factory=dict)  # stage → the doll's clock, for benchmarks
 
 
@@ -186,7 +210,7 @@ class Doll:
         tts_volume: float = 1.0,
         sentence_gap_ms: int = 120,
         stt_chunk_ms: int = 100,
-        send_audio: bool = False,
+        send_audio: Literal["auto", "on", "off"] | bool = "off",
         vad: VoiceActivity | None = None,
         clock: Clock = MONOTONIC,
     ) -> None:
@@ -199,7 +223,7 @@ class Doll:
         self._tts_volume = tts_volume
         self._gap_ms = sentence_gap_ms
         self._chunk_ms = stt_chunk_ms
-        self._send_audio = send_audio
+        self._send_audio = {True: "on", False: "off"}.get(send_audio, send_audio)
         self._vad = vad
         self.state = DollState.IDLE
         self.history: collections.deque[tuple[float, DollState]] = collections.deque(maxlen=200)
@@ -211,6 +235,12 @@ class Doll:
         self.last_marks: dict[str, float] = {}  # the last turn's stage times (see Turn.marks)
         """Why listening ended last: release, silence, max_length or timeout."""
         self.last_transcript: Transcript | None = None
+        """The last turn's final transcript (in audio mode it may come after the reply began)."""
+        self.last_draft: Transcript | None = None
+        """The last turn's quick transcript (Vosk's, in hybrid hearing)."""
+        self.last_audio_mode = False
+        """Whether the last request carried her recording."""
+        self._background: set[asyncio.Task] = set()
         self._server = ServerWatch(client, self._settings, on_back=self._server_back, clock=clock)
         self._last_audio: list[np.ndarray] = []
         self._lines: dict[str, list[np.ndarray]] = {}
@@ -242,7 +272,9 @@ class Doll:
             self._closing = True
             self._unwire_button()
             self._server.close()
-            tasks = [t for t in (self._task, *background) if t is not None and not t.done()]
+            tasks = [
+                t for t in (self._task, *background, *self._background) if t is not None and not t.done()
+            ]
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -382,21 +414,85 @@ class Doll:
         self._set_state(DollState.ERROR if self.server_down else DollState.IDLE)
 
     async def _converse(self, turn: Turn) -> None:
-        transcript = await self._listen(turn)
-        if transcript is None:
+        heard = await self._listen(turn)
+        if heard is None:
             return
+        draft, final = heard
+        if draft.text and await self._audio_mode(turn):
+            # Gemini hears her recording now, with the quick text; the final text follows into
+            # the history when it is ready. It is not on the way to the first word.
+            recording = await self._on_stt(turn.hearing.recording)
+            if final is not None:
+                self._keep_final(turn, draft, final)
+            await self._answer(turn, draft.text, recording)
+            return
+        transcript = draft if final is None else await self._final(turn, final)
         if not transcript.text:
             await self._say(turn, self._lines["nothing"], "speaking: asking her to say it again")
             return
-        recording = await self._on_stt(turn.hearing.recording) if self._send_audio else None
-        await self._answer(turn, transcript.text, recording)
+        await self._answer(turn, transcript.text, None)
 
-    async def _listen(self, turn: Turn) -> Transcript | None:
+    async def _audio_mode(self, turn: Turn) -> bool:
+        """Whether this turn goes out as her recording with the quick text (``client.send_audio``)."""
+        if self._send_audio != "auto" or turn.health is None:
+            return self._send_audio == "on"
+        try:
+            health = await turn.health
+        except Exception as exc:  # unreachable: the text path reports it
+            _LOGGER.debug("no health before the request (%s): sending text", exc)
+            return False
+        return bool(getattr(health, "hears_audio", False))
+
+    async def _final(self, turn: Turn, final: Future[Transcript]) -> Transcript:
+        """Wait for the final text (dropped if the turn is)."""
+        try:
+            transcript = await asyncio.wrap_future(final)
+        except asyncio.CancelledError:
+            final.cancel()
+            raise
+        self._heard(turn, transcript)
+        return transcript
+
+    def _keep_final(self, turn: Turn, draft: Transcript, final: Future[Transcript]) -> None:
+        """When the final text is ready, log it and have it replace the draft in the history."""
+        turn_id: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        turn.turn_id = turn_id
+
+        async def keep() -> None:
+            transcript = await asyncio.wrap_future(final)
+            self._heard(turn, transcript)
+            stored = await turn_id
+            if stored is None or not transcript.text or transcript.text == draft.text:
+                return
+            try:
+                await self._client.correct_turn(self._conversation, stored, transcript.text)
+            except Exception as exc:
+                _LOGGER.warning("could not put the final text into the history (%s)", exc)
+
+        task = asyncio.create_task(keep(), name=f"chacha-final-{turn.number}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+    def _heard(self, turn: Turn, transcript: Transcript) -> None:
+        turn.marks["transcribed"] = self._clock.now()
+        self.last_transcript = transcript
+        _LOGGER.info(
+            "heard: %s [%s, final text %.0f ms after the last audio]",
+            transcript.text or "(nothing readable)",
+            transcript.engine,
+            transcript.final_latency_s * 1000,
+        )
+
+    async def _listen(self, turn: Turn) -> tuple[Transcript, Future[Transcript] | None] | None:
         self._set_state(DollState.LISTENING, "listening")
         detector = EndpointDetector.from_settings(self._settings, self._vad, self._mic.sample_rate)
         chunk = self._mic.sample_rate * self._chunk_ms // 1000
-        hearing = Hearing(self._transcriber, detector, chunk, keep=self._send_audio)
+        hearing = Hearing(self._transcriber, detector, chunk, keep=self._send_audio != "off")
         turn.hearing = hearing
+        if self._send_audio == "auto":
+            turn.health = asyncio.ensure_future(self._client.health())
+            turn.health.add_done_callback(_quietly)
         try:
             await self._on_stt(hearing.open)
             await self._sound(turn, self._earcons.get("listening"))
@@ -411,6 +507,7 @@ class Doll:
         self.last_listen_end = reason
         turn.stopped_at = turn.released_at if reason == "release" else self._clock.now()
         turn.marks["stopped"] = turn.stopped_at
+        self.last_marks = turn.marks
         if detector.speech_s * 1000 < self._settings.min_speech_ms:
             self._stt_later(hearing.cancel)
             _LOGGER.info("heard no speech in %.1f s (%s): not answering", detector.elapsed_s, reason)
@@ -420,17 +517,14 @@ class Doll:
             f"thinking: she stopped ({reason}) after {detector.elapsed_s:.1f} s, "
             f"{detector.speech_s:.1f} s of it speech",
         )
-        transcript = await self._on_stt(hearing.finish)
-        turn.marks["transcribed"] = self._clock.now()
-        self.last_transcript = transcript
-        self.last_marks = turn.marks
-        _LOGGER.info(
-            "heard: %s [%s, final text %.0f ms after the last audio]",
-            transcript.text or "(nothing readable)",
-            transcript.engine,
-            transcript.final_latency_s * 1000,
-        )
-        return transcript
+        draft, final = await self._on_stt(hearing.finish)
+        turn.marks["drafted"] = self._clock.now()
+        self.last_draft = draft
+        if final is None:
+            self._heard(turn, draft)
+        else:
+            _LOGGER.info("heard (quick): %s", draft.text or "(nothing readable)")
+        return draft, final
 
     async def _hear(self, turn: Turn, hearing: Hearing) -> str:
         """Feed the microphone until the release, the end of speech, or the length limit."""
@@ -451,6 +545,8 @@ class Doll:
         return "release"
 
     async def _answer(self, turn: Turn, text: str, recording: tuple[str, bytes] | None) -> None:
+        turn.marks["asked"] = self._clock.now()
+        self.last_audio_mode = recording is not None
         replies: asyncio.Queue = asyncio.Queue()
         asking = asyncio.create_task(
             ask(self._client, text, self._conversation, replies, recording), name=f"chacha-ask-{turn.number}"
@@ -487,6 +583,8 @@ class Doll:
                         break
         finally:
             asking.cancel()
+            if turn.turn_id is not None and not turn.turn_id.done():
+                turn.turn_id.set_result(final.turn_id if final is not None else None)
         if final is not None:
             self._server.answered()
             self.last_reply, self.last_backend, self._last_audio = final.reply, final.backend, spoken
@@ -662,6 +760,17 @@ async def ask(
         replies.put_nowait(exc)
     finally:
         replies.put_nowait(None)
+
+
+def _quietly(future: asyncio.Future) -> None:
+    """Take a background future's failure so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        _LOGGER.error("keeping the final text failed", exc_info=error)
 
 
 async def status_line(client, last_backend: str | None) -> str:

@@ -9,11 +9,12 @@ parts on a simulated sound card and mock pins. The doll itself imports none of t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 import numpy as np
 
-from device.stt.transcript import Utterance
+from device.stt.transcript import Transcript, Utterance
 from inference_server.api import Health
 
 
@@ -63,10 +64,21 @@ class Speaker(Protocol):
     async def drain(self) -> None: ...
 
 
+class LiveUtterance(Utterance, Protocol):
+    """An utterance the doll hears live, which may read ahead at her pauses."""
+
+    def pause(self, last_speech_s: float) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def finish_later(self) -> tuple[Transcript, Future[Transcript] | None]:
+        """The quick text now, and the final text as a future (None when the quick one is final)."""
+
+
 class StreamingRecogniser(Protocol):
     """Hears an utterance live (``device.stt.auto.create_transcriber`` gives one)."""
 
-    def stream(self) -> Utterance: ...
+    def stream(self) -> LiveUtterance: ...
 
 
 class ChatClient(Protocol):
@@ -77,6 +89,9 @@ class ChatClient(Protocol):
     ) -> AsyncIterator[Any]: ...
 
     async def health(self) -> Health: ...
+
+    async def correct_turn(self, conversation: str, turn_id: int, text: str) -> Any:
+        """Replace the stored text of her turn (the final transcript, once it is ready)."""
 
 
 class Light(Protocol):

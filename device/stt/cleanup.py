@@ -44,13 +44,14 @@ equals ``clean_transcript(t, e)``.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from device.stt.transcript import Transcript
+from device.stt.transcript import Transcript, then
 
 if TYPE_CHECKING:
     from device.stt.auto import Choice
@@ -462,6 +463,23 @@ class CleanUtterance:
 
     def finish(self) -> Transcript:
         return self._owner._clean(self._inner.finish())
+
+    def finish_later(self) -> tuple[Transcript, Future[Transcript] | None]:
+        """The draft text now and the final text as a future; None when the draft is final."""
+        if not hasattr(self._inner, "finish_later"):
+            return self.finish(), None
+        draft, final = self._inner.finish_later()
+        return self._owner._clean(draft), None if final is None else then(final, self._owner._clean)
+
+    def pause(self, last_speech_s: float) -> None:
+        """A pause in her speech began: a recogniser that reads ahead starts now."""
+        if hasattr(self._inner, "pause"):
+            self._inner.pause(last_speech_s)
+
+    def resume(self) -> None:
+        """She went on after a pause: what was read ahead is dropped."""
+        if hasattr(self._inner, "resume"):
+            self._inner.resume()
 
     def cancel(self) -> None:
         self._inner.cancel()

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -22,6 +24,10 @@ class Transcript:
     engine: str = "vosk"
     speech_end_s: float | None = None  # where the last recognised word ends (Vosk's endpoint)
     vosk_text: str | None = None  # in hybrid mode: what Vosk heard, for the logs
+
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 class Utterance(Protocol):
@@ -42,3 +48,25 @@ class Transcriber(Protocol):
     def transcribe(self, samples: np.ndarray) -> Transcript: ...
 
     def transcribe_file(self, path: Path) -> Transcript: ...
+
+
+def then(future: Future[T], fn: Callable[[T], U]) -> Future[U]:
+    """A future of ``fn(result)`` once ``future`` is done (its failure or cancellation passed on)."""
+    out: Future[U] = Future()
+
+    def done(finished: Future[T]) -> None:
+        if finished.cancelled():
+            out.cancel()
+            out.set_running_or_notify_cancel()
+            return
+        error = finished.exception()
+        if error is not None:
+            out.set_exception(error)
+            return
+        try:
+            out.set_result(fn(finished.result()))
+        except Exception as exc:
+            out.set_exception(exc)
+
+    future.add_done_callback(done)
+    return out
