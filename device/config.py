@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
