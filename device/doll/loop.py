@@ -240,6 +240,8 @@ class Doll:
         """The last turn's quick transcript (Vosk's, in hybrid hearing)."""
         self.last_audio_mode = False
         """Whether the last request carried her recording."""
+        self.last_recording_s = 0.0
+        """How long the last recording sent was (seconds)."""
         self._background: set[asyncio.Task] = set()
         self._server = ServerWatch(client, self._settings, on_back=self._server_back, clock=clock)
         self._last_audio: list[np.ndarray] = []
@@ -422,6 +424,7 @@ class Doll:
             # Gemini hears her recording now, with the quick text; the final text follows into
             # the history when it is ready. It is not on the way to the first word.
             recording = await self._on_stt(turn.hearing.recording)
+            self.last_recording_s = turn.hearing.detector.elapsed_s
             if final is not None:
                 self._keep_final(turn, draft, final)
             await self._answer(turn, draft.text, recording)
