@@ -56,6 +56,7 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
             version=__version__,
             backend=chat.preferred_backend(),
             backends=chat.backend_status(),
+            hears_audio=chat.hears_audio(),
         )
         return JSONResponse(answer.model_dump(mode="json"))
 

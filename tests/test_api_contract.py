@@ -122,10 +122,11 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
     response = httpx.get(f"{app.url}/v1/health", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     health = Health.model_validate_json(response.content)
-    assert health.status == "ok" and health.backend == "gemini"
+    assert health.status == "ok" and health.backend == "gemini" and health.hears_audio
     gemini, phrasebook = health.backends
     assert gemini.name == "gemini" and gemini.quota is not None and gemini.quota.model == "gemini-test-flash"
     assert phrasebook.name == "phrasebook" and phrasebook.quota is None and phrasebook.reason is None
+    assert gemini.hears_audio and not phrasebook.hears_audio
     raw = response.json()
     assert "quota" not in raw["backends"][1] and "reason" in raw["backends"][1]
     # `chacha status --json` prints the parsed health: the same JSON, key for key, as the server sent
@@ -155,7 +156,10 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
             status="ok",
             version="0.1.0",
             backend="gemini",
-            backends=(BackendStatus(name="gemini", available=True, reason=None, quota=QUOTA),),
+            backends=(
+                BackendStatus(name="gemini", available=True, reason=None, quota=QUOTA, hears_audio=True),
+            ),
+            hears_audio=True,
         ),
     ],
     ids=lambda m: type(m).__name__,
@@ -183,6 +187,26 @@ def test_the_lines_keep_todays_format():
         "fallbacks": [{"backend": "gemini", "reason": "rate_limited", "detail": "429 RESOURCE_EXHAUSTED"}],
     }
     assert "quota" not in BackendStatus(name="x", available=True, reason=None).model_dump()
+
+
+def test_while_gemini_cools_down_health_says_no_audio_is_heard(server, token):
+    fake, app = server
+    fake.push(Reply.error(429, "RESOURCE_EXHAUSTED", "quota", retry_delay="20s"))
+    assert json.loads(_post_chat(app, token, "배고파")[-1])["backend"] == "phrasebook"
+    health = asyncio.run(InferenceClient(app.url, token, timeout_s=10).health())
+    assert health.backend == "phrasebook" and health.hears_audio is False
+    assert health.backends[0].hears_audio, "Gemini would still hear it, once it may answer again"
+
+
+def test_an_older_servers_health_reads_as_hearing_no_audio():
+    older = {
+        "status": "ok",
+        "version": "0.1.0",
+        "backend": "gemini",
+        "backends": [{"name": "gemini", "available": True, "reason": None}],
+    }
+    health = Health.model_validate(older)
+    assert health.hears_audio is False and health.backends[0].hears_audio is False
 
 
 def test_unknown_keys_are_ignored():

@@ -161,6 +161,7 @@ class BackendStatus(_Answer):
     name: str
     available: bool
     reason: str | None  # why it is off; None when available
+    hears_audio: bool = False  # it listens to a recording sent with the text (Gemini with send_audio)
     quota: QuotaStatus | None = None  # only backends with a quota ledger; the key is absent otherwise
 
     @model_serializer(mode="wrap")
@@ -176,3 +177,6 @@ class Health(_Answer):
     version: str
     backend: str  # the backend that would answer now ("none" if none can)
     backends: tuple[BackendStatus, ...]
+    # Whether that backend hears her recording: if so the doll sends it with a quick draft
+    # transcript; if not it waits for its best transcript. Older servers leave it out: False.
+    hears_audio: bool = False
