@@ -195,6 +195,7 @@ class ChatService:
             reply=reply,
             backend=used,
             heard=heard,
+            turn_id=turn_id,
             timings_ms=Timings(
                 first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
             ),

@@ -52,6 +52,7 @@ FINAL = FinalEvent(
     reply="진주야, 오늘 뭐 했어?",
     backend="phrasebook",
     heard="오늘 피곤해",
+    turn_id=41,
     timings_ms=Timings(first_sentence=812.3, total=1504.0),
     fallbacks=(FallbackInfo(backend="gemini", reason="rate_limited", detail="429 RESOURCE_EXHAUSTED"),),
 )
@@ -97,6 +98,7 @@ def test_the_servers_chat_lines_are_what_the_client_parses(server, token):
             "reply",
             "backend",
             "heard",
+            "turn_id",
             "timings_ms",
             "fallbacks",
         ]
@@ -115,6 +117,10 @@ def test_the_servers_chat_lines_are_what_the_client_parses(server, token):
     assert all(isinstance(e, ReplySentence) for e in sentences) and isinstance(final, ReplyFinal)
     assert final.conversation == "jinju" and final.reply == " ".join(e.text for e in sentences)
     assert final.timings_ms.total >= (final.timings_ms.first_sentence or 0.0)
+    # each final names the id her turn was stored under
+    hers = [t for t in app.chat.store.recent("jinju", 10) if t.role == "user"]
+    assert [f.turn_id for f in (*finals, final)] == [t.id for t in hers]
+    assert [t.text for t in hers] == ["오늘 피곤해", "배고파", "또 피곤해"]
 
 
 def test_the_servers_health_is_what_the_client_parses(server, token):
@@ -183,6 +189,7 @@ def test_the_lines_keep_todays_format():
         "reply": "진주야, 오늘 뭐 했어?",
         "backend": "phrasebook",
         "heard": "오늘 피곤해",
+        "turn_id": 41,
         "timings_ms": {"first_sentence": 812.3, "total": 1504.0},
         "fallbacks": [{"backend": "gemini", "reason": "rate_limited", "detail": "429 RESOURCE_EXHAUSTED"}],
     }
@@ -196,6 +203,11 @@ def test_while_gemini_cools_down_health_says_no_audio_is_heard(server, token):
     health = asyncio.run(InferenceClient(app.url, token, timeout_s=10).health())
     assert health.backend == "phrasebook" and health.hears_audio is False
     assert health.backends[0].hears_audio, "Gemini would still hear it, once it may answer again"
+
+
+def test_an_older_servers_final_line_reads_without_a_turn_id():
+    older = {k: v for k, v in FINAL.model_dump(mode="json").items() if k != "turn_id"}
+    assert decode_event(json.dumps(older)) == FINAL.model_copy(update={"turn_id": None})
 
 
 def test_an_older_servers_health_reads_as_hearing_no_audio():

@@ -35,6 +35,9 @@ def test_chat_streams_sentences_then_a_final_event(start_server, token):
     assert final["backend"] == "phrasebook"
     assert final["reply"] == " ".join(e["text"] for e in sentences)
     assert final["timings_ms"]["total"] >= final["timings_ms"]["first_sentence"] >= 0
+    hers, his = server.chat.store.recent("jinju", 2)
+    assert final["turn_id"] == hers.id and (hers.role, hers.text) == ("user", "오늘 너무 피곤해")
+    assert his.role == "model" and his.id > hers.id
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])

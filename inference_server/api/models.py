@@ -119,6 +119,9 @@ class FinalEvent(_Answer):
     reply: str
     backend: str
     heard: str | None = None  # audio mode: what the model heard her say
+    # The id her turn is stored under: PATCH /v1/conversations/{conversation}/turns/{turn_id}
+    # replaces its text (with the doll's better transcript). None from servers before it.
+    turn_id: int | None = None
     timings_ms: Timings
     fallbacks: tuple[FallbackInfo, ...] = ()
 
