@@ -7,6 +7,8 @@ validation error that names it.
 
 POST /v1/chat answers NDJSON: one `SentenceEvent` line per sentence as soon as it is complete,
 then one `FinalEvent`. `encode_event` writes a line, `decode_event` reads one.
+PATCH /v1/conversations/{conversation}/turns/{turn_id} takes a `TurnText` and answers the
+corrected `StoredTurn`.
 """
 
 from __future__ import annotations
@@ -87,6 +89,27 @@ class ChatRequest(BaseModel):
         return value
 
 
+MAX_CORRECTION_CHARS = 4000
+"""Longest corrected text of her turn accepted (characters)."""
+
+
+class TurnText(BaseModel):
+    """The new text of one of her stored turns: what a better recogniser heard her say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_CORRECTION_CHARS, description="what she said")
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("text is empty: send what she said")
+        return value
+
+
 # --- POST /v1/chat: the NDJSON events ---------------------------------------------------------
 
 
@@ -138,6 +161,21 @@ def encode_event(event: SentenceEvent | FinalEvent) -> bytes:
 def decode_event(line: str | bytes) -> SentenceEvent | FinalEvent:
     """Read one NDJSON line; a pydantic ValidationError names what is wrong with it."""
     return CHAT_EVENT.validate_json(line)
+
+
+# --- PATCH /v1/conversations/{conversation}/turns/{turn_id} ------------------------------------
+
+
+class StoredTurn(_Answer):
+    """One turn as the server keeps it in the conversation's history."""
+
+    id: int
+    conversation: str
+    role: str  # user (hers) or model (차차's)
+    text: str  # as typed, or as speech recognition heard it
+    heard: str | None  # audio mode: what the model itself heard her say (it goes to the model first)
+    source: str  # text (typed) | stt (speech recognition)
+    channel: str  # doll | telegram | cli
 
 
 # --- GET /v1/health -----------------------------------------------------------------------------
