@@ -1,4 +1,5 @@
-"""The HTTP API: POST /v1/chat streams 차차's reply sentence by sentence; GET /v1/health."""
+"""The HTTP API: POST /v1/chat streams 차차's reply sentence by sentence; GET /v1/health;
+PATCH /v1/conversations/{conversation}/turns/{turn_id} corrects what she said."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from inference_server import __version__
-from inference_server.api.models import NDJSON, ChatRequest, Health, PersonaText, encode_event
+from inference_server.api.models import (
+    NDJSON,
+    ChatRequest,
+    Health,
+    PersonaText,
+    StoredTurn,
+    TurnText,
+    encode_event,
+)
 from inference_server.backends.base import AudioClip
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
+from inference_server.settings import ConversationId
+from inference_server.store import NotHerTurn, UnknownTurn
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,6 +67,7 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
             version=__version__,
             backend=chat.preferred_backend(),
             backends=chat.backend_status(),
+            hears_audio=chat.hears_audio(),
         )
         return JSONResponse(answer.model_dump(mode="json"))
 
@@ -68,6 +80,27 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
                 yield encode_event(event)
 
         return StreamingResponse(events(), media_type=NDJSON)
+
+    @app.patch("/v1/conversations/{conversation}/turns/{turn_id}")
+    async def correct_turn(conversation: ConversationId, turn_id: int, body: TurnText) -> JSONResponse:
+        """Replace the text of one of her stored turns (the doll's better transcript of it)."""
+        try:
+            turn = await asyncio.to_thread(chat.store.correct, turn_id, conversation, body.text)
+        except UnknownTurn as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        except NotHerTurn as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        _LOGGER.info("turn %d of %s corrected (%d characters)", turn_id, conversation, len(body.text))
+        answer = StoredTurn(
+            id=turn.id,
+            conversation=turn.conversation,
+            role=turn.role,
+            text=turn.text,
+            heard=turn.heard,
+            source=turn.source,
+            channel=turn.channel,
+        )
+        return JSONResponse(answer.model_dump(mode="json"))
 
     @app.get("/v1/admin/persona")
     async def get_persona() -> dict:

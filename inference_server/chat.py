@@ -33,6 +33,11 @@ from inference_server.store import ConversationStore
 _LOGGER = logging.getLogger(__name__)
 
 
+def _hears_audio(backend: LLMBackend) -> bool:
+    """A backend without the property (an older or a test one) hears no audio."""
+    return bool(getattr(backend, "hears_audio", False))
+
+
 class ChatService:
     """Builds the request from persona and history and walks the backend chain.
 
@@ -79,17 +84,29 @@ class ChatService:
                     name=b.name,
                     available=b.unavailable_reason is None,
                     reason=b.unavailable_reason,
+                    hears_audio=_hears_audio(b),
                     quota=quota,
                 )
             )
         return status
 
-    def preferred_backend(self) -> str:
+    def _preferred(self) -> LLMBackend | None:
+        """The backend that would answer now: available, and not out of quota or cooling down."""
         for b in self.backends:
             quota = getattr(b, "quota_status", lambda: None)()
             if b.unavailable_reason is None and not (quota and (quota.cooldown_s or not quota.left_today)):
-                return b.name
-        return "none"
+                return b
+        return None
+
+    def preferred_backend(self) -> str:
+        """The name of the backend that would answer now, or "none"."""
+        backend = self._preferred()
+        return backend.name if backend is not None else "none"
+
+    def hears_audio(self) -> bool:
+        """Whether the backend that would answer now listens to her recording."""
+        backend = self._preferred()
+        return backend is not None and _hears_audio(backend)
 
     async def reply(
         self, conversation: str, text: str, channel: str, *, audio: AudioClip | None = None
@@ -178,6 +195,7 @@ class ChatService:
             reply=reply,
             backend=used,
             heard=heard,
+            turn_id=turn_id,
             timings_ms=Timings(
                 first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
             ),

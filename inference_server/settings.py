@@ -114,8 +114,11 @@ class GeminiSettings(_Settings):
         description="'relaxed' blocks only high-probability harm (fewer refusals of ordinary talk)",
     )
     send_audio: bool = Field(
-        False,
-        description="when the doll sends her audio, Gemini hears it too (costs ~32 tokens a second)",
+        True,
+        description=(
+            "Gemini hears her recording when the doll sends it, beside the draft transcript"
+            " (~32 tokens a second of audio); false = Gemini reads the transcript alone"
+        ),
     )
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +67,14 @@ def _open_error(path: Path, exc: Exception) -> InferenceError:
     )
 
 
+class UnknownTurn(InferenceError):
+    """No turn with that id in that conversation."""
+
+
+class NotHerTurn(InferenceError):
+    """The turn is 차차's reply: only her turns can be corrected."""
+
+
 class ConversationStore:
     """One SQLite file; calls are short and serialised, so worker threads may share it."""
 
@@ -96,6 +104,31 @@ class ConversationStore:
     def set_heard(self, turn_id: int, heard: str) -> None:
         with self._lock:
             self._db.execute("UPDATE turns SET heard = ? WHERE id = ?", (heard, turn_id))
+
+    def correct(self, turn_id: int, conversation: str, text: str) -> Turn:
+        """Replace the text of her turn `turn_id` of `conversation`, e.g. with a better transcript.
+
+        What the model itself heard (`heard`, audio mode) stays, and still goes to the model first.
+        Raises UnknownTurn when the conversation has no such turn, NotHerTurn for 차차's own.
+        """
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND conversation = ?",
+                (turn_id, conversation),
+            ).fetchone()
+            if row is None:
+                raise UnknownTurn(
+                    f"conversation {conversation!r} has no turn {turn_id}: "
+                    "use the turn_id of the final event of a reply in this conversation"
+                )
+            turn = Turn(*row)
+            if turn.role != "user":
+                raise NotHerTurn(
+                    f"turn {turn_id} of conversation {conversation!r} is 차차's reply, not hers: "
+                    "only her turns (role user) can be corrected"
+                )
+            self._db.execute("UPDATE turns SET text = ? WHERE id = ?", (text, turn_id))
+        return replace(turn, text=text)
 
     def recent(self, conversation: str, limit: int, *, before_id: int | None = None) -> list[Turn]:
         """The last `limit` turns of a conversation (before `before_id` if given), oldest first."""

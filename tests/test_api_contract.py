@@ -52,6 +52,7 @@ FINAL = FinalEvent(
     reply="진주야, 오늘 뭐 했어?",
     backend="phrasebook",
     heard="오늘 피곤해",
+    turn_id=41,
     timings_ms=Timings(first_sentence=812.3, total=1504.0),
     fallbacks=(FallbackInfo(backend="gemini", reason="rate_limited", detail="429 RESOURCE_EXHAUSTED"),),
 )
@@ -97,6 +98,7 @@ def test_the_servers_chat_lines_are_what_the_client_parses(server, token):
             "reply",
             "backend",
             "heard",
+            "turn_id",
             "timings_ms",
             "fallbacks",
         ]
@@ -115,6 +117,10 @@ def test_the_servers_chat_lines_are_what_the_client_parses(server, token):
     assert all(isinstance(e, ReplySentence) for e in sentences) and isinstance(final, ReplyFinal)
     assert final.conversation == "jinju" and final.reply == " ".join(e.text for e in sentences)
     assert final.timings_ms.total >= (final.timings_ms.first_sentence or 0.0)
+    # each final names the id her turn was stored under
+    hers = [t for t in app.chat.store.recent("jinju", 10) if t.role == "user"]
+    assert [f.turn_id for f in (*finals, final)] == [t.id for t in hers]
+    assert [t.text for t in hers] == ["오늘 피곤해", "배고파", "또 피곤해"]
 
 
 def test_the_servers_health_is_what_the_client_parses(server, token):
@@ -122,10 +128,11 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
     response = httpx.get(f"{app.url}/v1/health", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     health = Health.model_validate_json(response.content)
-    assert health.status == "ok" and health.backend == "gemini"
+    assert health.status == "ok" and health.backend == "gemini" and health.hears_audio
     gemini, phrasebook = health.backends
     assert gemini.name == "gemini" and gemini.quota is not None and gemini.quota.model == "gemini-test-flash"
     assert phrasebook.name == "phrasebook" and phrasebook.quota is None and phrasebook.reason is None
+    assert gemini.hears_audio and not phrasebook.hears_audio
     raw = response.json()
     assert "quota" not in raw["backends"][1] and "reason" in raw["backends"][1]
     # `chacha status --json` prints the parsed health: the same JSON, key for key, as the server sent
@@ -155,7 +162,10 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
             status="ok",
             version="0.1.0",
             backend="gemini",
-            backends=(BackendStatus(name="gemini", available=True, reason=None, quota=QUOTA),),
+            backends=(
+                BackendStatus(name="gemini", available=True, reason=None, quota=QUOTA, hears_audio=True),
+            ),
+            hears_audio=True,
         ),
     ],
     ids=lambda m: type(m).__name__,
@@ -179,10 +189,36 @@ def test_the_lines_keep_todays_format():
         "reply": "진주야, 오늘 뭐 했어?",
         "backend": "phrasebook",
         "heard": "오늘 피곤해",
+        "turn_id": 41,
         "timings_ms": {"first_sentence": 812.3, "total": 1504.0},
         "fallbacks": [{"backend": "gemini", "reason": "rate_limited", "detail": "429 RESOURCE_EXHAUSTED"}],
     }
     assert "quota" not in BackendStatus(name="x", available=True, reason=None).model_dump()
+
+
+def test_while_gemini_cools_down_health_says_no_audio_is_heard(server, token):
+    fake, app = server
+    fake.push(Reply.error(429, "RESOURCE_EXHAUSTED", "quota", retry_delay="20s"))
+    assert json.loads(_post_chat(app, token, "배고파")[-1])["backend"] == "phrasebook"
+    health = asyncio.run(InferenceClient(app.url, token, timeout_s=10).health())
+    assert health.backend == "phrasebook" and health.hears_audio is False
+    assert health.backends[0].hears_audio, "Gemini would still hear it, once it may answer again"
+
+
+def test_an_older_servers_final_line_reads_without_a_turn_id():
+    older = {k: v for k, v in FINAL.model_dump(mode="json").items() if k != "turn_id"}
+    assert decode_event(json.dumps(older)) == FINAL.model_copy(update={"turn_id": None})
+
+
+def test_an_older_servers_health_reads_as_hearing_no_audio():
+    older = {
+        "status": "ok",
+        "version": "0.1.0",
+        "backend": "gemini",
+        "backends": [{"name": "gemini", "available": True, "reason": None}],
+    }
+    health = Health.model_validate(older)
+    assert health.hears_audio is False and health.backends[0].hears_audio is False
 
 
 def test_unknown_keys_are_ignored():

@@ -35,6 +35,9 @@ def test_chat_streams_sentences_then_a_final_event(start_server, token):
     assert final["backend"] == "phrasebook"
     assert final["reply"] == " ".join(e["text"] for e in sentences)
     assert final["timings_ms"]["total"] >= final["timings_ms"]["first_sentence"] >= 0
+    hers, his = server.chat.store.recent("jinju", 2)
+    assert final["turn_id"] == hers.id and (hers.role, hers.text) == ("user", "오늘 너무 피곤해")
+    assert his.role == "model" and his.id > hers.id
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])
@@ -92,6 +95,35 @@ def test_health_reports_the_chain(start_server, token, phrasebook):
     assert health["status"] == "ok"
     assert health["backend"] == "gemini"
     assert [b["name"] for b in health["backends"]] == ["gemini", "phrasebook"]
+    assert [b["hears_audio"] for b in health["backends"]] == [True, False]
+    assert health["hears_audio"] is True
+
+
+@pytest.mark.parametrize(
+    ("key", "overrides", "answers"),
+    [(None, {}, "phrasebook"), ("test-key", {"send_audio": False}, "gemini")],
+    ids=["gemini-without-a-key", "gemini-without-send-audio"],
+)
+def test_health_says_no_audio_is_heard_when_the_answering_backend_reads_text_only(
+    start_server, token, phrasebook, key, overrides, answers
+):
+    from inference_server.backends.gemini import GeminiBackend
+    from inference_server.settings import GeminiSettings
+
+    settings = GeminiSettings(base_url="http://127.0.0.1:9", model="gemini-test-flash", **overrides)
+    server = start_server(GeminiBackend(settings, api_key=key), PhrasebookBackend(phrasebook))
+    health = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {token}"}).json()
+    assert health["backend"] == answers
+    assert health["hears_audio"] is False
+    # Gemini would hear it, were it the one to answer, only with send_audio on
+    assert health["backends"][0]["hears_audio"] is (overrides.get("send_audio", True))
+
+
+def test_health_of_the_phrasebook_alone_hears_no_audio(start_server, token):
+    server = start_server()
+    health = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {token}"}).json()
+    assert (health["backend"], health["hears_audio"]) == ("phrasebook", False)
+    assert [b["hears_audio"] for b in health["backends"]] == [False]
 
 
 def test_history_survives_a_server_restart(start_server, token, tmp_path):

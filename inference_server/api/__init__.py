@@ -1,6 +1,6 @@
 """The server–client contract: the typed answers of the HTTP API, and the client that reads them."""
 
-from inference_server.api.client import InferenceClient, ServerUnavailable
+from inference_server.api.client import InferenceClient, ServerUnavailable, TurnRejected
 from inference_server.api.models import (
     NDJSON,
     BackendStatus,
@@ -10,6 +10,7 @@ from inference_server.api.models import (
     Health,
     QuotaStatus,
     SentenceEvent,
+    StoredTurn,
     Timings,
     decode_event,
     encode_event,
@@ -31,7 +32,9 @@ __all__ = [
     "ReplySentence",
     "SentenceEvent",
     "ServerUnavailable",
+    "StoredTurn",
     "Timings",
+    "TurnRejected",
     "decode_event",
     "encode_event",
 ]

@@ -9,17 +9,27 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
 
-from inference_server.api.models import FinalEvent, Health, SentenceEvent, decode_event
+from inference_server.api.models import FinalEvent, Health, SentenceEvent, StoredTurn, decode_event
 
 _LOGGER = logging.getLogger(__name__)
 
 
 class ServerUnavailable(Exception):
     """The inference server cannot be reached or refused the request; the message says why."""
+
+
+class TurnRejected(ServerUnavailable):
+    """The server would not correct a turn: none by that id in that conversation (404), or it is
+    차차's reply, not hers (409). `status_code` says which."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class InferenceClient:
@@ -85,19 +95,47 @@ class InferenceClient:
     def _misunderstood(self, what: str, exc: ValidationError) -> str:
         return f"the server at {self.base_url} sent {what} this client does not understand: {exc}"
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def _send(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as http:
-                response = await http.request(
-                    method, f"{self.base_url}{path}", json=body, headers=self._headers
-                )
+                return await http.request(method, f"{self.base_url}{path}", json=body, headers=self._headers)
         except httpx.HTTPError as exc:
             raise ServerUnavailable(
                 f"the inference server at {self.base_url} is not reachable: {exc}"
             ) from None
+
+    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        response = await self._send(method, path, body)
         if response.status_code != 200:
             raise ServerUnavailable(self._refusal(response))
         return response.json()
+
+    async def correct_turn(self, conversation: str, turn_id: int, text: str) -> StoredTurn:
+        """Replace the stored text of her turn `turn_id` (the final event's) with a better transcript.
+
+        Raises TurnRejected when the conversation has no such turn of hers, ServerUnavailable
+        when the server cannot be reached or refuses otherwise.
+        """
+        path = f"/v1/conversations/{quote(conversation, safe='')}/turns/{turn_id}"
+        response = await self._send("PATCH", path, {"text": text})
+        if response.status_code in (404, 409) and not self._unknown_path(response):
+            raise TurnRejected(self._refusal(response), response.status_code)
+        if response.status_code != 200:
+            raise ServerUnavailable(self._refusal(response))
+        try:
+            return StoredTurn.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ServerUnavailable(self._misunderstood("a corrected turn", exc)) from None
+
+    def _unknown_path(self, response: httpx.Response) -> bool:
+        """A 404 from a server that has no such endpoint at all (one older than this client)."""
+        if response.status_code != 404:
+            return False
+        try:
+            answer = response.json()
+        except ValueError:
+            return True
+        return not isinstance(answer, dict) or answer.get("detail") == "Not Found"
 
     async def persona(self) -> dict:
         return await self._request("GET", "/v1/admin/persona")
@@ -113,6 +151,11 @@ class InferenceClient:
             return (
                 f"the server at {self.base_url} rejected the token: set CHACHA_API_TOKEN "
                 "to the same value the server uses"
+            )
+        if self._unknown_path(response):
+            return (
+                f"the server at {self.base_url} does not know {response.request.method} "
+                f"{response.request.url.path}: update it to this client's version"
             )
         try:
             detail = response.json().get("detail")

@@ -7,6 +7,8 @@ validation error that names it.
 
 POST /v1/chat answers NDJSON: one `SentenceEvent` line per sentence as soon as it is complete,
 then one `FinalEvent`. `encode_event` writes a line, `decode_event` reads one.
+PATCH /v1/conversations/{conversation}/turns/{turn_id} takes a `TurnText` and answers the
+corrected `StoredTurn`.
 """
 
 from __future__ import annotations
@@ -87,6 +89,27 @@ class ChatRequest(BaseModel):
         return value
 
 
+MAX_CORRECTION_CHARS = 4000
+"""Longest corrected text of her turn accepted (characters)."""
+
+
+class TurnText(BaseModel):
+    """The new text of one of her stored turns: what a better recogniser heard her say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_CORRECTION_CHARS, description="what she said")
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("text is empty: send what she said")
+        return value
+
+
 # --- POST /v1/chat: the NDJSON events ---------------------------------------------------------
 
 
@@ -119,6 +142,9 @@ class FinalEvent(_Answer):
     reply: str
     backend: str
     heard: str | None = None  # audio mode: what the model heard her say
+    # The id her turn is stored under: PATCH /v1/conversations/{conversation}/turns/{turn_id}
+    # replaces its text (with the doll's better transcript). None from servers before it.
+    turn_id: int | None = None
     timings_ms: Timings
     fallbacks: tuple[FallbackInfo, ...] = ()
 
@@ -135,6 +161,21 @@ def encode_event(event: SentenceEvent | FinalEvent) -> bytes:
 def decode_event(line: str | bytes) -> SentenceEvent | FinalEvent:
     """Read one NDJSON line; a pydantic ValidationError names what is wrong with it."""
     return CHAT_EVENT.validate_json(line)
+
+
+# --- PATCH /v1/conversations/{conversation}/turns/{turn_id} ------------------------------------
+
+
+class StoredTurn(_Answer):
+    """One turn as the server keeps it in the conversation's history."""
+
+    id: int
+    conversation: str
+    role: str  # user (hers) or model (차차's)
+    text: str  # as typed, or as speech recognition heard it
+    heard: str | None  # audio mode: what the model itself heard her say (it goes to the model first)
+    source: str  # text (typed) | stt (speech recognition)
+    channel: str  # doll | telegram | cli
 
 
 # --- GET /v1/health -----------------------------------------------------------------------------
@@ -161,6 +202,7 @@ class BackendStatus(_Answer):
     name: str
     available: bool
     reason: str | None  # why it is off; None when available
+    hears_audio: bool = False  # it listens to a recording sent with the text (Gemini with send_audio)
     quota: QuotaStatus | None = None  # only backends with a quota ledger; the key is absent otherwise
 
     @model_serializer(mode="wrap")
@@ -176,3 +218,6 @@ class Health(_Answer):
     version: str
     backend: str  # the backend that would answer now ("none" if none can)
     backends: tuple[BackendStatus, ...]
+    # Whether that backend hears her recording: if so the doll sends it with a quick draft
+    # transcript; if not it waits for its best transcript. Older servers leave it out: False.
+    hears_audio: bool = False

@@ -65,6 +65,14 @@ class LLMBackend(Protocol):
     def unavailable_reason(self) -> str | None:
         """None when the backend can be asked; otherwise why not (shown in /v1/health)."""
 
+    @property
+    def hears_audio(self) -> bool:
+        """True when it listens to a recording attached to the request (audio mode).
+
+        A backend without this property hears no audio: it answers the text alone.
+        """
+        return False
+
     def stream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
         """Yield the reply's text as it is produced (then maybe a StreamEnd); raise BackendError."""
 

@@ -131,6 +131,11 @@ class GeminiBackend:
             return f"Google rejected GEMINI_API_KEY ({self._rejected_key}): fix the key and restart"
         return None
 
+    @property
+    def hears_audio(self) -> bool:
+        """Gemini listens to her recording when `send_audio` is on."""
+        return self.settings.send_audio
+
     def quota_status(self) -> QuotaStatus | None:
         if self.ledger is None:
             return None

@@ -19,6 +19,7 @@ _LOGGER = logging.getLogger(__name__)
 
 class OpenAICompatibleBackend:
     name = "openai"
+    hears_audio = False  # it reads the transcript only
 
     def __init__(self, settings: OpenAISettings) -> None:
         import openai

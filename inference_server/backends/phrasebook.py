@@ -131,6 +131,7 @@ class PhrasebookBackend:
     """Always available, never needs the network: the last link of the chain."""
 
     name = "phrasebook"
+    hears_audio = False  # it reads the transcript only
 
     def __init__(self, phrasebook: Phrasebook) -> None:
         self.phrasebook = phrasebook
