@@ -671,6 +671,155 @@ def test_whisper_reads_at_each_pause_and_drops_the_pass_she_talked_over(
     assert rig.doll.last_backend == "phrasebook"
 
 
+class GatedWhisper:
+    """The real Whisper, held back until ``gate`` opens: what must not wait for it, does not."""
+
+    def __init__(self, whisper, gate: threading.Event) -> None:
+        self._whisper = whisper
+        self._gate = gate
+        self.read_after_gate = 0
+
+    def transcribe(self, samples: np.ndarray):
+        assert self._gate.wait(REAL_LIMIT_S), "the gate never opened"
+        self.read_after_gate += 1
+        return self._whisper.transcribe(samples)
+
+
+class TextRecordingClient(InferenceClient):
+    """The real client, noting what each request carried."""
+
+    sent: list[tuple[str, tuple[str, bytes] | None]]
+
+    def chat(self, text, *, conversation, channel="doll", audio=None):
+        self.sent.append((text, audio))
+        return super().chat(text, conversation=conversation, channel=channel, audio=audio)
+
+
+def stored_user_text(server_data: Path) -> str:
+    from inference_server.store import ConversationStore
+
+    turns = ConversationStore(server_data / "conversations.sqlite3").recent("jinju", 10)
+    return [t for t in turns if t.role == "user"][-1].text
+
+
+@pytest.mark.parametrize("gemini_up", [True, False])
+def test_the_reply_starts_from_her_recording_when_gemini_hears_it_else_from_whispers_text(
+    start_server, token, tmp_path, hybrid, engine, speech, phrasebook, gemini_up
+) -> None:
+    """Gemini up (it hears audio): the request leaves with her recording and Vosk's quick text
+    while Whisper is still held back, and Whisper's text replaces the quick one in the history
+    afterwards. Gemini without a key (the phrasebook answers): the doll waits for Whisper and
+    sends its text alone."""
+    from conftest import gemini_backend
+
+    from device.bench.fake_gemini import FakeGemini, Reply
+    from device.stt.cleanup import CleanTranscriber
+    from device.stt.hybrid import HybridTranscriber
+    from inference_server.backends.phrasebook import PhrasebookBackend
+
+    gate = threading.Event()
+    whisper = GatedWhisper(hybrid.inner.whisper, gate)
+    gated = CleanTranscriber(HybridTranscriber(hybrid.inner.vosk, whisper), hybrid.choice)
+    with FakeGemini() as fake:
+        heard = "⟦그는 이리저리 피하면서 길 한 옆으로 걸어갔다⟧ "
+        fake.push(Reply.stream([heard + "어디로 걸어갔는데? ", "궁금하다."]))
+        gemini = gemini_backend(fake.base_url)
+        if not gemini_up:
+            gemini._api_key = None
+        server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
+
+        async def scenario():
+            async with Rig(server.url, token, gated, engine) as rig:
+                client = TextRecordingClient(server.url, token, timeout_s=10)
+                client.sent = []
+                rig.doll._client = client
+                rig.doll._send_audio = "auto"
+                await rig.press()
+                await rig.listening_with_open_ears()
+                rig.say(speech)
+                if gemini_up:
+                    # Gemini gets the request while Whisper has not read a thing yet.
+                    await asyncio.to_thread(fake.wait_for_requests, 1, REAL_LIMIT_S)
+                    assert whisper.read_after_gate == 0
+                else:
+                    await rig.until_state(DollState.THINKING, 5.0)
+                gate.set()
+                await rig.release()
+                await rig.until_state(DollState.SPEAKING)
+                await rig.until_state(DollState.IDLE)
+                await rig.until(lambda: "transcribed" in rig.doll.last_marks, "Whisper's text")
+                await rig.until(
+                    lambda: stored_user_text(tmp_path / "data") == rig.doll.last_transcript.text,
+                    "Whisper's text in the history",
+                )
+                return rig, client.sent
+
+        rig, sent = run(scenario())
+    ((text, audio),) = sent
+    draft, final = rig.doll.last_draft, rig.doll.last_transcript
+    assert final.engine == "hybrid" and final.text and final.text != draft.text
+    assert stored_user_text(tmp_path / "data") == final.text
+    if gemini_up:
+        assert rig.doll.last_audio_mode and audio is not None and audio[0] == "audio/flac"
+        assert text == draft.text  # Vosk's quick text went with the recording
+        request = fake.requests[0].body["contents"][-1]["parts"]
+        assert "inlineData" in request[0] and draft.text in request[1]["text"]
+        assert rig.doll.last_backend == "gemini"
+        assert rig.doll.last_marks["asked"] < rig.doll.last_marks["transcribed"]
+    else:
+        assert not rig.doll.last_audio_mode and audio is None
+        assert text == final.text  # Whisper's text, and only text
+        assert fake.requests == []
+        assert rig.doll.last_backend == "phrasebook"
+        assert rig.doll.last_marks["transcribed"] <= rig.doll.last_marks["asked"]
+
+
+def test_press_while_speaking_stops_the_reply_at_once_with_whisper_still_reading(
+    start_server, token, tmp_path, hybrid, engine, speech, phrasebook
+) -> None:
+    """Barge-in with everything in flight: audio mode, Gemini streaming, Whisper held back."""
+    from conftest import gemini_backend
+
+    from device.bench.fake_gemini import FakeGemini, Reply
+    from device.stt.cleanup import CleanTranscriber
+    from device.stt.hybrid import HybridTranscriber
+    from inference_server.backends.phrasebook import PhrasebookBackend
+
+    gate = threading.Event()
+    whisper = GatedWhisper(hybrid.inner.whisper, gate)
+    gated = CleanTranscriber(HybridTranscriber(hybrid.inner.vosk, whisper), hybrid.choice)
+    settings = LoopSettings(earcons=False)  # so that any sound after the press is stale reply
+    long_reply = "진주야, 나 오늘 정말 긴 이야기를 하나 해 줄게. " * 3
+    with FakeGemini() as fake:
+        fake.push(Reply.stream(["⟦그는 걸어갔다⟧ ", long_reply]))
+        server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook))
+
+        async def scenario():
+            async with Rig(server.url, token, gated, engine, settings=settings, hold_s=10.0) as rig:
+                rig.doll._send_audio = "auto"
+                await rig.press()
+                await rig.listening_with_open_ears()
+                rig.say(speech)
+                await rig.until_state(DollState.THINKING, 5.0)
+                await rig.release()
+                await rig.until_state(DollState.SPEAKING)
+                await rig.sleep(0.3)
+                assert rig.speaker.playing and whisper.read_after_gate == 0
+                pressed = await rig.press()
+                await rig.until_state(DollState.LISTENING, 0.1)
+                gate.set()  # Whisper finishes while she holds the button
+                await rig.sleep(1.5)  # anything stale would play now
+                await rig.release()
+                await rig.until_state(DollState.IDLE, 0.5)
+                return rig, pressed
+
+        rig, pressed = run(scenario())
+    assert rig.fake.sounding(pressed - 0.2, pressed), "the reply was playing when she pressed"
+    assert not rig.fake.sounding(pressed), "nothing of the old reply after the press, ever"
+    assert rig.states()[-3:] == [DollState.SPEAKING, DollState.LISTENING, DollState.IDLE]
+    assert rig.doll.last_audio_mode
+
+
 # --- her recording for a server in audio mode ----------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -51,22 +52,28 @@ class Transcriber(Protocol):
 
 
 def then(future: Future[T], fn: Callable[[T], U]) -> Future[U]:
-    """A future of ``fn(result)`` once ``future`` is done (its failure or cancellation passed on)."""
+    """A future of ``fn(result)`` once ``future`` is done (its failure or cancellation passed on).
+
+    Cancelling the new future cancels ``future`` too (which stops it only if it has not started).
+    """
     out: Future[U] = Future()
 
     def done(finished: Future[T]) -> None:
         if finished.cancelled():
             out.cancel()
-            out.set_running_or_notify_cancel()
             return
         error = finished.exception()
-        if error is not None:
-            out.set_exception(error)
-            return
-        try:
-            out.set_result(fn(finished.result()))
-        except Exception as exc:
-            out.set_exception(exc)
+        if error is None:
+            try:
+                value = fn(finished.result())
+            except Exception as exc:
+                error = exc
+        with contextlib.suppress(InvalidStateError):  # cancelled meanwhile: nobody wants it
+            if error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(value)
 
+    out.add_done_callback(lambda result: future.cancel() if result.cancelled() else None)
     future.add_done_callback(done)
     return out
