@@ -117,8 +117,8 @@ class Hearing:
             self._pending_samples += len(block)
             if self._kept is not None:
                 self._kept.append(block)
-            if self._pending_samples >= self._chunk_samples:
-                self._feed()
+            if self._pending_samples >= self._chunk_samples or self.detector.pausing:
+                self._feed()  # in a pause, every block: her last word reaches the text sooner
             match self.detector.push(block):
                 case SpeechStarted(at_s=at_s):
                     _LOGGER.debug("speech started %.2f s into the utterance", at_s)
@@ -141,9 +141,9 @@ class Hearing:
         chunk = np.concatenate(self._pending)
         self._pending, self._pending_samples = [], 0
         partial = self._utterance.feed(chunk)
+        self.detector.hear_text(partial)
         if partial != self._partial:
             self._partial = partial
-            self.detector.hear_text(partial)
             _LOGGER.debug("hearing: %s", partial)
 
     def finish(self) -> tuple[Transcript, Future[Transcript] | None]:

@@ -77,6 +77,8 @@ class SpeechEnded:
 Event = SpeechStarted | PauseBegan | SpeechResumed | SpeechEnded
 
 
+_WORD_LAG_S = 0.45  # a streaming recogniser names her last word within this much silence
+
 block_dbfs = rms_dbfs  # RMS level of a block in dB relative to full scale (-120 for silence)
 
 
@@ -263,20 +265,31 @@ class EndpointDetector:
         self._silence_s = 0.0
         self._paused = False
         self.text = ""
+        self._text_at_pause = ""
 
     def hear_text(self, text: str) -> None:
         """What the recogniser has heard so far: its last word says how long to wait."""
         self.text = text
 
     @property
-    def silence_needed_s(self) -> float:
-        """The silence that would end the utterance now, given the words heard so far."""
-        return self.turn_end.silence_s(self.text)
+    def pausing(self) -> bool:
+        """She has spoken and is silent now."""
+        return self.started and not self._speaking
 
     @property
-    def heard_speech(self) -> bool:
-        """Whether any speech counts in this utterance so far (stray noise forgotten)."""
-        return self.speech_s > 0
+    def silence_needed_s(self) -> float:
+        """The silence that would end the utterance now, given the words heard so far.
+
+        A streaming recogniser names a word some 0.3–0.4 s after it ends, so when a pause
+        begins the text's last word is usually the one *before* her last: "먹었어" of "먹었어
+        근데", while "근데" is not in yet. A finished sentence therefore ends her turn after
+        ``min_silence_ms`` only when the text has changed during the pause (her last word came
+        in); otherwise not before ``_WORD_LAG_S``, by when it would have.
+        """
+        needed = self.turn_end.silence_s(self.text)
+        if self.pausing and self.text == self._text_at_pause and needed < _WORD_LAG_S:
+            return min(_WORD_LAG_S, self.turn_end.neutral_s)
+        return needed
 
     def push(self, block: np.ndarray) -> Event | None:
         """Hear one block of int16 mono audio at ``sample_rate``."""
@@ -310,6 +323,8 @@ class EndpointDetector:
                 self._paused = False
                 event = SpeechResumed(began)
         else:
+            if self._silence_s == 0.0:
+                self._text_at_pause = self.text
             self._silence_s += duration_s
             if self.started and self._silence_s >= self.silence_needed_s - 1e-9:
                 return self._end("silence")

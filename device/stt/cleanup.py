@@ -469,7 +469,8 @@ class CleanUtterance:
         if not hasattr(self._inner, "finish_later"):
             return self.finish(), None
         draft, final = self._inner.finish_later()
-        return self._owner._clean(draft), None if final is None else then(final, self._owner._clean)
+        draft = replace(draft, text=clean_transcript(draft.text, "vosk"))  # the quick text is Vosk's
+        return draft, None if final is None else then(final, self._owner._clean)
 
     def pause(self, last_speech_s: float) -> None:
         """A pause in her speech began: a recogniser that reads ahead starts now."""
