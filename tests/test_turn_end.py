@@ -62,7 +62,9 @@ def speak(d: EndpointDetector, seconds: float) -> list:
     return [e for _ in range(round(seconds / BLOCK_S)) if (e := d.push_probability(0.9, BLOCK_S))]
 
 
-def silence_until_end(d: EndpointDetector, texts: dict[float, str], limit_s: float = 3.0) -> tuple[float, list]:
+def silence_until_end(
+    d: EndpointDetector, texts: dict[float, str], limit_s: float = 3.0
+) -> tuple[float, list]:
     """Silent blocks until the turn ends; ``texts``: the recogniser's text from that time in the pause."""
     events, t = [], 0.0
     while t < limit_s:
@@ -89,7 +91,7 @@ def test_a_finished_sentence_ends_the_turn_once_its_last_word_is_in():
 
 
 def test_a_finished_sentence_already_in_the_text_waits_for_a_word_that_may_still_come():
-    """"먹었어" is in the text when the pause begins: it may be the word before her last one."""
+    """ "먹었어" is in the text when the pause begins: it may be the word before her last one."""
     d = detector()
     d.hear_text("밥 먹었어")
     speak(d, 1.0)
