@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,18 @@ class VoskTranscriber:
         """Read a recording (any rate, channels, WAV/FLAC/OGG) and recognise it."""
         return self.transcribe(load_audio(path, sample_rate=self.sample_rate))
 
+    def words(self, samples: np.ndarray) -> list[Word]:
+        """Every word Vosk hears in a whole utterance, with its times (seconds into ``samples``).
+
+        Vosk's words are its own units: Korean morphemes as it writes them ("걸어갔", "다").
+        """
+        pcm = as_pcm(samples, self.sample_rate)
+        with self.stream() as utterance:
+            for chunk in chunks(pcm, self.sample_rate, self.chunk_s):
+                utterance._accept(chunk)
+            utterance.finish()
+            return list(utterance.words)
+
     def _release(self, *, flush: bool) -> None:
         # Reset() alone does not drop audio that was fed but not finalised: it
         # would be decoded into the next utterance. FinalResult() flushes it.
@@ -157,6 +170,16 @@ class VoskTranscriber:
             self._lock.release()
 
 
+@dataclass(frozen=True)
+class Word:
+    """One word as Vosk heard it: its text, where it starts and ends (seconds), and Vosk's confidence."""
+
+    text: str
+    start_s: float
+    end_s: float
+    confidence: float
+
+
 class Utterance:
     """One utterance being heard live, from :meth:`VoskTranscriber.stream`."""
 
@@ -167,6 +190,7 @@ class Utterance:
         self._texts: list[str] = []
         self._confidences: list[float] = []
         self._speech_end_s: float | None = None
+        self.words: list[Word] = []  # every word of the finished segments, with its times
         self._offset_s = owner._fed_samples / owner.sample_rate
         self._samples = 0
         self._busy_s = 0.0
@@ -241,6 +265,16 @@ class Utterance:
             self._texts.append(text)
             words = result.get("result", [])
             self._confidences.extend(float(word["conf"]) for word in words if "conf" in word)
+            self.words.extend(
+                Word(
+                    word.get("word", ""),
+                    float(word["start"]) - self._offset_s,
+                    float(word["end"]) - self._offset_s,
+                    float(word.get("conf", 0.0)),
+                )
+                for word in words
+                if "start" in word and "end" in word
+            )
             ends = [float(word["end"]) for word in words if "end" in word]
             if ends:
                 self._speech_end_s = max(ends[-1] - self._offset_s, self._speech_end_s or 0.0)
