@@ -106,6 +106,9 @@ def bench_all(args: Namespace, config: ChachaConfig) -> int:
     for check in report["targets"]:
         verdict = "met" if check["met"] else f"MISSED by {check['missed_by']} {check['unit']}"
         print(f"{check['what']}: {check['value']} {check['unit']} (target {check['target']}) — {verdict}")
+    for check in report.get("end_of_turn", {}).get("targets", []):
+        verdict = "met" if check["met"] else f"MISSED by {check['missed_by']} {check['unit']}"
+        print(f"{check['what']}: {check['value']} {check['unit']} (target {check['target']}) — {verdict}")
     print(f"\nWrote {args.output_dir / 'bench.json'} and {args.docs} in {report['took_s']:.0f} s.")
     return 0
 
@@ -205,3 +208,52 @@ def _peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+# --- bench endpoint -------------------------------------------------------------------------
+
+
+def bench_endpoint(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.endpoint import DEFAULT_VARIANTS, parse_variant, run, table, targets_table
+    from device.cli.errors import CommandError
+
+    if not args.sample.is_file():
+        raise CommandError(f"recording {args.sample} not found: give --sample WAV (real Korean speech)")
+    variants = {}
+    for spec in args.variants or DEFAULT_VARIANTS:
+        try:
+            name, settings = parse_variant(spec)
+        except ValueError as exc:
+            raise CommandError(f"--variants {exc}") from None
+        variants[name] = settings
+    result = run(config, args.set_dir, variants, sample=args.sample)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(table(result))
+    print()
+    print(targets_table(result["targets"]))
+    return 0
+
+
+def register_endpoint(bench) -> None:
+    """Add `endpoint` to the `chacha bench` sub-commands."""
+    p = bench.add_parser(
+        "endpoint", help="end of turn: false cut-offs at pauses and delay after she finishes"
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="SPEC",
+        help="loop settings to compare: adaptive, fixed, or either with changes, e.g. "
+        "adaptive:silence_ms=900 fixed:silence_ms=1000 (default: adaptive fixed)",
+    )
+    p.add_argument("--output", type=Path, metavar="JSON", help="write every utterance's outcome as JSON here")
+    p.add_argument(
+        "--set-dir",
+        type=Path,
+        default=Path("build/endpoint-set"),
+        help="where the paused utterances are built (default build/endpoint-set)",
+    )
+    p.add_argument("--sample", type=Path, default=DEFAULT_RECORDING, help="the real recording to pause")
+    p.set_defaults(func=bench_endpoint)
