@@ -106,6 +106,8 @@ def run_all(
         report["server_process"] = server_process(Path(data))
         _LOGGER.info("server under load …")
         report["server_load"] = server_load(Path(data))
+    _LOGGER.info("end of turn …")
+    report["end_of_turn"] = end_of_turn(config)
     report["targets"] = check_targets(report)
     report["took_s"] = round(time.perf_counter() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,22 @@ def _pinned_latency(recording: Path, runs: int, first_token_s: float, tokens_per
         return json.loads(target.read_text(encoding="utf-8"))["latency"]
     finally:
         target.unlink(missing_ok=True)
+
+
+def end_of_turn(config) -> dict:
+    """False cut-offs and endpoint delay on paused Korean utterances (no per-utterance detail)."""
+    from device.bench.endpoint import run
+
+    with tempfile.TemporaryDirectory() as folder:
+        result = run(config, Path(folder))
+    del result["outcomes"]  # `chacha bench endpoint --output` writes them
+    return result
+
+
+def end_of_turn_section(report: dict) -> str:
+    from device.bench.endpoint import section
+
+    return section(report["end_of_turn"]) if "end_of_turn" in report else ""
 
 
 def check_targets(report: dict) -> list[dict]:
@@ -358,6 +376,7 @@ last column compares them from the moment her turn is known to be over.
 | server process (`chacha serve`): peak RSS, cold start to a healthy answer | {server["peak_rss_mb"]:.0f} MB, {server["ready_s"]} s |
 | server under load: {load["conversations"]} conversations at once, {load["requests"]} requests on loopback (phrasebook, so this is the server's own overhead) | p50 {load["p50_ms"]} ms, p99 {load["p99_ms"]} ms, {load["requests_per_s"]} requests/s |
 
+{end_of_turn_section(report)}
 {WHY}
 """
     docs.write_text(text, encoding="utf-8")
