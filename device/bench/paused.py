@@ -37,6 +37,7 @@ from tts.audio import power_dbfs, write_wav
 RATE = 16000
 PAUSES_MS = (300, 450, 600, 800)
 TAIL_S = 2.0  # noise after the end of her speech
+MIN_NOISE_DBFS = -90.0  # about one int16 step: the quietest noise that is not digital silence
 LEAD_S = 0.5  # noise before the espeak speech (the real sample has its own)
 SAMPLE = Path("samples/ko-read-sentence.wav")
 MANIFEST = "items.json"
@@ -87,12 +88,13 @@ class Item:
 
 
 def noise_floor_dbfs(samples: np.ndarray, rate: int = RATE) -> float:
-    """The level of the quietest tenth of a recording's 30 ms frames (their median, dBFS)."""
+    """The level of the quietest tenth of a recording's 30 ms frames (their median, dBFS), and
+    at least ``MIN_NOISE_DBFS``: a pause is never digital silence."""
     frame = round(rate * _FRAME_S)
     usable = len(samples) // frame * frame
     frames = to_float(samples[:usable], np.float64).reshape(-1, frame)
     levels = np.sort(power_dbfs((frames**2).mean(axis=1)))
-    return float(np.median(levels[: max(1, len(levels) // 10)]))
+    return max(MIN_NOISE_DBFS, float(np.median(levels[: max(1, len(levels) // 10)])))
 
 
 def noise(count: int, floor_dbfs: float, seed_text: str) -> np.ndarray:
