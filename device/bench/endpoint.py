@@ -352,17 +352,27 @@ does the doll know she is done? `chacha bench endpoint` splices one pause of 300
 word or phrase boundary, and feeds each, and each utterance whole, through the doll's own hearing
 (`Hearing` in `device/doll/loop.py`: Silero VAD on 30 ms blocks, Vosk's partial text telling
 the detector how long a silence to wait for) until it says her turn is over. All times are audio
-time. *Real*: the sample recording paused at each of its word boundaries
-({count["real"]["paused"]} paused, {count["real"]["whole"]} whole); *espeak*: short conversational
-sentences spoken by espeak-ng phrase by phrase ({count["espeak"]["paused"]} paused,
-{count["espeak"]["whole"]} whole). Vosk cannot read espeak-ng's Korean, so on those the word cue is
-mostly missing or wrong. *Delay* is the end of listening minus the true end of her speech, over
-utterances not cut; a *false cut-off* is listening ending before her speech was over.
-`adaptive` is `loop.end_of_turn: adaptive` as shipped (min_silence_ms
-{adaptive.get("min_silence_ms", "?")}, silence_ms {adaptive.get("silence_ms", "?")},
-max_silence_ms {adaptive.get("max_silence_ms", "?")}); `fixed` always waits {fixed} ms.
+time.
+
+- *real*: the sample recording paused at each of its word boundaries
+  ({count["real"]["paused"]} paused, {count["real"]["whole"]} whole);
+- *espeak*: short conversational sentences spoken by espeak-ng phrase by phrase
+  ({count["espeak"]["paused"]} paused, {count["espeak"]["whole"]} whole). Vosk cannot read
+  espeak-ng's Korean, so on those the word cue is mostly missing or wrong;
+- *delay*: the end of listening minus the true end of her speech, over utterances not cut;
+  a *false cut-off*: listening ended before her speech was over;
+- `adaptive`: `loop.end_of_turn: adaptive` as shipped (min_silence_ms
+  {adaptive.get("min_silence_ms", "?")}, silence_ms {adaptive.get("silence_ms", "?")},
+  max_silence_ms {adaptive.get("max_silence_ms", "?")}); `fixed`: always {fixed} ms.
 
 {table(result)}
 
 {targets_table(result["targets"])}
+
+Why cut-offs remain: the cue is read from Vosk's partial text, which at a pause often lacks the
+last particle (Vosk writes it late: "디비전" before "디비전이") or misreads the last word as an
+ending ("길 한" heard as "기획한다"); a word that looks final mid-sentence ends her turn after
+min_silence_ms. A soft start after the pause (a quiet first syllable the VAD does not count as
+speech) lengthens the silence the detector sees. A fixed wait has no cue to get wrong, but it must
+outlast the longest pause (about 1 s for these), which is the delay after every sentence too.
 """
