@@ -245,6 +245,16 @@ def test_pause_splits_segments_and_all_are_kept(stt, sample_transcript):
 
 
 @pytest.mark.slow
+def test_words_come_with_their_times_in_the_utterance(stt, sample_transcript):
+    samples = load_audio(SAMPLE)
+    for _ in range(2):  # the second utterance's times start at its own beginning again
+        words = stt.words(samples)
+        assert " ".join(w.text for w in words) == sample_transcript.text
+        assert 0.0 <= words[0].start_s < words[-1].end_s <= 3.888
+        assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(words, words[1:], strict=False))
+
+
+@pytest.mark.slow
 def test_digital_silence_is_nothing(stt):
     t = stt.transcribe(np.zeros(2 * 16000, np.int16))
     assert (t.text, t.confidence) == ("", 0.0)
