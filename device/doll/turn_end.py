@@ -42,14 +42,15 @@ _CONTINUING_WORDS = frozenset(
 _CONTINUING_ENDINGS = _longest_first(
     "는데 은데 던데 인데 한데 는데도",
     "면서 으면서 면 으면 려면 려고 으려고 러 으러 도록 거나 든지 든가",
-    "지만 어도 아도 여도 해도 라도",
+    "지만 어도 아도 여도 해도 라도 어야 아야 여야 해야",  # …어야: a condition
     "어서 아서 여서 해서 서 고 며 으며 니까 으니까 므로 다가 다면 자면 라면",
     "은 는 이 가 을 를 에 에서 에게 한테 께 의 와 과 랑 이랑 하고 도 만 로 으로",
     "부터 까지 보다 처럼 같이 이나 나 이든 든",
+    "게",  # …게 of manner (어떻게, 예쁘게); a promise (할게) is told apart in ending_cue
 )
 # Word endings that close a sentence: statements, questions, suggestions, requests.
 _FINAL_ENDINGS = _longest_first(
-    "요 다 까 죠 지 네 래 냐 니 자 어 아 야 해 게 걸 군 구나 거든 잖아 대 더라 랴 마 세 오 소",
+    "요 다 까 죠 지 네 래 냐 니 자 어 아 야 해 걸 군 구나 거든 잖아 대 더라 랴 지마 세 오 소",
     "니다 니까요 나요 가요 래요 데요 할래 줘 봐 와 가 돼 했어 했다",
 )
 _WORD = re.compile(r"[가-힣]+")
@@ -76,6 +77,8 @@ def ending_cue(text: str) -> Cue:
         return "neutral"
     if word in _CONTINUING_WORDS:
         return "continuing"
+    if word == "마" or _is_promise(word):  # 하지 마; 할게, 먹을게
+        return "final"
     if word.endswith("요"):  # polite speech: …는데요 and …거든요 end a sentence too
         return "final"
     continuing = next((e for e in _CONTINUING_ENDINGS if word.endswith(e)), "")
@@ -85,6 +88,13 @@ def ending_cue(text: str) -> Cue:
     if len(final) > len(continuing):
         return "final"
     return "continuing"
+
+
+def _is_promise(word: str) -> bool:
+    """…ㄹ게 (할게, 갈게, 먹을게): "게" after a syllable ending in ㄹ closes a sentence."""
+    if len(word) < 2 or not word.endswith("게") or not "가" <= word[-2] <= "힣":
+        return False
+    return (ord(word[-2]) - ord("가")) % 28 == 8  # final consonant ㄹ
 
 
 @dataclass(frozen=True)
