@@ -249,8 +249,10 @@ def summarise(outcomes: Sequence[Outcome], variants: Sequence[str]) -> dict:
 
 def check_targets(summary: dict) -> list[dict]:
     """False cut-offs ≤ 5 % of paused utterances and a median delay ≤ 450 ms after a finished
-    sentence (over the whole utterances and the paused ones not cut), per variant, on all
-    utterances and on the real recording alone."""
+    sentence, per variant, on all utterances and on the real recording alone.
+
+    The delay is the whole utterances': over the paused ones not cut, a variant that cuts fewer
+    would be counted slower for the utterances it no longer cuts."""
     checks = []
     for variant, by_source in summary.items():
         for source in ("all", "real"):
@@ -265,11 +267,11 @@ def check_targets(summary: dict) -> list[dict]:
                         "%",
                     )
                 )
-            median = s["not_cut"]["median_ms"]
+            median = s["whole"]["median_ms"]
             if median is not None:
                 checks.append(
                     _check(
-                        f"endpoint delay median, {variant} ({source})",
+                        f"endpoint delay median after a whole sentence, {variant} ({source})",
                         median,
                         TARGETS["delay_median_ms"],
                         "ms",
@@ -359,8 +361,9 @@ time.
 - *espeak*: short conversational sentences spoken by espeak-ng phrase by phrase
   ({count["espeak"]["paused"]} paused, {count["espeak"]["whole"]} whole). Vosk cannot read
   espeak-ng's Korean, so on those the word cue is mostly missing or wrong;
-- *delay*: the end of listening minus the true end of her speech, over utterances not cut;
-  a *false cut-off*: listening ended before her speech was over;
+- *delay*: the end of listening minus the true end of her speech, over utterances not cut
+  (the target reads the whole ones: over the paused ones, a variant that cuts fewer would
+  look slower); a *false cut-off*: listening ended before her speech was over;
 - `adaptive`: `loop.end_of_turn: adaptive` as shipped (min_silence_ms
   {adaptive.get("min_silence_ms", "?")}, silence_ms {adaptive.get("silence_ms", "?")},
   max_silence_ms {adaptive.get("max_silence_ms", "?")}); `fixed`: always {fixed} ms.
