@@ -121,7 +121,7 @@ def test_variants_are_loop_settings() -> None:
     assert parse_variant("adaptive") == ("adaptive", LoopSettings())
     name, fixed = parse_variant("fixed:silence_ms=500")
     assert (name, fixed.end_of_turn, fixed.silence_ms) == ("fixed:silence_ms=500", "fixed", 500)
-    for bad in ("eager", "fixed:silence=5", "adaptive:min_silence_ms=900"):
+    for bad in ("eager", "fixed:silence=5", "adaptive:min_silence_ms=1000"):
         with pytest.raises(ValueError):
             parse_variant(bad)
 

@@ -364,7 +364,7 @@ def test_vad_silence_ends_listening_while_the_button_is_held(
     start_server, token, transcriber, engine, speech, end_of_turn, low, high
 ) -> None:
     server = start_server()
-    settings = LoopSettings(end_of_turn=end_of_turn)
+    settings = LoopSettings(end_of_turn=end_of_turn, silence_ms=700)
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
@@ -402,7 +402,7 @@ def test_a_pause_mid_sentence_ends_the_turn_only_when_fixed(
     """A 900 ms breath after "피하면서" (a connective: more is coming) is not the end of her turn."""
     server = start_server()
     utterance = paused(speech, AFTER_HAMYEONSEO_S, 0.9)
-    settings = LoopSettings(end_of_turn=end_of_turn)
+    settings = LoopSettings(end_of_turn=end_of_turn, silence_ms=700)
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:

@@ -68,7 +68,7 @@ class LoopSettings(BaseModel):
         "or a filler (…는데, …고, 음), silence_ms otherwise; 'fixed' always waits silence_ms.",
     )
     silence_ms: int = Field(
-        default=700,
+        default=900,
         ge=100,
         le=5000,
         description="Silence that ends her turn when her last words give no cue either way (adaptive), "

@@ -267,6 +267,11 @@ class EndpointDetector:
         self.text = ""
         self._text_at_pause = ""
 
+    @property
+    def heard_speech(self) -> bool:
+        """Whether any speech counts in this utterance so far (stray noise forgotten)."""
+        return self.speech_s > 0
+
     def hear_text(self, text: str) -> None:
         """What the recogniser has heard so far: its last word says how long to wait."""
         self.text = text
