@@ -57,8 +57,10 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
                     f"--scenarios: {spec!r}: stt is vosk|whisper|hybrid, tts espeak|piper, "
                     f"llm gemini|phrasebook, mode {'|'.join(MODES)}"
                 )
+            named = {s.spec: s for s in SCENARIOS}  # the report's own names where it has them
             name = f"{stt} + {tts.capitalize()} + {llm.capitalize()}"
-            scenarios.append(Scenario(name if mode == "default" else f"{name}, {mode}", stt, tts, llm, mode))
+            scenario = Scenario(name if mode == "default" else f"{name}, {mode}", stt, tts, llm, mode)
+            scenarios.append(named.get(scenario.spec, scenario))
     results = latency(
         config,
         _recording(args),
