@@ -202,6 +202,18 @@ class Rig:
         self.fake.say(samples)
         return self.resume()
 
+    async def held_turn(self, samples: np.ndarray, within_s: float) -> float:
+        """Press, say ``samples`` with the button held until the doll stops listening (within
+        ``within_s`` simulated seconds), release, wait for idle; returns how long it listened."""
+        await self.press()
+        await self.listening_with_open_ears()
+        fed = self.say(samples)
+        await self.until_state(DollState.THINKING, within_s)
+        assert self.button.is_pressed, "the doll, not a release, ended listening"
+        await self.release()
+        await self.until_state(DollState.IDLE)
+        return self.doll.last_marks["stopped"] - fed
+
     def resume(self) -> float:
         """Let time move again after :meth:`listening_with_open_ears` (she says nothing)."""
         self._stop_when = None
@@ -368,14 +380,7 @@ def test_vad_silence_ends_listening_while_the_button_is_held(
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
-            await rig.press()
-            await rig.listening_with_open_ears()
-            fed = rig.say(speech)
-            await rig.until_state(DollState.THINKING, 6.0)
-            assert rig.button.is_pressed
-            await rig.release()
-            await rig.until_state(DollState.IDLE)
-            return rig, rig.doll.last_marks["stopped"] - fed
+            return rig, await rig.held_turn(speech, 6.0)
 
     rig, heard_for = run(scenario())
     assert rig.doll.last_listen_end == "silence"
@@ -406,13 +411,7 @@ def test_a_pause_mid_sentence_ends_the_turn_only_when_fixed(
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
-            await rig.press()
-            await rig.listening_with_open_ears()
-            fed = rig.say(utterance)
-            await rig.until_state(DollState.THINKING, 8.0)
-            await rig.release()
-            await rig.until_state(DollState.IDLE)
-            return rig, rig.doll.last_marks["stopped"] - fed
+            return rig, await rig.held_turn(utterance, 8.0)
 
     rig, heard_for = run(scenario())
     transcript = rig.doll.last_transcript
@@ -431,13 +430,7 @@ def test_max_utterance_caps_listening(start_server, token, transcriber, engine, 
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
-            await rig.press()
-            await rig.listening_with_open_ears()
-            fed = rig.say(speech)
-            await rig.until_state(DollState.THINKING, 2.0)
-            await rig.release()
-            await rig.until_state(DollState.IDLE)
-            return rig, rig.doll.last_marks["stopped"] - fed
+            return rig, await rig.held_turn(speech, 2.0)
 
     rig, heard_for = run(scenario())
     assert rig.doll.last_listen_end == "max_length"
@@ -671,6 +664,15 @@ def test_whisper_reads_at_each_pause_and_drops_the_pass_she_talked_over(
     assert rig.doll.last_backend == "phrasebook"
 
 
+def gated(hybrid, gate: threading.Event):
+    """The module's hybrid recogniser with its Whisper held back until ``gate`` opens."""
+    from device.stt.cleanup import CleanTranscriber
+    from device.stt.hybrid import HybridTranscriber
+
+    whisper = GatedWhisper(hybrid.inner.whisper, gate)
+    return CleanTranscriber(HybridTranscriber(hybrid.inner.vosk, whisper), hybrid.choice), whisper
+
+
 class GatedWhisper:
     """The real Whisper, held back until ``gate`` opens: what must not wait for it, does not."""
 
@@ -713,13 +715,10 @@ def test_the_reply_starts_from_her_recording_when_gemini_hears_it_else_from_whis
     from conftest import gemini_backend
 
     from device.bench.fake_gemini import FakeGemini, Reply
-    from device.stt.cleanup import CleanTranscriber
-    from device.stt.hybrid import HybridTranscriber
     from inference_server.backends.phrasebook import PhrasebookBackend
 
     gate = threading.Event()
-    whisper = GatedWhisper(hybrid.inner.whisper, gate)
-    gated = CleanTranscriber(HybridTranscriber(hybrid.inner.vosk, whisper), hybrid.choice)
+    recogniser, whisper = gated(hybrid, gate)
     with FakeGemini() as fake:
         heard = "⟦그는 이리저리 피하면서 길 한 옆으로 걸어갔다⟧ "
         fake.push(Reply.stream([heard + "어디로 걸어갔는데? ", "궁금하다."]))
@@ -729,7 +728,7 @@ def test_the_reply_starts_from_her_recording_when_gemini_hears_it_else_from_whis
         server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
 
         async def scenario():
-            async with Rig(server.url, token, gated, engine) as rig:
+            async with Rig(server.url, token, recogniser, engine) as rig:
                 client = TextRecordingClient(server.url, token, timeout_s=10)
                 client.sent = []
                 rig.doll._client = client
@@ -781,13 +780,10 @@ def test_press_while_speaking_stops_the_reply_at_once_with_whisper_still_reading
     from conftest import gemini_backend
 
     from device.bench.fake_gemini import FakeGemini, Reply
-    from device.stt.cleanup import CleanTranscriber
-    from device.stt.hybrid import HybridTranscriber
     from inference_server.backends.phrasebook import PhrasebookBackend
 
     gate = threading.Event()
-    whisper = GatedWhisper(hybrid.inner.whisper, gate)
-    gated = CleanTranscriber(HybridTranscriber(hybrid.inner.vosk, whisper), hybrid.choice)
+    recogniser, whisper = gated(hybrid, gate)
     settings = LoopSettings(earcons=False)  # so that any sound after the press is stale reply
     long_reply = "진주야, 나 오늘 정말 긴 이야기를 하나 해 줄게. " * 3
     with FakeGemini() as fake:
@@ -795,7 +791,7 @@ def test_press_while_speaking_stops_the_reply_at_once_with_whisper_still_reading
         server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook))
 
         async def scenario():
-            async with Rig(server.url, token, gated, engine, settings=settings, hold_s=10.0) as rig:
+            async with Rig(server.url, token, recogniser, engine, settings=settings, hold_s=10.0) as rig:
                 rig.doll._send_audio = "auto"
                 await rig.press()
                 await rig.listening_with_open_ears()
