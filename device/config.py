@@ -16,7 +16,13 @@ from device.doll.settings import AudioSettings, LoopSettings
 from device.stt.settings import STTSettings
 from hardware.settings import HardwareSettings
 from inference_server.errors import InferenceError
-from inference_server.settings import ConversationId, LLMSettings, PersonaSettings, ServerSettings
+from inference_server.settings import (
+    ConversationId,
+    LLMSettings,
+    MemorySettings,
+    PersonaSettings,
+    ServerSettings,
+)
 from inference_server.yamlfile import describe_validation_error, load_yaml
 from telegram_collector.settings import TelegramSettings
 from tts.settings import TTSSettings
@@ -61,6 +67,7 @@ class ChachaConfig(BaseModel):
     client: ClientSettings = Field(default_factory=ClientSettings)
     persona: PersonaSettings = Field(default_factory=PersonaSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     stt: STTSettings = Field(default_factory=STTSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)

@@ -26,11 +26,18 @@ from inference_server.backends.base import (
     StreamEnd,
 )
 from inference_server.history import HistoryWindow, Summariser
+from inference_server.memory import MemoryService, forget_request
+from inference_server.memory.service import FORGOTTEN_TURN
 from inference_server.persona import PersonaBook
 from inference_server.reply import ReplyShaper
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
+
+MEMORY_TICK_S = 60.0
+"""How often idle sessions are ended and due reflections run."""
+FORGOT_REPLY = "알았어, 그 얘기는 이제 잊을게."
+NOTHING_TO_FORGET_REPLY = "음, 뭘 잊어 달라는 건지 잘 모르겠어. 조금만 더 자세히 말해 줄래?"
 
 
 def _hears_audio(backend: LLMBackend) -> bool:
@@ -58,6 +65,7 @@ class ChatService:
         max_sentences: int = 3,
         timezone: str = "Asia/Seoul",
         clock: Callable[[], datetime] | None = None,
+        memory: MemoryService | None = None,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -74,6 +82,26 @@ class ChatService:
         self._zone = ZoneInfo(timezone)
         self._clock = clock or (lambda: datetime.now(self._zone))
         self._background: set[asyncio.Task] = set()
+        self.memory = memory
+        self._ticker: asyncio.Task | None = None
+
+    def now(self) -> float:
+        """The time now (epoch seconds) by the service's clock."""
+        return self._clock().timestamp()
+
+    def _start_memory_ticker(self) -> None:
+        """Once per event loop: end idle sessions and reflect on them, every minute."""
+        if self.memory is None or (self._ticker is not None and not self._ticker.done()):
+            return
+        self._ticker = asyncio.create_task(self._tick_memory(), name="memory-ticker")
+
+    async def _tick_memory(self) -> None:
+        while True:
+            try:
+                await self.memory.reflect_due(self.now())
+            except Exception:  # the ticker must outlive a bad minute; the log says what happened
+                _LOGGER.exception("memory upkeep failed; trying again in a minute")
+            await asyncio.sleep(MEMORY_TICK_S)
 
     def backend_status(self) -> list[BackendStatus]:
         status = []
@@ -112,10 +140,27 @@ class ChatService:
         self, conversation: str, text: str, channel: str, *, audio: AudioClip | None = None
     ) -> AsyncIterator[ChatEvent]:
         started = time.perf_counter()
+        if self.memory is not None:
+            self._start_memory_ticker()
+            forget = forget_request(text)
+            if forget is not None:
+                async for event in self._forget(conversation, forget, channel, started):
+                    yield event
+                return
         turn_id = await asyncio.to_thread(
             self.store.add, conversation, "user", text, channel=channel, source="stt" if audio else "text"
         )
         window = await asyncio.to_thread(self.window.build, conversation, turn_id)
+        memories = None
+        if self.memory is not None:
+            context = await asyncio.to_thread(
+                self.memory.context,
+                conversation,
+                text,
+                visible_turns={t.id for t in window.turns},
+                now=self.now(),
+            )
+            memories = context.section
         persona = self.persona.current
         request = LLMRequest(
             conversation=conversation,
@@ -125,6 +170,7 @@ class ChatService:
             system_instruction=persona.system_instruction(self._clock()),
             history=window.as_history(),
             summary=window.summary,
+            memories=memories,
         )
         fallbacks: list[FallbackInfo] = []
         sentences: list[str] = []
@@ -168,12 +214,15 @@ class ChatService:
         reply = " ".join(sentences)
         if heard:
             await asyncio.to_thread(self.store.set_heard, turn_id, heard)
+        reply_id = None
         if reply:
-            await asyncio.to_thread(
+            reply_id = await asyncio.to_thread(
                 self.store.add, conversation, "model", reply, channel=channel, backend=used
             )
         else:
             used = "none"
+        if self.memory is not None:
+            await self._remember(conversation, turn_id, heard or text, channel, reply_id)
         total_ms = (time.perf_counter() - started) * 1000
         _LOGGER.info(
             "turn %s (%s): %d sentence(s) from %s in %.0f ms%s",
@@ -200,6 +249,53 @@ class ChatService:
                 first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
             ),
             fallbacks=tuple(fallbacks),
+        )
+
+    async def _remember(
+        self, conversation: str, turn_id: int, text: str, channel: str, reply_id: int | None
+    ) -> None:
+        """Keep her words as a raw memory of the session; a failure costs the memory, not the reply."""
+        try:
+            await asyncio.to_thread(
+                self.memory.note_exchange,
+                conversation,
+                turn_id,
+                text,
+                channel=channel,
+                at=self.now(),
+                reply_id=reply_id,
+            )
+        except Exception:
+            _LOGGER.exception("could not keep turn %d as a memory", turn_id)
+
+    async def _forget(
+        self, conversation: str, forget, channel: str, started: float
+    ) -> AsyncIterator[ChatEvent]:
+        """She asked him to forget something: delete it, and say so (no LLM is asked)."""
+        turn_id = await asyncio.to_thread(
+            self.store.add, conversation, "user", FORGOTTEN_TURN, channel=channel, source="text"
+        )
+        forgotten = await asyncio.to_thread(
+            self.memory.forget, conversation, forget, before_turn=turn_id, now=self.now()
+        )
+        reply = FORGOT_REPLY if forgotten.memories or forgotten.turns else NOTHING_TO_FORGET_REPLY
+        _LOGGER.info(
+            "forgot %d memories and %d turns of %s at her request",
+            len(forgotten.memories),
+            len(forgotten.turns),
+            conversation,
+        )
+        await asyncio.to_thread(
+            self.store.add, conversation, "model", reply, channel=channel, backend="memory"
+        )
+        total_ms = round((time.perf_counter() - started) * 1000, 1)
+        yield SentenceEvent(index=0, text=reply)
+        yield FinalEvent(
+            conversation=conversation,
+            reply=reply,
+            backend="memory",
+            turn_id=turn_id,
+            timings_ms=Timings(first_sentence=total_ms, total=total_ms),
         )
 
     @staticmethod

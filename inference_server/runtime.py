@@ -17,9 +17,10 @@ from inference_server.backends.gemini import GeminiBackend
 from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
+from inference_server.memory import MemoryService
 from inference_server.persona import PersonaBook
 from inference_server.quota import QuotaLedger
-from inference_server.settings import LLMSettings, PersonaSettings, ServerSettings
+from inference_server.settings import LLMSettings, MemorySettings, PersonaSettings, ServerSettings
 from inference_server.shared.secrets import Secrets, reveal
 from inference_server.store import ConversationStore
 
@@ -34,8 +35,10 @@ def build_chat_service(
     llm: LLMSettings,
     persona: PersonaSettings,
     secrets: Secrets | None = None,
+    memory: MemorySettings | None = None,
 ) -> ChatService:
-    """The chat service the settings describe; `secrets` defaults to those in the environment now."""
+    """The chat service the settings describe; `secrets` defaults to those in the environment now,
+    `memory` to the default memory settings."""
     secrets = Secrets() if secrets is None else secrets
     backends: list[LLMBackend] = []
     for name in llm.backends:
@@ -49,15 +52,31 @@ def build_chat_service(
         elif name == "phrasebook":
             book = Phrasebook.load(llm.phrasebook.file, min_similarity=llm.phrasebook.min_similarity)
             backends.append(PhrasebookBackend(book))
+    memory = MemorySettings() if memory is None else memory
+    book = PersonaBook(persona.file, server.data_dir)
+    store = ConversationStore(server.data_dir / DATABASE_NAME)
+    remembering = (
+        MemoryService(
+            store,
+            memory,
+            backends,
+            name=book.current.name,
+            partner=book.current.partner,
+            timezone=persona.timezone,
+        )
+        if memory.enabled
+        else None
+    )
     return ChatService(
-        PersonaBook(persona.file, server.data_dir),
-        ConversationStore(server.data_dir / DATABASE_NAME),
+        book,
+        store,
         backends,
         history_turns=server.history_turns,
         history_tokens=server.history_tokens,
         summarize=server.summarize_history,
         max_sentences=server.max_sentences,
         timezone=persona.timezone,
+        memory=remembering,
     )
 
 

@@ -185,3 +185,61 @@ class PersonaSettings(_Settings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use a name like Asia/Seoul)") from None
         return value
+
+
+class MemoryWeights(_Settings):
+    """How retrieval ranks a memory: priority = importance·w + similarity·w + recency·w (each 0–1)."""
+
+    importance: float = Field(0.15, ge=0.0, le=10.0, description="weight of how much it matters (0–1)")
+    similarity: float = Field(1.0, ge=0.0, le=10.0, description="weight of how close it is to what she said")
+    recency: float = Field(0.1, ge=0.0, le=10.0, description="weight of how recent it is")
+
+
+class MemorySettings(_Settings):
+    """차차's long-term memory of her life: what goes in, how it is found again, what it may cost."""
+
+    enabled: bool = Field(True, description="remember across days; false = history and summary only")
+    session_idle_min: float = Field(
+        30.0, gt=0, le=24 * 60, description="a conversation idle this long ends its session (minutes)"
+    )
+    night_hour: int | None = Field(
+        4,
+        ge=0,
+        le=23,
+        description="at this local hour every open session ends, however recent (None = idle only)",
+    )
+    top_n: int = Field(30, ge=1, le=200, description="at most this many memories go into a prompt")
+    prompt_tokens: int = Field(
+        600, ge=50, le=20_000, description="and at most about this many tokens of them (buffer included)"
+    )
+    buffer_tokens: int = Field(
+        300, ge=0, le=20_000, description="of which this conversation's own memories may take so many"
+    )
+    weights: MemoryWeights = Field(default_factory=MemoryWeights)
+    lexical_share: float = Field(
+        0.35,
+        ge=0.0,
+        le=1.0,
+        description="share of similarity from shared words (Hangul terms); the rest from embeddings",
+    )
+    recency_half_life_days: float = Field(
+        30.0, gt=0, le=3650, description="a memory's recency halves every this many days"
+    )
+    min_turn_chars: int = Field(
+        5, ge=0, le=200, description="her turns shorter than this (letters) are not kept as raw memories"
+    )
+    quota_reserve: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="reflection waits while fewer Gemini requests than this are left to Telegram today",
+    )
+    retry_min: float = Field(
+        60.0, gt=0, le=24 * 60, description="a reflection that could not run is tried again after (minutes)"
+    )
+    forget_threshold: float = Field(
+        0.55,
+        ge=0.0,
+        le=1.0,
+        description="'잊어줘 …' deletes memories at least this similar to what she named (0–1)",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -38,9 +39,49 @@ _ADDED_COLUMNS = {
     "source": "TEXT NOT NULL DEFAULT 'text'",
     "heard": "TEXT",
 }
+# Long-term memory lives in the same file (inference_server/memory/store.py reads and writes it).
+_MEMORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memories (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT    NOT NULL,
+    kind         TEXT    NOT NULL CHECK (kind IN ('turn', 'observation', 'insight')),
+    text         TEXT    NOT NULL,
+    importance   REAL    NOT NULL,
+    channel      TEXT    NOT NULL,
+    turn_ids     TEXT    NOT NULL DEFAULT '[]',
+    reason_ids   TEXT    NOT NULL DEFAULT '[]',
+    session_id   INTEGER,
+    state        TEXT    NOT NULL CHECK (state IN ('buffer', 'long')),
+    created_at   REAL    NOT NULL,
+    embedding    BLOB,
+    cues         TEXT    NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS memories_by_conversation ON memories (conversation, id);
+CREATE INDEX IF NOT EXISTS memories_by_session ON memories (session_id);
+CREATE TABLE IF NOT EXISTS memory_sessions (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT    NOT NULL,
+    started_at   REAL    NOT NULL,
+    last_at      REAL    NOT NULL,
+    first_turn   INTEGER NOT NULL,
+    last_turn    INTEGER NOT NULL,
+    closed_at    REAL,
+    reflected_at REAL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_try_at  REAL    NOT NULL DEFAULT 0,
+    outcome      TEXT
+);
+CREATE INDEX IF NOT EXISTS memory_sessions_by_conversation ON memory_sessions (conversation, id);
+"""
 # PRAGMA user_version counts these; files from before it was used say 0 and may lack the columns.
-MIGRATIONS = (_SCHEMA, add_columns("turns", _ADDED_COLUMNS))
+MIGRATIONS = (
+    _SCHEMA,
+    add_columns("turns", _ADDED_COLUMNS),
+    _MEMORY_SCHEMA,
+    add_columns("turns", {"forgotten": "INTEGER NOT NULL DEFAULT 0"}),
+)
 _TURN_COLUMNS = "id, conversation, role, text, channel, backend, created_at, source, heard"
+_REMEMBERED = "forgotten = 0"
 
 
 @dataclass(frozen=True)
@@ -82,6 +123,11 @@ class ConversationStore:
         self.path = path
         self._db = open_database(path, migrations=MIGRATIONS, wrap_error=lambda exc: _open_error(path, exc))
         self._lock = threading.Lock()
+
+    @property
+    def database(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The connection and the lock that serialises its use (for the memory store in the same file)."""
+        return self._db, self._lock
 
     def add(
         self,
@@ -136,7 +182,7 @@ class ConversationStore:
             return []
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? AND id < ?"
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? AND id < ? AND {_REMEMBERED}"
                 " ORDER BY id DESC LIMIT ?",
                 (conversation, before_id if before_id is not None else 2**62, limit),
             ).fetchall()
@@ -145,7 +191,8 @@ class ConversationStore:
     def between(self, conversation: str, after_id: int, before_id: int) -> list[Turn]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? AND id > ? AND id < ? ORDER BY id",
+                f"SELECT {_TURN_COLUMNS} FROM turns"
+                f" WHERE conversation = ? AND id > ? AND id < ? AND {_REMEMBERED} ORDER BY id",
                 (conversation, after_id, before_id),
             ).fetchall()
         return [Turn(*row) for row in rows]
@@ -165,6 +212,64 @@ class ConversationStore:
                 "INSERT INTO summaries (conversation, through_id, text, created_at) VALUES (?, ?, ?, ?)",
                 (conversation, through_id, text, time.time()),
             )
+
+    def forget_turns(self, conversation: str, turn_ids: list[int]) -> int:
+        """Keep these turns out of every prompt from now on, and drop the summaries that may hold them.
+
+        The turns stay as rows (the history's order is kept) but their words are erased: what
+        she asked to be forgotten must not come back through the history or a summary.
+        """
+        if not turn_ids:
+            return 0
+        marks = ",".join("?" * len(turn_ids))
+        with self._lock:
+            cursor = self._db.execute(
+                f"UPDATE turns SET forgotten = 1, text = '', heard = NULL"
+                f" WHERE conversation = ? AND id IN ({marks})",
+                (conversation, *turn_ids),
+            )
+            self._db.execute(
+                "DELETE FROM summaries WHERE conversation = ? AND through_id >= ?",
+                (conversation, min(turn_ids)),
+            )
+            return cursor.rowcount
+
+    def replies_to(self, conversation: str, turn_ids: list[int]) -> list[int]:
+        """The ids of 차차's replies that came right after each of these turns of hers."""
+        replies = []
+        with self._lock:
+            for turn_id in turn_ids:
+                row = self._db.execute(
+                    "SELECT id, role FROM turns WHERE conversation = ? AND id > ? ORDER BY id LIMIT 1",
+                    (conversation, turn_id),
+                ).fetchone()
+                if row and row[1] == "model":
+                    replies.append(row[0])
+        return replies
+
+    def mentioning(self, conversation: str, words: list[str], *, last: int) -> list[int]:
+        """The ids among the last `last` remembered turns whose text holds any of `words`."""
+        if not words:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, text, heard FROM turns WHERE conversation = ? AND {_REMEMBERED}"
+                " ORDER BY id DESC LIMIT ?",
+                (conversation, last),
+            ).fetchall()
+        return [i for i, text, heard in rows if any(w in text or (heard and w in heard) for w in words)]
+
+    def delete_conversation(self, conversation: str) -> tuple[int, int]:
+        """Delete a conversation's whole history: (turns deleted, summaries deleted).
+
+        Long-term memories are not touched (`chacha memory forget --all` deletes those).
+        """
+        with self._lock:
+            turns = self._db.execute("DELETE FROM turns WHERE conversation = ?", (conversation,)).rowcount
+            summaries = self._db.execute(
+                "DELETE FROM summaries WHERE conversation = ?", (conversation,)
+            ).rowcount
+        return turns, summaries
 
     def count(self, conversation: str) -> int:
         with self._lock:

@@ -13,7 +13,7 @@ from inference_server.quota import QuotaLedger
 from inference_server.shared import paths
 from inference_server.shared.secrets import Secrets, env_secret, reveal
 from inference_server.shared.sqlite import add_columns, open_database
-from inference_server.store import ConversationStore
+from inference_server.store import MIGRATIONS, ConversationStore
 from telegram_collector.errors import TelegramError
 from telegram_collector.store import CollectedMessage, CollectorStore
 
@@ -227,8 +227,8 @@ def test_a_conversation_database_without_added_columns_is_migrated(tmp_path: Pat
         assert [t.for_model for t in store.recent("c", 10)] == ["안녕", "또요"]
     finally:
         store.close()
-    assert _user_version(path) == 2
-    assert _columns(path, "turns")[-2:] == ["source", "heard"]
+    assert _user_version(path) == len(MIGRATIONS)
+    assert _columns(path, "turns")[-3:] == ["source", "heard", "forgotten"]
 
 
 def test_a_conversation_database_with_added_columns_is_migrated(tmp_path: Path) -> None:
@@ -252,7 +252,7 @@ def test_a_conversation_database_with_added_columns_is_migrated(tmp_path: Path) 
         assert store.latest_summary("c") == (1, "s")
     finally:
         store.close()
-    assert _user_version(path) == 2
+    assert _user_version(path) == len(MIGRATIONS)
 
 
 def test_a_quota_ledger_from_before_user_version_keeps_its_rows(tmp_path: Path) -> None:

@@ -223,7 +223,11 @@ class Bench:
                 update={"data_dir": Path(data), "summarize_history": False}
             )
             chat = build_chat_service(
-                server_settings, llm, self.config.persona, secrets=Secrets(GEMINI_API_KEY="bench")
+                server_settings,
+                llm,
+                self.config.persona,
+                secrets=Secrets(GEMINI_API_KEY="bench"),
+                memory=self.config.memory,
             )
             with BackgroundServer(chat, "bench-token") as server:
                 client = InferenceClient(server.url, "bench-token", timeout_s=30)

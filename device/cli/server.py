@@ -32,7 +32,7 @@ def _api_token(required_for: str) -> str:
 def _build_chat(config: ChachaConfig):
     from inference_server.runtime import build_chat_service
 
-    return build_chat_service(config.server, config.llm, config.persona)
+    return build_chat_service(config.server, config.llm, config.persona, memory=config.memory)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,18 @@ class LLMRequest:
     channel: str = "doll"
     audio: AudioClip | None = None
     summary: str | None = None  # what was said before the history window, summarised
+    memories: str | None = None  # what he remembers of her life (a prompt section, headed)
+    max_output_tokens: int | None = None  # for `complete`: None = the backend's own default
+    json: bool = False  # for `complete`: ask for a JSON answer
+
+    def instruction(self) -> str:
+        """The system instruction with the summary and the memories added (each under a heading)."""
+        text = self.system_instruction
+        if self.memories:
+            text += f"\n\n{self.memories}"
+        if self.summary:
+            text += f"\n\n## Earlier today (summary)\n{self.summary}"
+        return text
 
 
 @dataclass(frozen=True)

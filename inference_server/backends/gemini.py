@@ -160,9 +160,7 @@ class GeminiBackend:
         return contents
 
     def _config(self, request: LLMRequest, *, max_tokens: int | None = None) -> types.GenerateContentConfig:
-        instruction = request.system_instruction
-        if request.summary:
-            instruction += f"\n\n## Earlier today (summary)\n{request.summary}"
+        instruction = request.instruction()
         if request.audio is not None and self.settings.send_audio:
             instruction += f"\n\n{AUDIO_INSTRUCTION}"
         return types.GenerateContentConfig(
@@ -175,6 +173,7 @@ class GeminiBackend:
                 if self._thinking
                 else None
             ),
+            response_mime_type="application/json" if request.json else None,
         )
 
     # -- quota ------------------------------------------------------------------------------------
@@ -182,15 +181,13 @@ class GeminiBackend:
     async def _admit(self, request: LLMRequest) -> int | None:
         if self.ledger is None:
             return None
-        tokens = (
-            estimate_tokens(
-                request.system_instruction,
-                request.text,
-                request.summary or "",
-                *(t.text for t in request.history),
-            )
-            + self.settings.max_output_tokens
-        )
+        tokens = estimate_tokens(
+            request.system_instruction,
+            request.text,
+            request.summary or "",
+            request.memories or "",
+            *(t.text for t in request.history),
+        ) + (request.max_output_tokens or self.settings.max_output_tokens)
         if request.audio is not None and self.settings.send_audio:
             tokens += 32 * 30  # at most 30 s of audio at ~32 tokens a second
         limits = self.settings.quota
@@ -324,12 +321,12 @@ class GeminiBackend:
                 self._client.aio.models.generate_content(
                     model=self.settings.model,
                     contents=self._contents(request),
-                    config=self._config(request, max_tokens=400),
+                    config=self._config(request, max_tokens=request.max_output_tokens or 400),
                 ),
                 self.settings.total_timeout_s,
             )
         except TimeoutError:
-            raise BackendError("timeout", "no summary in time") from None
+            raise BackendError("timeout", "no answer in time") from None
         except errors.APIError as exc:
             raise self._failed(exc) from None
         except _TRANSPORT as exc:
@@ -337,7 +334,7 @@ class GeminiBackend:
         self._settle(request_id, response.usage_metadata)
         text, _ = _read_chunk(response)
         if not text:
-            raise BackendError("empty", "no summary text")
+            raise BackendError("empty", "no text in the answer")
         return text
 
 

@@ -41,9 +41,7 @@ class OpenAICompatibleBackend:
         return self._rejected
 
     def _messages(self, request: LLMRequest) -> list[dict]:
-        system = request.system_instruction
-        if request.summary:
-            system += f"\n\n## Earlier today (summary)\n{request.summary}"
+        system = request.instruction()
         messages = [{"role": "system", "content": system}]
         for turn in request.history:
             messages.append({"role": "assistant" if turn.role == "model" else "user", "content": turn.text})
@@ -130,7 +128,7 @@ class OpenAICompatibleBackend:
                     model=self.settings.model,
                     messages=self._messages(request),
                     temperature=0.3,
-                    max_tokens=400,
+                    max_tokens=request.max_output_tokens or 400,
                 ),
                 self.settings.total_timeout_s,
             )

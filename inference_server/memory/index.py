@@ -1,0 +1,150 @@
+"""The searchable form of one conversation's memories, held in RAM: an embedding matrix and a
+lexical index of Hangul terms, scored together with numpy.
+
+Brute force is enough: 10,000 memories are a 10,000 × 384 float32 matrix (15 MB) and one
+matrix–vector product; the lexical score touches only the query's terms. Rows are never moved:
+a forgotten memory's row is switched off, and the index is rebuilt when too many are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference_server.memory.embed import DIM
+
+_K1, _B = 1.2, 0.75  # BM25's usual constants
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the index needs of one memory."""
+
+    id: int
+    vector: np.ndarray  # (384,) unit
+    terms: Sequence[str]  # lexical terms (terms)
+    importance: float
+    created_at: float
+
+
+class MemoryIndex:
+    def __init__(self, capacity: int = 256) -> None:
+        self._matrix = np.zeros((capacity, DIM), dtype=np.float32)
+        self._importance = np.zeros(capacity, dtype=np.float32)
+        self._created = np.zeros(capacity, dtype=np.float64)
+        self._alive = np.zeros(capacity, dtype=bool)
+        self._length = np.zeros(capacity, dtype=np.float32)
+        self._ids: list[int] = []
+        self._row: dict[int, int] = {}
+        self._postings: dict[str, dict[int, int]] = defaultdict(dict)  # term → row → count
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._total_length = 0.0
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, memory_id: int) -> bool:
+        return memory_id in self._row
+
+    @property
+    def dead_share(self) -> float:
+        return 1.0 - len(self._row) / len(self._ids) if self._ids else 0.0
+
+    def add(self, entry: Entry) -> None:
+        if entry.id in self._row:
+            self.remove(entry.id)
+        row = len(self._ids)
+        if row == len(self._matrix):
+            self._grow()
+        self._matrix[row] = entry.vector
+        self._importance[row] = entry.importance
+        self._created[row] = entry.created_at
+        self._alive[row] = True
+        self._length[row] = len(entry.terms)
+        self._total_length += len(entry.terms)
+        self._ids.append(entry.id)
+        self._row[entry.id] = row
+        for term in entry.terms:
+            self._postings[term][row] = self._postings[term].get(row, 0) + 1
+            self._arrays.pop(term, None)
+
+    def remove(self, memory_id: int) -> bool:
+        row = self._row.pop(memory_id, None)
+        if row is None:
+            return False
+        self._alive[row] = False
+        self._total_length -= float(self._length[row])
+        return True
+
+    def set_importance(self, memory_id: int, importance: float) -> None:
+        row = self._row.get(memory_id)
+        if row is not None:
+            self._importance[row] = importance
+
+    def _grow(self) -> None:
+        size = len(self._matrix) * 2
+        self._matrix = np.resize(self._matrix, (size, DIM))
+        for name in ("_importance", "_created", "_alive", "_length"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _posting(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        arrays = self._arrays.get(term)
+        if arrays is None:
+            posting = self._postings.get(term, {})
+            arrays = (
+                np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                np.fromiter(posting.values(), dtype=np.float32, count=len(posting)),
+            )
+            self._arrays[term] = arrays
+        return arrays
+
+    def scores(self, query: np.ndarray, terms: Sequence[str]) -> Scores:
+        """Dense cosine and BM25 of every row for one query (dead rows included; see `alive`)."""
+        n = len(self._ids)
+        dense = self._matrix[:n] @ query
+        lexical = np.zeros(n, dtype=np.float32)
+        alive = self._alive[:n]
+        count = len(self._row)
+        ceiling = 0.0
+        if count and terms:
+            mean_length = max(self._total_length / count, 1.0)
+            norm = _K1 * (1 - _B + _B * self._length[:n] / mean_length)
+            for term in set(terms):
+                rows, counts = self._posting(term)
+                if not len(rows):
+                    continue
+                live = alive[rows]
+                df = int(live.sum())
+                if not df:
+                    continue
+                idf = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
+                weight = terms.count(term) if isinstance(terms, list) else 1
+                lexical[rows] += weight * idf * counts * (_K1 + 1) / (counts + norm[rows])
+                ceiling += weight * idf * (_K1 + 1) / (1 + _K1 * (1 - _B + _B * 8 / mean_length))
+        return Scores(
+            ids=np.asarray(self._ids, dtype=np.int64),
+            dense=dense,
+            lexical=lexical,
+            lexical_ceiling=ceiling,
+            importance=self._importance[:n],
+            created_at=self._created[:n],
+            alive=alive,
+        )
+
+
+@dataclass(frozen=True)
+class Scores:
+    ids: np.ndarray
+    dense: np.ndarray
+    lexical: np.ndarray
+    lexical_ceiling: float  # what a memory holding every query term once would score
+    importance: np.ndarray
+    created_at: np.ndarray
+    alive: np.ndarray
