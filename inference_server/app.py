@@ -1,5 +1,7 @@
 """The HTTP API: POST /v1/chat streams 차차's reply sentence by sentence; GET /v1/health;
-PATCH /v1/conversations/{conversation}/turns/{turn_id} corrects what she said."""
+PATCH /v1/conversations/{conversation}/turns/{turn_id} corrects what she said;
+DELETE /v1/conversations/{conversation} deletes a history; /v1/memory lists, searches, adds,
+forgets and reflects on his long-term memory."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from inference_server import __version__
@@ -16,7 +18,18 @@ from inference_server.api.models import (
     NDJSON,
     ChatRequest,
     Health,
+    HistoryDeleted,
+    MemoriesForgotten,
+    MemoryHit,
+    MemoryItem,
+    MemoryList,
+    MemoryScore,
+    MemorySearch,
+    NewMemory,
     PersonaText,
+    Reflect,
+    ReflectionReport,
+    SessionReflection,
     StoredTurn,
     TurnText,
     encode_event,
@@ -24,6 +37,7 @@ from inference_server.api.models import (
 from inference_server.backends.base import AudioClip
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
+from inference_server.memory import Memory, MemoryService
 from inference_server.settings import ConversationId
 from inference_server.store import NotHerTurn, UnknownTurn
 
@@ -53,6 +67,33 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _item(memory: Memory) -> MemoryItem:
+    return MemoryItem(
+        id=memory.id,
+        conversation=memory.conversation,
+        kind=memory.kind,
+        text=memory.text,
+        importance=memory.importance,
+        channel=memory.channel,
+        state=memory.state,
+        created_at=memory.created_at,
+        turn_ids=memory.turn_ids,
+        reason_ids=memory.reason_ids,
+        cues=memory.cues,
+    )
+
+
+def _answer(model) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"))
+
+
+def _memory_off() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "long-term memory is off on this server (memory.enabled: false in its config)"},
+        status_code=409,
+    )
 
 
 def create_app(chat: ChatService, *, token: str) -> FastAPI:
@@ -101,6 +142,118 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
             channel=turn.channel,
         )
         return JSONResponse(answer.model_dump(mode="json"))
+
+    @app.delete("/v1/conversations/{conversation}")
+    async def delete_history(conversation: ConversationId) -> JSONResponse:
+        """Delete a conversation's whole history (its turns and summaries); memories stay."""
+        turns, summaries = await asyncio.to_thread(chat.store.delete_conversation, conversation)
+        _LOGGER.info("history of %s deleted: %d turns, %d summaries", conversation, turns, summaries)
+        return _answer(HistoryDeleted(conversation=conversation, turns=turns, summaries=summaries))
+
+    def memory() -> MemoryService | None:
+        return chat.memory
+
+    @app.get("/v1/memory")
+    async def list_memories(conversation: ConversationId = "jinju") -> JSONResponse:
+        if (service := memory()) is None:
+            return _memory_off()
+        memories = await asyncio.to_thread(service.list, conversation)
+        return _answer(MemoryList(conversation=conversation, memories=tuple(_item(m) for m in memories)))
+
+    @app.get("/v1/memory/search")
+    async def search_memories(
+        q: str = Query(min_length=1, max_length=2000, description="what to search for"),
+        limit: int = Query(10, ge=1, le=200),
+        conversation: ConversationId = "jinju",
+    ) -> JSONResponse:
+        if (service := memory()) is None:
+            return _memory_off()
+        found = await asyncio.to_thread(service.search, conversation, q, limit=limit, now=chat.now())
+        results = tuple(
+            MemoryHit(
+                memory=_item(f.memory),
+                score=MemoryScore(
+                    priority=f.score.priority,
+                    importance=f.score.importance,
+                    similarity=f.score.similarity,
+                    recency=f.score.recency,
+                    dense=f.score.dense,
+                    lexical=f.score.lexical,
+                ),
+            )
+            for f in found
+        )
+        return _answer(MemorySearch(conversation=conversation, query=q, results=results))
+
+    @app.post("/v1/memory")
+    async def add_memory(body: NewMemory) -> JSONResponse:
+        if (service := memory()) is None:
+            return _memory_off()
+        added = await asyncio.to_thread(
+            service.add,
+            body.conversation,
+            body.text,
+            importance=body.importance,
+            now=chat.now(),
+            cues=body.cues,
+        )
+        _LOGGER.info("memory %d added to %s by hand", added.id, body.conversation)
+        return _answer(_item(added))
+
+    @app.delete("/v1/memory/{memory_id}")
+    async def forget_memory(memory_id: int, conversation: ConversationId = "jinju") -> JSONResponse:
+        if (service := memory()) is None:
+            return _memory_off()
+        forgotten = await asyncio.to_thread(service.forget_ids, conversation, [memory_id])
+        if not forgotten.memories:
+            detail = f"conversation {conversation!r} has no memory {memory_id}: see `chacha memory list`"
+            return JSONResponse(
+                {"detail": detail},
+                status_code=404,
+            )
+        _LOGGER.info(
+            "memory %d of %s forgotten (%d in all)", memory_id, conversation, len(forgotten.memories)
+        )
+        return _answer(
+            MemoriesForgotten(
+                conversation=conversation,
+                deleted=len(forgotten.memories),
+                ids=tuple(m.id for m in forgotten.memories),
+                turns_erased=len(forgotten.turns),
+            )
+        )
+
+    @app.delete("/v1/memory")
+    async def forget_all(conversation: ConversationId = "jinju", all: bool = False) -> JSONResponse:  # noqa: A002
+        if (service := memory()) is None:
+            return _memory_off()
+        if not all:
+            return JSONResponse(
+                {"detail": "to delete every memory of the conversation, ask with all=true"}, status_code=422
+            )
+        deleted = await asyncio.to_thread(service.forget_all, conversation)
+        _LOGGER.info("all %d memories of %s forgotten", deleted, conversation)
+        return _answer(MemoriesForgotten(conversation=conversation, deleted=deleted))
+
+    @app.post("/v1/memory/reflect")
+    async def reflect_now(body: Reflect) -> JSONResponse:
+        """End the conversation's session now and reflect on every ended session that waits."""
+        if (service := memory()) is None:
+            return _memory_off()
+        now = chat.now()
+        await asyncio.to_thread(service.end_session, body.conversation, now)
+        outcomes = await service.reflect_due(now, force=True, conversation=body.conversation)
+        sessions = tuple(
+            SessionReflection(
+                session_id=o.session_id,
+                status=o.status,
+                detail=o.detail,
+                memories=o.facts,
+                insights=o.insights,
+            )
+            for o in outcomes
+        )
+        return _answer(ReflectionReport(conversation=body.conversation, sessions=sessions))
 
     @app.get("/v1/admin/persona")
     async def get_persona() -> dict:

@@ -9,12 +9,24 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import ValidationError
 
-from inference_server.api.models import FinalEvent, Health, SentenceEvent, StoredTurn, decode_event
+from inference_server.api.models import (
+    FinalEvent,
+    Health,
+    HistoryDeleted,
+    MemoriesForgotten,
+    MemoryItem,
+    MemoryList,
+    MemorySearch,
+    ReflectionReport,
+    SentenceEvent,
+    StoredTurn,
+    decode_event,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -136,6 +148,45 @@ class InferenceClient:
         except ValueError:
             return True
         return not isinstance(answer, dict) or answer.get("detail") == "Not Found"
+
+    async def _typed(self, model, method: str, path: str, body: dict | None = None, *, what: str):
+        answer = await self._request(method, path, body)
+        try:
+            return model.model_validate(answer)
+        except ValidationError as exc:
+            raise ServerUnavailable(self._misunderstood(what, exc)) from None
+
+    async def delete_history(self, conversation: str) -> HistoryDeleted:
+        """Delete the conversation's whole history on the server (its memories stay)."""
+        path = f"/v1/conversations/{quote(conversation, safe='')}"
+        return await self._typed(HistoryDeleted, "DELETE", path, what="the deleted history")
+
+    async def memories(self, conversation: str) -> MemoryList:
+        path = f"/v1/memory?{urlencode({'conversation': conversation})}"
+        return await self._typed(MemoryList, "GET", path, what="its memories")
+
+    async def search_memories(self, conversation: str, query: str, *, limit: int = 10) -> MemorySearch:
+        path = f"/v1/memory/search?{urlencode({'conversation': conversation, 'q': query, 'limit': limit})}"
+        return await self._typed(MemorySearch, "GET", path, what="a memory search")
+
+    async def add_memory(
+        self, conversation: str, text: str, *, importance: float | None = None, cues: list[str] | None = None
+    ) -> MemoryItem:
+        body = {"conversation": conversation, "text": text, "importance": importance, "cues": cues or []}
+        return await self._typed(MemoryItem, "POST", "/v1/memory", body, what="the added memory")
+
+    async def forget_memory(self, conversation: str, memory_id: int) -> MemoriesForgotten:
+        path = f"/v1/memory/{memory_id}?{urlencode({'conversation': conversation})}"
+        return await self._typed(MemoriesForgotten, "DELETE", path, what="the forgotten memory")
+
+    async def forget_all_memories(self, conversation: str) -> MemoriesForgotten:
+        path = f"/v1/memory?{urlencode({'conversation': conversation, 'all': 'true'})}"
+        return await self._typed(MemoriesForgotten, "DELETE", path, what="the forgotten memories")
+
+    async def reflect(self, conversation: str) -> ReflectionReport:
+        """End the conversation's session now and reflect on what waits (one LLM call a session)."""
+        body = {"conversation": conversation}
+        return await self._typed(ReflectionReport, "POST", "/v1/memory/reflect", body, what="the reflection")
 
     async def persona(self) -> dict:
         return await self._request("GET", "/v1/admin/persona")

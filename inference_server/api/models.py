@@ -221,3 +221,106 @@ class Health(_Answer):
     # Whether that backend hears her recording: if so the doll sends it with a quick draft
     # transcript; if not it waits for its best transcript. Older servers leave it out: False.
     hears_audio: bool = False
+
+
+# --- /v1/memory: 차차's long-term memory ---------------------------------------------------------
+
+MAX_MEMORY_CHARS = 300
+"""Longest memory sentence accepted from the developer (characters)."""
+
+
+class MemoryItem(_Answer):
+    """One memory as the server keeps it."""
+
+    id: int
+    conversation: str
+    kind: str  # turn (her words, before reflection) | observation | insight
+    text: str
+    importance: float  # 0–1
+    channel: str  # doll | telegram | cli | reflection | developer
+    state: str  # buffer (this session's) | long
+    created_at: float  # epoch seconds
+    turn_ids: tuple[int, ...] = ()
+    reason_ids: tuple[int, ...] = ()  # an insight's memories
+    cues: tuple[str, ...] = ()
+
+
+class MemoryScore(_Answer):
+    """Why a memory ranked where it did: priority = the weighted sum of the next three."""
+
+    priority: float
+    importance: float
+    similarity: float
+    recency: float
+    dense: float  # the embeddings' cosine
+    lexical: float  # shared Hangul terms (BM25), relative to this query's best
+
+
+class MemoryHit(_Answer):
+    memory: MemoryItem
+    score: MemoryScore
+
+
+class MemoryList(_Answer):
+    conversation: str
+    memories: tuple[MemoryItem, ...]
+
+
+class MemorySearch(_Answer):
+    conversation: str
+    query: str
+    results: tuple[MemoryHit, ...]
+
+
+class NewMemory(BaseModel):
+    """A memory the developer adds by hand."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversation: ConversationId = "jinju"
+    text: str = Field(min_length=1, max_length=MAX_MEMORY_CHARS, description="the memory, one sentence")
+    importance: float | None = Field(None, ge=0.0, le=1.0, description="0–1; None = 0.7")
+    cues: list[str] = Field(default_factory=list, max_length=12, description="words it should come up for")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("text is empty")
+        return value
+
+
+class MemoriesForgotten(_Answer):
+    conversation: str
+    deleted: int  # memories deleted (insights resting on them included)
+    ids: tuple[int, ...] = ()
+    turns_erased: int = 0  # turns of the history whose words were erased with them
+
+
+class Reflect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation: ConversationId = "jinju"
+
+
+class SessionReflection(_Answer):
+    session_id: int
+    status: str  # reflected | postponed | raw | nothing
+    detail: str
+    memories: int = 0
+    insights: int = 0
+
+
+class ReflectionReport(_Answer):
+    conversation: str
+    sessions: tuple[SessionReflection, ...]
+
+
+# --- DELETE /v1/conversations/{conversation} ---------------------------------------------------
+
+
+class HistoryDeleted(_Answer):
+    conversation: str
+    turns: int
+    summaries: int
