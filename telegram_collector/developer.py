@@ -28,7 +28,7 @@ DEVELOPER_COMMANDS = {
     "status": "server health, backend and quota; speech models",
     "persona": "the first lines of 차차's persona (as the server has it)",
     "history": "the last 10 collected messages: /history [name or chat id]",
-    "clear": "forget what the bot collected in this chat (asks for a code)",
+    "clear": "forget this chat's collected messages and the server's history (asks for a code)",
     "version": "versions of Chachaping, python-telegram-bot and the server",
 }
 HISTORY_LINES = 10
@@ -140,18 +140,21 @@ class DeveloperCommands:
         return update.effective_chat.id, "this chat"
 
     async def on_clear(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/clear, then /clear CODE within a minute: forget what the bot collected in this chat."""
+        """/clear, then /clear CODE within a minute: forget what the bot collected in this chat, and
+        the server's history of the conversation this user talks in (long-term memories stay)."""
         chat_id = update.effective_chat.id
         message = update.effective_message
+        conversation = self.bot.conversation(self.bot.user_of(update))
         if not context.args:
             code = f"{1000 + secrets.randbelow(9000)}"
             self._clear_codes[chat_id] = (code, time.monotonic() + CLEAR_CODE_S)
             count = await asyncio.to_thread(self.bot.store.count, chat_id, source="bot")
             await message.reply_text(
-                f"This deletes the {count} messages the bot collected in this chat "
-                f"(imports stay). Send /clear {code} within {CLEAR_CODE_S:.0f} s to go ahead.\n"
-                "The server's own history of the conversation is not deleted: it has no delete "
-                "endpoint yet."
+                f"This deletes the {count} messages the bot collected in this chat (imports stay), "
+                f"and 차차's conversation history on the server for conversation '{conversation}' "
+                "(the doll's too, if it uses the same conversation id). "
+                "His long-term memories stay: manage them with `chacha memory forget`.\n"
+                f"Send /clear {code} within {CLEAR_CODE_S:.0f} s to go ahead."
             )
             return
         expected = self._clear_codes.pop(chat_id, None)
@@ -160,9 +163,20 @@ class DeveloperCommands:
             return
         removed = await asyncio.to_thread(self.bot.store.clear_chat, chat_id, source="bot")
         _LOGGER.info("cleared %d collected messages of chat %d", removed, chat_id)
+        collected = f"Deleted {removed} collected messages of this chat"
+        try:
+            deleted = await self.bot.client.delete_history(conversation)
+        except ServerUnavailable as exc:
+            _LOGGER.warning("the server's history of %s was not deleted: %s", conversation, exc)
+            await message.reply_text(
+                f"{collected}, but the server's history of conversation '{conversation}' could not "
+                f"be deleted: {exc}\nTry /clear again later."
+            )
+            return
+        _LOGGER.info("deleted the server's history of %s: %d turns", conversation, deleted.turns)
         await message.reply_text(
-            f"Deleted {removed} collected messages of this chat. "
-            "(The server's conversation history is unchanged.)"
+            f"{collected}, and {deleted.turns} turns of the server's history of conversation "
+            f"'{conversation}'. Long-term memories stay (`chacha memory forget`)."
         )
 
     async def on_version(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -240,7 +240,7 @@ def test_developer_commands_work_for_the_developer(run, fake):
 
         ask = await command("/clear")
         code = ask.split("/clear ")[1].split()[0]
-        assert "no delete" in ask and len(code) == 4
+        assert "conversation 'dev'" in ask and "chacha memory forget" in ask and len(code) == 4
         wrong = "0000" if code != "0000" else "1111"
         assert "wrong" in await command(f"/clear {wrong}")
         assert "wrong" in await command(f"/clear {code}")  # a wrong try spends the code
@@ -251,7 +251,7 @@ def test_developer_commands_work_for_the_developer(run, fake):
 
     server = run(body)
     conversations = {c for c, *_ in _turns(server)}
-    assert conversations == {"jinju", "dev"}
+    assert conversations == {"jinju"}  # /clear deleted the server's history of "dev" too
 
 
 def test_an_over_long_voice_note_is_refused_before_downloading(run, fake):
@@ -335,3 +335,55 @@ def test_a_voice_note_gets_a_text_and_a_voice_reply(run, fake, config):
     spoken, spoken_rate = sf.read(io.BytesIO(ogg), dtype="float32")
     assert spoken_rate == 48000 and len(spoken) / spoken_rate > 0.5
     assert float(np.sqrt(np.mean(spoken**2))) > 0.01  # not silence
+
+
+# --- /clear and the server's history ----------------------------------------------------------------
+
+
+async def _dev_command(fake, text: str) -> str:
+    before = len(fake.calls("sendMessage"))
+    fake.push_text(DEV, text)
+    await fake.wait_for("sendMessage", before + 1)
+    return fake.replies(DEV)[-1]
+
+
+def test_clear_deletes_the_collected_messages_and_the_servers_history(run, fake):
+    async def body(chacha, store):
+        fake.push_text(JINJU, "보고 싶어")
+        await fake.wait_for("sendMessage", 1)
+        fake.push_text(DEV, "테스트 메시지")  # the developer's own conversation: "dev"
+        await fake.wait_for("sendMessage", 2)
+        await fake.settle()
+        assert store.count(DEV) == 2
+
+        ask = await _dev_command(fake, "/clear")
+        assert "차차's conversation history on the server for conversation 'dev'" in ask
+        assert "long-term memories stay" in ask and "chacha memory forget" in ask
+        code = ask.split("/clear ")[1].split()[0]
+        done = await _dev_command(fake, f"/clear {code}")
+        assert "Deleted 2 collected messages" in done and "2 turns of the server's history" in done
+        assert store.count(DEV) == 0 and store.count(JINJU) == 2
+
+    server = run(body)
+    assert server.chat.store.count("dev") == 0
+    assert server.chat.store.count("jinju") == 2  # only the developer's conversation
+
+
+def test_clear_with_the_server_away_still_clears_the_collector_and_says_so(run, fake):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+
+    async def body(chacha, store):
+        fake.push_text(DEV, "테스트 메시지")
+        await fake.wait_for("sendMessage", 1)  # 차차 is away, but her words are kept
+        await fake.settle()
+        assert store.count(DEV) == 1
+
+        code = (await _dev_command(fake, "/clear")).split("/clear ")[1].split()[0]
+        done = await _dev_command(fake, f"/clear {code}")
+        assert "Deleted 1 collected messages" in done
+        assert "could not be deleted" in done and "not reachable" in done and "again later" in done
+        assert store.count(DEV) == 0
+
+    run(body, server_url=closed)

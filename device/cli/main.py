@@ -39,7 +39,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from device.cli import admin, bench, conversation, doctor, live, server, speech, telegram, voice
+    from device.cli import admin, bench, conversation, doctor, live, memory, server, speech, telegram, voice
 
     parser = argparse.ArgumentParser(
         prog="chacha", description="차차핑: a talking doll that answers in Korean as 차차."
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, nargs="?", help="with `set`: the persona YAML to use")
     p.set_defaults(func=admin.persona)
 
+    memory.register(sub)
     telegram.register(sub)
     voice.register(sub)
 
