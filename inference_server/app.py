@@ -132,6 +132,8 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
         except NotHerTurn as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
         _LOGGER.info("turn %d of %s corrected (%d characters)", turn_id, conversation, len(body.text))
+        if chat.memory is not None and turn.source != "forget":
+            await asyncio.to_thread(chat.memory.turn_corrected, conversation, turn_id, turn.text)
         answer = StoredTurn(
             id=turn.id,
             conversation=turn.conversation,

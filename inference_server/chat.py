@@ -273,7 +273,7 @@ class ChatService:
     ) -> AsyncIterator[ChatEvent]:
         """She asked him to forget something: delete it, and say so (no LLM is asked)."""
         turn_id = await asyncio.to_thread(
-            self.store.add, conversation, "user", FORGOTTEN_TURN, channel=channel, source="text"
+            self.store.add, conversation, "user", FORGOTTEN_TURN, channel=channel, source="forget"
         )
         forgotten = await asyncio.to_thread(
             self.memory.forget, conversation, forget, before_turn=turn_id, now=self.now()

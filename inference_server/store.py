@@ -93,7 +93,7 @@ class Turn:
     channel: str
     backend: str | None
     created_at: float
-    source: str = "text"  # text | stt
+    source: str = "text"  # text | stt | forget (her request to forget, stored as a stand-in)
     heard: str | None = None  # in audio mode: what the model itself heard her say
 
     @property
@@ -173,6 +173,8 @@ class ConversationStore:
                     f"turn {turn_id} of conversation {conversation!r} is 차차's reply, not hers: "
                     "only her turns (role user) can be corrected"
                 )
+            if turn.source == "forget":  # her request to forget keeps its neutral stand-in
+                return turn
             self._db.execute("UPDATE turns SET text = ? WHERE id = ?", (text, turn_id))
         return replace(turn, text=text)
 

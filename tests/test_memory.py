@@ -55,10 +55,12 @@ def test_the_canonical_form_drops_the_frame_every_memory_shares() -> None:
     assert canonical("진주는 요즘 지쳐 있다") == "요즘 지쳐 있다"
 
 
-def test_bigrams_match_a_stem_in_any_form_and_skip_little_words() -> None:
-    assert {"알레", "레르", "르기"} <= set(terms("알레르기가")) & set(terms("알레르기는"))
-    assert "나" not in terms("나 밥 먹었어")
-    assert "밥" in terms("나 밥 먹었어")
+def test_words_meet_at_their_stem_whatever_ending_follows() -> None:
+    assert {"알레", "알레르", "알레르기"} <= set(terms("알레르기가")) & set(terms("알레르기는"))
+    assert "장마" in set(terms("내일부터 장마라던데")) & set(terms("장마"))
+    assert not set(terms("관자놀이가")) & set(terms("보드게임 놀이"))  # no shared stem
+    assert "나" not in terms("나 밥 먹었어") and "밥" in terms("나 밥 먹었어")
+    assert terms("너무 진짜 벌써") == []  # talk, not topic
 
 
 # --- reflection's answer --------------------------------------------------------------------
@@ -230,3 +232,21 @@ def test_memories_outlive_a_restart(tmp_path: Path) -> None:
         assert "딸기" in found.memory.text and found.memory.importance == 0.8
     finally:
         store.close()
+
+
+def test_a_better_transcript_of_her_turn_replaces_its_raw_memory(store: ConversationStore) -> None:
+    memory = MemoryService(store, MemorySettings())
+    turn = _say(store, memory, "나 다음 주에 재주도 가", DAY1)
+    store.correct(turn, "j", "나 다음 주에 제주도 가")
+    memory.turn_corrected("j", turn, "나 다음 주에 제주도 가")
+    [kept] = memory.list("j")
+    assert kept.text == '진주가 "나 다음 주에 제주도 가"라고 말했다' and kept.turn_ids == (turn,)
+    assert kept.state == "buffer"
+
+
+def test_her_request_to_forget_keeps_its_stand_in_when_the_doll_corrects_it(store: ConversationStore) -> None:
+    from inference_server.memory.service import FORGOTTEN_TURN
+
+    turn = store.add("j", "user", FORGOTTEN_TURN, channel="doll", source="forget")
+    store.correct(turn, "j", "새우 얘기 잊어줘")
+    assert [t.text for t in store.recent("j", 5)] == [FORGOTTEN_TURN]

@@ -280,7 +280,7 @@ class NewMemory(BaseModel):
     conversation: ConversationId = "jinju"
     text: str = Field(min_length=1, max_length=MAX_MEMORY_CHARS, description="the memory, one sentence")
     importance: float | None = Field(None, ge=0.0, le=1.0, description="0–1; None = 0.7")
-    cues: list[str] = Field(default_factory=list, max_length=12, description="words it should come up for")
+    cues: list[str] = Field(default_factory=list, max_length=24, description="words it should come up for")
 
     @field_validator("text")
     @classmethod

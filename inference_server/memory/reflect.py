@@ -21,9 +21,9 @@ MAX_TRANSCRIPT_CHARS = 8000
 MAX_FACTS = 20
 MAX_INSIGHTS = 3
 MAX_TEXT_CHARS = 200
-MAX_CUES = 12
+MAX_CUES = 24
 MAX_CUE_CHARS = 30
-OUTPUT_TOKENS = 1024
+OUTPUT_TOKENS = 2048
 
 INSTRUCTION = """You keep {name}'s long-term memory of his conversations with {partner}, his girlfriend.
 Below is one conversation between them; every line starts with its turn id in brackets. It began {when}.
@@ -35,9 +35,10 @@ Below is one conversation between them; every line starts with its turn id in br
    into dates. Leave out greetings and small talk. Write nothing that was not said.
 2. Rate each fact's importance from 0 to 1 (1: health, family, big events, dates to remember;
    0.1: trivia), and give the ids of the turns it comes from.
-   Give each fact 6–10 cues: Korean words or short phrases for the situations in which it should
-   come to mind later, when she talks about it without its words (for "새우 알레르기": 해산물,
-   뷔페, 회식 메뉴, 두드러기, …): related things, places, people, categories, consequences.
+   Give each fact 15–20 cues: Korean words or short phrases (1–3 words) she might use weeks later
+   when it matters without saying its words — for "새우 알레르기": 해산물, 게, 조개, 초밥, 뷔페,
+   회식 메뉴, 짬뽕, 두드러기, 가려움, 응급실, 성분표, … — the concrete things, parts, symptoms,
+   people, places, steps and consequences, casual words included.
 3. Then at most {insights} insights: conclusions about {partner} that rest on two or more facts,
    with the indexes (0-based) of those facts in your list.
 

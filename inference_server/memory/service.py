@@ -247,6 +247,23 @@ class MemoryService:
             raw = NewMemory("turn", turn_observation(self.partner, text), RAW_IMPORTANCE, channel, (turn_id,))
             return self._insert(conversation, [raw], state="buffer", session_id=session.id, at=at)[0]
 
+    def turn_corrected(self, conversation: str, turn_id: int, text: str) -> Memory | None:
+        """Her turn got a better transcript: its raw memory (if any) takes the new words."""
+        with self._lock:
+            old = [m for m in self.store.all(conversation) if m.kind == "turn" and m.turn_ids == (turn_id,)]
+            if not old:
+                return None
+            memory = old[0]
+            self._remove(conversation, [memory.id])
+            if letters(text) < self.settings.min_turn_chars:
+                return None
+            raw = NewMemory(
+                "turn", turn_observation(self.partner, text), memory.importance, memory.channel, (turn_id,)
+            )
+            return self._insert(
+                conversation, [raw], state=memory.state, session_id=memory.session_id, at=memory.created_at
+            )[0]
+
     # -- every reply -----------------------------------------------------------------------------
 
     def search(self, conversation: str, query: str, *, limit: int, now: float) -> list[Found]:
