@@ -25,6 +25,7 @@ from inference_server.api.models import (
     MemoryList,
     MemoryScore,
     MemorySearch,
+    MemoryStatus,
     NewMemory,
     PersonaText,
     Reflect,
@@ -85,6 +86,11 @@ def _item(memory: Memory) -> MemoryItem:
     )
 
 
+def _memory_status(memory: MemoryService) -> MemoryStatus:
+    counts = memory.store.status()
+    return MemoryStatus(memories=counts[0], waiting_sessions=counts[1], last_outcome=counts[2])
+
+
 def _answer(model) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"))
 
@@ -109,6 +115,7 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
             backend=chat.preferred_backend(),
             backends=chat.backend_status(),
             hears_audio=chat.hears_audio(),
+            memory=None if chat.memory is None else await asyncio.to_thread(_memory_status, chat.memory),
         )
         return JSONResponse(answer.model_dump(mode="json"))
 

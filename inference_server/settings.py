@@ -217,10 +217,10 @@ class MemorySettings(_Settings):
     )
     weights: MemoryWeights = Field(default_factory=MemoryWeights)
     lexical_share: float = Field(
-        0.35,
+        0.5,
         ge=0.0,
         le=1.0,
-        description="share of similarity from shared words (Hangul terms); the rest from embeddings",
+        description="share of similarity from shared words (Korean stems); the rest from embeddings",
     )
     recency_half_life_days: float = Field(
         30.0, gt=0, le=3650, description="a memory's recency halves every this many days"

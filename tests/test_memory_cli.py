@@ -97,7 +97,7 @@ def test_add_list_search_forget(served):
     shown = served.ok("search", "길에서 고양이를 봤어", "--limit", "3")
     assert f"#{memory_id}" in shown and "진주는 고양이를 무서워한다" in shown
     # the default weights reproduce the server's priority, so the sum is spelled out
-    assert "priority" in shown and "0.3·importance 0.900" in shown and "recency" in shown
+    assert "priority" in shown and "0.15·importance 0.900" in shown and "recency" in shown
     assert "dense" in shown and "lexical" in shown
 
     forgot = served.ok("forget", str(memory_id))

@@ -38,6 +38,12 @@ def status(args: Namespace, config: ChachaConfig) -> int:
     where = config.client.url or "in-process (client.url is not set)"
     print(f"Server:   {where} · version {health.version}")
     print(f"Answers:  {health.backend}  (the first backend that can answer now)")
+    if health.memory is not None:
+        waiting = health.memory.waiting_sessions
+        last = f" · last: {health.memory.last_outcome}" if health.memory.last_outcome else ""
+        print(
+            f"Memory:   {health.memory.memories} memories, {waiting} session(s) waiting for reflection{last}"
+        )
     for backend in health.backends:
         state = "ready" if backend.available else f"off — {backend.reason}"
         print(f"  {backend.name:<11} {state}")

@@ -213,6 +213,14 @@ class BackendStatus(_Answer):
         return data
 
 
+class MemoryStatus(_Answer):
+    """The long-term memory at a glance (all conversations)."""
+
+    memories: int
+    waiting_sessions: int  # ended sessions whose reflection has not run yet
+    last_outcome: str | None = None  # what the newest reflection did or why it waits
+
+
 class Health(_Answer):
     status: str
     version: str
@@ -221,6 +229,7 @@ class Health(_Answer):
     # Whether that backend hears her recording: if so the doll sends it with a quick draft
     # transcript; if not it waits for its best transcript. Older servers leave it out: False.
     hears_audio: bool = False
+    memory: MemoryStatus | None = None  # None: memory is off (or a server from before it)
 
 
 # --- /v1/memory: 차차's long-term memory ---------------------------------------------------------
@@ -253,7 +262,7 @@ class MemoryScore(_Answer):
     similarity: float
     recency: float
     dense: float  # the embeddings' cosine
-    lexical: float  # shared Hangul terms (BM25), relative to this query's best
+    lexical: float  # shared words (BM25 over Korean stems), as a share of the best possible
 
 
 class MemoryHit(_Answer):

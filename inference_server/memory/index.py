@@ -1,5 +1,5 @@
 """The searchable form of one conversation's memories, held in RAM: an embedding matrix and a
-lexical index of Hangul terms, scored together with numpy.
+lexical index of Korean stems (word prefixes), scored together with numpy.
 
 Brute force is enough: 10,000 memories are a 10,000 × 384 float32 matrix (15 MB) and one
 matrix–vector product; the lexical score touches only the query's terms. Rows are never moved:

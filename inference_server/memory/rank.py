@@ -3,8 +3,8 @@
 Each part lies in 0–1 and has its weight in `memory.weights`:
 - importance: rated by the LLM at reflection (0.3 for her raw words until then);
 - similarity: (1 − lexical_share) × the embedding's cosine, spread over 0–1 from
-  `SIMILARITY_FLOOR`, + lexical_share × the BM25 score of shared Hangul terms, relative to the
-  best match of this query;
+  `SIMILARITY_FLOOR`, + lexical_share × the BM25 score of the words they share (Korean stems
+  as common prefixes), as a share of what a memory holding every word of the query would score;
 - recency: 0.5 ** (age in days / `recency_half_life_days`).
 """
 

@@ -211,6 +211,18 @@ class MemoryStore:
                 "SELECT COUNT(*) FROM memories WHERE conversation = ?", (conversation,)
             ).fetchone()[0]
 
+    def status(self) -> tuple[int, int, str | None]:
+        """(memories, ended sessions waiting for reflection, the newest session outcome)."""
+        with self._lock:
+            memories = self._db.execute("SELECT COUNT(*) FROM memories").fetchone()[0]
+            waiting = self._db.execute(
+                "SELECT COUNT(*) FROM memory_sessions WHERE closed_at IS NOT NULL AND reflected_at IS NULL"
+            ).fetchone()[0]
+            row = self._db.execute(
+                "SELECT outcome FROM memory_sessions WHERE outcome IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return memories, waiting, row[0] if row else None
+
     def conversations_with_memories(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT DISTINCT conversation FROM memories")]
