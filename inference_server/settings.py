@@ -217,7 +217,7 @@ class MemorySettings(_Settings):
     )
     weights: MemoryWeights = Field(default_factory=MemoryWeights)
     lexical_share: float = Field(
-        0.5,
+        0.65,
         ge=0.0,
         le=1.0,
         description="share of similarity from shared words (Korean stems); the rest from embeddings",

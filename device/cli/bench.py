@@ -1,4 +1,4 @@
-"""Handlers of `chacha bench latency` and `chacha bench all`."""
+"""Handlers of `chacha bench latency`, `chacha bench all` and `chacha bench memory`."""
 
 from __future__ import annotations
 
@@ -115,8 +115,47 @@ def bench_all(args: Namespace, config: ChachaConfig) -> int:
     return 0
 
 
+def bench_memory(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.memory import render, run
+    from device.cli.errors import CommandError
+
+    try:
+        sizes = sorted({int(x) for x in args.sizes.split(",") if x.strip()})
+    except ValueError:
+        raise CommandError(f"--sizes {args.sizes!r}: give sizes like 100,10000") from None
+    if not sizes or sizes[0] < 100:
+        raise CommandError("--sizes: each size must be at least 100 memories")
+    if args.cores:
+        available = sorted(os.sched_getaffinity(0))
+        if args.cores > len(available):
+            raise CommandError(f"--cores {args.cores}: only {len(available)} core(s) here")
+        os.sched_setaffinity(0, set(available[: args.cores]))
+        os.environ["OMP_NUM_THREADS"] = str(args.cores)  # read when the embedding engine loads
+    try:
+        report = run(sizes, recall_path=args.recall_set, split=args.split)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"memory bench: {exc}") from None
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, ensure_ascii=False) if args.json else render(report))
+    return 0
+
+
 def register(bench) -> None:
-    """Add `latency` and `all` to the `chacha bench` sub-commands."""
+    """Add `latency`, `all` and `memory` to the `chacha bench` sub-commands."""
+    p = bench.add_parser(
+        "memory", help="recall@1/@5 of the right memory per retrieval variant; retrieval speed"
+    )
+    p.add_argument(
+        "--sizes", default="100,10000", help="memories stored, comma-separated (default 100,10000)"
+    )
+    p.add_argument("--split", choices=("test", "dev", "all"), default="test", help="which questions to ask")
+    p.add_argument("--recall-set", type=Path, help="a recall set YAML (default: the packaged one)")
+    p.add_argument("--cores", type=int, help="pin to N cores first (1 = a Pi-class budget)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--output", type=Path, help="write the report as JSON here")
+    p.set_defaults(func=bench_memory)
     for name, func, text in (
         ("latency", bench_latency, "voice to voice through the real loop, by stage, vs the naive pipeline"),
         ("all", bench_all, "latency, throughput, footprint and load; writes bench/results and docs"),

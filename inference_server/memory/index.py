@@ -17,8 +17,6 @@ import numpy as np
 
 from inference_server.memory.embed import DIM
 
-_K1, _B = 1.2, 0.75  # BM25's usual constants
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -37,12 +35,10 @@ class MemoryIndex:
         self._importance = np.zeros(capacity, dtype=np.float32)
         self._created = np.zeros(capacity, dtype=np.float64)
         self._alive = np.zeros(capacity, dtype=bool)
-        self._length = np.zeros(capacity, dtype=np.float32)
         self._ids: list[int] = []
         self._row: dict[int, int] = {}
         self._postings: dict[str, dict[int, int]] = defaultdict(dict)  # term → row → count
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._total_length = 0.0
 
     def __len__(self) -> int:
         return len(self._row)
@@ -64,8 +60,6 @@ class MemoryIndex:
         self._importance[row] = entry.importance
         self._created[row] = entry.created_at
         self._alive[row] = True
-        self._length[row] = len(entry.terms)
-        self._total_length += len(entry.terms)
         self._ids.append(entry.id)
         self._row[entry.id] = row
         for term in entry.terms:
@@ -77,7 +71,6 @@ class MemoryIndex:
         if row is None:
             return False
         self._alive[row] = False
-        self._total_length -= float(self._length[row])
         return True
 
     def set_importance(self, memory_id: int, importance: float) -> None:
@@ -88,7 +81,7 @@ class MemoryIndex:
     def _grow(self) -> None:
         size = len(self._matrix) * 2
         self._matrix = np.resize(self._matrix, (size, DIM))
-        for name in ("_importance", "_created", "_alive", "_length"):
+        for name in ("_importance", "_created", "_alive"):
             old = getattr(self, name)
             new = np.zeros(size, dtype=old.dtype)
             new[: len(old)] = old
@@ -105,29 +98,40 @@ class MemoryIndex:
             self._arrays[term] = arrays
         return arrays
 
-    def scores(self, query: np.ndarray, terms: Sequence[str]) -> Scores:
-        """Dense cosine and BM25 of every row for one query (dead rows included; see `alive`)."""
+    def _idf(self, df: int) -> float:
+        count = len(self._row)
+        return math.log(1.0 + (count - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: np.ndarray, words: Sequence[Sequence[str]]) -> Scores:
+        """Dense cosine and the lexical score of every row for one query (dead rows included;
+        see `alive`).
+
+        `words` holds each query word's terms (its prefixes). A word counts once per memory,
+        with the rarest (highest-idf) of its prefixes that the memory holds: "회식을" meeting
+        "회식을" does not count twice for also meeting "회식". Length is not held against a
+        memory: its cues make it long on purpose.
+        """
         n = len(self._ids)
         dense = self._matrix[:n] @ query
         lexical = np.zeros(n, dtype=np.float32)
         alive = self._alive[:n]
-        count = len(self._row)
         ceiling = 0.0
-        if count and terms:
-            mean_length = max(self._total_length / count, 1.0)
-            norm = _K1 * (1 - _B + _B * self._length[:n] / mean_length)
-            for term in set(terms):
-                rows, counts = self._posting(term)
-                if not len(rows):
-                    continue
-                live = alive[rows]
-                df = int(live.sum())
-                if not df:
-                    continue
-                idf = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
-                weight = terms.count(term) if isinstance(terms, list) else 1
-                lexical[rows] += weight * idf * counts * (_K1 + 1) / (counts + norm[rows])
-                ceiling += weight * idf * (_K1 + 1) / (1 + _K1 * (1 - _B + _B * 8 / mean_length))
+        if len(self._row):
+            for prefixes in words:
+                best = np.zeros(n, dtype=np.float32)
+                top = 0.0
+                for term in dict.fromkeys(prefixes):
+                    rows, _counts = self._posting(term)
+                    if not len(rows):
+                        continue
+                    df = int(alive[rows].sum())
+                    if not df:
+                        continue
+                    idf = self._idf(df)
+                    best[rows] = np.maximum(best[rows], idf)  # a posting names each row once
+                    top = max(top, idf)
+                lexical += best
+                ceiling += top
         return Scores(
             ids=np.asarray(self._ids, dtype=np.int64),
             dense=dense,

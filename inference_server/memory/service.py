@@ -29,7 +29,14 @@ from inference_server.memory.embed import Embedder
 from inference_server.memory.index import Entry, MemoryIndex
 from inference_server.memory.rank import Scored, rank
 from inference_server.memory.store import Memory, MemoryStore, NewMemory, Session
-from inference_server.memory.text import ForgetRequest, canonical, letters, terms, turn_observation
+from inference_server.memory.text import (
+    ForgetRequest,
+    canonical,
+    letters,
+    terms,
+    turn_observation,
+    word_terms,
+)
 from inference_server.quota import next_reset
 from inference_server.settings import MemorySettings
 from inference_server.store import ConversationStore, Turn
@@ -52,8 +59,9 @@ FORGOTTEN_TURN = "(진주가 무언가를 잊어 달라고 했다)"
 
 _HEADING_LONG = "## What you remember of earlier days (oldest first)"
 _HEADING_BUFFER = "## Remembered from this conversation"
+RULES_HEADING = "## How you use your memories"
 _RULES = (
-    "## How you use your memories",
+    RULES_HEADING,
     "- These are your own memories of her: bring one up only when it fits, naturally, as a person would.",
     '- Ask a follow-up about something she told you before when it fits (e.g. "면접 어떻게 됐어?").',
     "- Never invent a memory. If you do not remember something, say so honestly.",
@@ -267,9 +275,15 @@ class MemoryService:
     # -- every reply -----------------------------------------------------------------------------
 
     def search(self, conversation: str, query: str, *, limit: int, now: float) -> list[Found]:
-        vector = self.embedder.query(query)
+        """The `limit` memories with the highest priority for `query`, best first."""
+        return self.search_vector(conversation, self.embedder.query(query), query, limit=limit, now=now)
+
+    def search_vector(
+        self, conversation: str, vector: np.ndarray, query: str, *, limit: int, now: float
+    ) -> list[Found]:
+        """The same with the query already embedded."""
         with self._lock:
-            scores = self._index(conversation).scores(vector, terms(query))
+            scores = self._index(conversation).scores(vector, word_terms(query))
             ranked = rank(scores, self.settings, now=now, limit=limit)
         memories = {m.id: m for m in self.store.many([s.id for s in ranked])}
         return [Found(memories[s.id], s) for s in ranked if s.id in memories]

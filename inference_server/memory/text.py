@@ -162,6 +162,16 @@ _LITTLE_WORDS = frozenset(
 MAX_PREFIX = 6
 
 
+def word_terms(text: str) -> list[list[str]]:
+    """The terms of a text word by word: a word meets a memory by its longest shared prefix."""
+    groups: list[list[str]] = []
+    for word in _WORD.findall(clean(text).lower()):
+        found = terms(word)
+        if found:
+            groups.append(found)
+    return groups
+
+
 def terms(text: str) -> list[str]:
     """The lexical terms of a text: the leading 2–6 syllables of each Korean word, whole
     Latin/digit words, and one-syllable words that carry a topic.
