@@ -6,6 +6,7 @@ forgets and reflects on his long-term memory."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -71,19 +72,7 @@ class BearerAuth:
 
 
 def _item(memory: Memory) -> MemoryItem:
-    return MemoryItem(
-        id=memory.id,
-        conversation=memory.conversation,
-        kind=memory.kind,
-        text=memory.text,
-        importance=memory.importance,
-        channel=memory.channel,
-        state=memory.state,
-        created_at=memory.created_at,
-        turn_ids=memory.turn_ids,
-        reason_ids=memory.reason_ids,
-        cues=memory.cues,
-    )
+    return MemoryItem.model_validate(dataclasses.asdict(memory))
 
 
 def _memory_status(memory: MemoryService) -> MemoryStatus:

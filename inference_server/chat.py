@@ -153,14 +153,17 @@ class ChatService:
         window = await asyncio.to_thread(self.window.build, conversation, turn_id)
         memories = None
         if self.memory is not None:
-            context = await asyncio.to_thread(
-                self.memory.context,
-                conversation,
-                text,
-                visible_turns={t.id for t in window.turns},
-                now=self.now(),
-            )
-            memories = context.section
+            try:
+                context = await asyncio.to_thread(
+                    self.memory.context,
+                    conversation,
+                    text,
+                    visible_turns={t.id for t in window.turns},
+                    now=self.now(),
+                )
+                memories = context.section
+            except Exception:  # he answers without his memories rather than not at all
+                _LOGGER.exception("could not recall memories for this turn; answering without them")
         persona = self.persona.current
         request = LLMRequest(
             conversation=conversation,

@@ -67,6 +67,8 @@ def build_chat_service(
         if memory.enabled
         else None
     )
+    if remembering is not None:
+        remembering.embedder.check()  # a missing embedding model stops the server here, clearly
     return ChatService(
         book,
         store,

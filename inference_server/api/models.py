@@ -19,6 +19,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,6 +32,13 @@ from pydantic import (
 from inference_server.settings import MAX_TEXT_CHARS, ConversationId
 
 NDJSON = "application/x-ndjson"
+
+
+def _non_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("text is empty")
+    return value
 
 
 class _Answer(BaseModel):
@@ -83,10 +91,7 @@ class ChatRequest(BaseModel):
     @field_validator("text")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("text is empty")
-        return value
+        return _non_blank(value)
 
 
 MAX_CORRECTION_CHARS = 4000
@@ -287,17 +292,11 @@ class NewMemory(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     conversation: ConversationId = "jinju"
-    text: str = Field(min_length=1, max_length=MAX_MEMORY_CHARS, description="the memory, one sentence")
+    text: Annotated[str, AfterValidator(_non_blank)] = Field(
+        min_length=1, max_length=MAX_MEMORY_CHARS, description="the memory, one sentence"
+    )
     importance: float | None = Field(None, ge=0.0, le=1.0, description="0–1; None = 0.7")
     cues: list[str] = Field(default_factory=list, max_length=24, description="words it should come up for")
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("text is empty")
-        return value
 
 
 class MemoriesForgotten(_Answer):

