@@ -189,6 +189,13 @@ def test_a_bad_config_key(tmp_path):
     assert_one_line_error(result, "tts.engin: unknown key", "did you mean tts.engine")
 
 
+@pytest.mark.parametrize("command", [["ask"], ["talk", "--text"]], ids=["ask", "talk"])
+def test_text_over_the_limit_is_refused_before_it_is_sent(command):
+    result = chacha(*command, "가" * 2500, env_extra={"CHACHA_API_TOKEN": "x"})
+    line = assert_one_line_error(result, "2,500 characters", "at most 2,000")
+    assert len(line) < 200 and "가" not in line
+
+
 def test_a_missing_vosk_model(tmp_path):
     config = tmp_path / "chacha.yaml"
     config.write_text(f"stt:\n  vosk_model: {tmp_path / 'no-model'}\n", encoding="utf-8")

@@ -3,6 +3,7 @@ headers' size and time, what an error answer repeats, the API docs, and the clie
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -11,6 +12,8 @@ import time
 import httpx
 import pytest
 
+from inference_server.api import InferenceClient, ServerUnavailable
+from inference_server.api.client import MAX_REFUSAL_CHARS
 from inference_server.api.models import MAX_AUDIO_BYTES
 from inference_server.backends.phrasebook import PhrasebookBackend
 from inference_server.chat import ChatService
@@ -287,3 +290,42 @@ def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_s(start_server
         answer = _read_until_closed(sock)  # the answer, then the close after 0.5 s of idling
     assert _status(answer) == 200
     assert answer.endswith(b"}")
+
+
+# --- the clients' side -------------------------------------------------------------------------
+
+
+def test_a_refusal_from_the_server_is_one_short_line(start_server, token):
+    server = start_server()
+    client = InferenceClient(server.url, token)
+
+    async def ask() -> None:
+        async for _ in client.chat("가" * 2500, conversation="jinju", channel="cli"):
+            pass
+
+    with pytest.raises(ServerUnavailable) as refused:
+        asyncio.run(ask())
+    message = str(refused.value)
+    assert "\n" not in message and len(message) <= MAX_REFUSAL_CHARS
+    assert message.endswith(f"answered 422: text: String should have at most {MAX_TEXT_CHARS} characters")
+
+
+def test_an_older_servers_validation_dump_is_cut_to_one_line(token):
+    dump = {
+        "detail": [
+            {
+                "type": "string_too_long",
+                "loc": ["body", "text"],
+                "msg": "String should have at most 2000 characters",
+                "input": "가\n" * 2500,
+                "ctx": {"max_length": 2000},
+            }
+        ]
+        * 3
+    }
+    request = httpx.Request("POST", "http://127.0.0.1:8750/v1/chat")
+    message = InferenceClient("http://127.0.0.1:8750", token)._refusal(
+        httpx.Response(422, json=dump, request=request)
+    )
+    assert "\n" not in message and len(message) <= MAX_REFUSAL_CHARS and "가" not in message
+    assert "answered 422: text: String should have at most 2000 characters; text:" in message
