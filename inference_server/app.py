@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from inference_server import __version__
@@ -39,18 +40,20 @@ from inference_server.api.models import (
 from inference_server.backends.base import AudioClip
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
+from inference_server.limits import BodyLimit, validation_failed
 from inference_server.memory import Memory, MemoryService
-from inference_server.settings import ConversationId
+from inference_server.settings import ConversationId, ServerSettings
 from inference_server.store import NotHerTurn, UnknownTurn
 
 _LOGGER = logging.getLogger(__name__)
 
 
 class BearerAuth:
-    """Pure ASGI middleware: every /v1 request needs `Authorization: Bearer <token>`.
+    """Pure ASGI middleware: every request needs `Authorization: Bearer <token>`.
 
-    It runs before routing and body parsing, so a caller without the token learns
-    nothing, not even whether its JSON was valid.
+    It runs before routing, the body limit and body parsing, so a caller without the token
+    learns nothing: not whether a path exists, nor whether its body was too large or its JSON
+    valid. The API docs, where `server.api_docs` turns them on, are behind it too.
     """
 
     def __init__(self, app, token: str) -> None:
@@ -58,13 +61,14 @@ class BearerAuth:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+        if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self._expected):
                 response = JSONResponse(
                     {"detail": "missing or wrong bearer token"},
                     status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
+                    # closing the connection stops the server reading a stranger's body at all
+                    headers={"WWW-Authenticate": "Bearer", "Connection": "close"},
                 )
                 await response(scope, receive, send)
                 return
@@ -91,10 +95,21 @@ def _memory_off() -> JSONResponse:
     )
 
 
-def create_app(chat: ChatService, *, token: str) -> FastAPI:
+def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None = None) -> FastAPI:
+    """The API for `chat`, behind the bearer `token`, with the limits of `settings` (default:
+    ServerSettings()): the body limit, and the API docs only where they are turned on."""
     if not token:
         raise ValueError("the API token must not be empty")
-    app = FastAPI(title="Chachaping inference server", version=__version__)
+    settings = ServerSettings() if settings is None else settings
+    docs = settings.api_docs
+    app = FastAPI(
+        title="Chachaping inference server",
+        version=__version__,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.add_exception_handler(RequestValidationError, validation_failed)
 
     @app.get("/v1/health")
     async def health() -> JSONResponse:
@@ -276,5 +291,7 @@ def create_app(chat: ChatService, *, token: str) -> FastAPI:
         _LOGGER.info("persona reloaded from %s", chat.persona.path)
         return JSONResponse({"path": str(chat.persona.path), "name": persona.name})
 
+    # The last added runs first: the token is checked before the body's size.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BearerAuth, token=token)
     return app

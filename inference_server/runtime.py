@@ -17,6 +17,7 @@ from inference_server.backends.gemini import GeminiBackend
 from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
+from inference_server.limits import guarded_h11
 from inference_server.memory import MemoryService
 from inference_server.persona import PersonaBook
 from inference_server.quota import QuotaLedger
@@ -110,9 +111,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app, log_level: str) -> uvicorn.Config:
+def uvicorn_config(chat: ChatService, token: str, settings: ServerSettings, log_level: str) -> uvicorn.Config:
+    """uvicorn's settings for the API: the limits of `settings` on every connection (the size and
+    the deadline of a request's headers, the idle time between requests) and in the app."""
     return uvicorn.Config(
-        app,
+        create_app(chat, token=token, settings=settings),
+        http=guarded_h11(settings.header_timeout_s),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_s,  # typed int in uvicorn, used as a float
         log_config=None,
         log_level=log_level,
         access_log=False,
@@ -121,9 +127,18 @@ def _uvicorn_config(app, log_level: str) -> uvicorn.Config:
     )
 
 
-def serve(chat: ChatService, token: str, sock: socket.socket, *, log_level: str = "info") -> None:
-    """Run the API on an already bound socket until interrupted (SIGINT/SIGTERM)."""
-    server = uvicorn.Server(_uvicorn_config(create_app(chat, token=token), log_level))
+def serve(
+    chat: ChatService,
+    token: str,
+    sock: socket.socket,
+    *,
+    settings: ServerSettings | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the API on an already bound socket until interrupted (SIGINT/SIGTERM), with the
+    limits of `settings` (default: ServerSettings())."""
+    settings = ServerSettings() if settings is None else settings
+    server = uvicorn.Server(uvicorn_config(chat, token, settings, log_level))
     host, port = sock.getsockname()[:2]
     _LOGGER.info(
         "listening on http://%s:%d (backend chain: %s)", host, port, ", ".join(b.name for b in chat.backends)
@@ -153,14 +168,16 @@ async def _serve_notifying(server: uvicorn.Server, sock: socket.socket, status: 
 class BackgroundServer:
     """The API on 127.0.0.1 in a thread of this process, for one-shot commands like `chacha talk`.
 
-    It is the real server over real HTTP, only its lifetime is the command's.
+    It is the real server over real HTTP, with the same limits (`settings`, default
+    ServerSettings()); only its lifetime is the command's.
     """
 
-    def __init__(self, chat: ChatService, token: str) -> None:
+    def __init__(self, chat: ChatService, token: str, settings: ServerSettings | None = None) -> None:
         self._sock = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self.chat = chat
-        self._server = uvicorn.Server(_uvicorn_config(create_app(chat, token=token), "warning"))
+        settings = ServerSettings() if settings is None else settings
+        self._server = uvicorn.Server(uvicorn_config(chat, token, settings, "warning"))
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, name="inference-server", daemon=True)
         self._error: BaseException | None = None

@@ -14,6 +14,11 @@ BackendName = Literal["gemini", "openai", "phrasebook"]
 MAX_TEXT_CHARS = 2000
 """Longest utterance the server accepts (characters)."""
 
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""Default limit of a request body (server.max_body_bytes): the largest request the doll sends,
+inference_server.api.models.MAX_AUDIO_BYTES of audio as base64 (2,000,004 bytes) with
+MAX_TEXT_CHARS of text, fits with room to spare (tests/test_limits.py checks it)."""
+
 UserPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
 """A path from the config file; "~" means the home folder of the user running the doll."""
 
@@ -56,6 +61,33 @@ class ServerSettings(_Settings):
     )
     max_sentences: int = Field(
         3, ge=1, le=20, description="a reply is cut after this many sentences (it is spoken aloud)"
+    )
+    max_body_bytes: int = Field(
+        MAX_BODY_BYTES,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description=(
+            "a request body over this is answered 413 before it is read (bytes); the doll's largest"
+            " request, 1.5 MB of audio as base64 with 2,000 characters of text, needs 2 MiB"
+        ),
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="a request line and headers over this are answered 431 (bytes)",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request's line and headers must arrive within this, else 408 and close (seconds)",
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, le=300, description="an idle connection between requests is closed after (seconds)"
+    )
+    api_docs: bool = Field(
+        False, description="serve /docs, /redoc and /openapi.json (with the bearer token, like the API)"
     )
 
 

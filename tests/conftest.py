@@ -15,7 +15,7 @@ from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
 from inference_server.chat import ChatService
 from inference_server.persona import Persona, PersonaBook
 from inference_server.runtime import BackgroundServer
-from inference_server.settings import GeminiSettings
+from inference_server.settings import GeminiSettings, ServerSettings
 from inference_server.store import ConversationStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,13 @@ def start_server(
     """Start real servers on 127.0.0.1; all are stopped when the test ends."""
     started: list[BackgroundServer] = []
 
-    def start(*backends: LLMBackend, data_dir: Path | None = None, history_turns: int = 12, **options):
+    def start(
+        *backends: LLMBackend,
+        data_dir: Path | None = None,
+        history_turns: int = 12,
+        settings: ServerSettings | None = None,
+        **options,
+    ):
         folder = data_dir or tmp_path / "data"
         store = ConversationStore(folder / "conversations.sqlite3")
         chat = ChatService(
@@ -85,7 +91,7 @@ def start_server(
             history_turns=history_turns,
             **options,
         )
-        server = BackgroundServer(chat, token).start()
+        server = BackgroundServer(chat, token, settings).start()
         started.append(server)
         return server
 

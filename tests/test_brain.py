@@ -165,7 +165,8 @@ def test_audio_that_is_too_large_or_not_base64_is_422(start_server, token):
         json={"text": "안녕", "audio": {"mime_type": "audio/ogg", "data": "%%%"}},
     )
     assert bad.status_code == 422
-    huge = base64.b64encode(b"x" * 1_600_000).decode()
+    # over MAX_AUDIO_BYTES (1.5 MB), under the body limit (2 MiB); a body over that is 413 (test_limits)
+    huge = base64.b64encode(b"x" * 1_520_000).decode()
     too_big = httpx.post(
         f"{server.url}/v1/chat",
         headers=headers,

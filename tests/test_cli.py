@@ -189,6 +189,24 @@ def test_a_bad_config_key(tmp_path):
     assert_one_line_error(result, "tts.engin: unknown key", "did you mean tts.engine")
 
 
+def test_config_and_debug_are_taken_after_the_sub_command_too(tmp_path):
+    config = tmp_path / "chacha.yaml"
+    config.write_text("server:\n  port: 8799\n", encoding="utf-8")
+    result = chacha("config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert f"configuration from {config}" in result.stdout and "port: 8799" in result.stdout
+    config.write_text("nope: 1\n", encoding="utf-8")
+    result = chacha("config", "--config", str(config), "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["ask"], ["talk", "--text"]], ids=["ask", "talk"])
+def test_text_over_the_limit_is_refused_before_it_is_sent(command):
+    result = chacha(*command, "가" * 2500, env_extra={"CHACHA_API_TOKEN": "x"})
+    line = assert_one_line_error(result, "2,500 characters", "at most 2,000")
+    assert len(line) < 200 and "가" not in line
+
+
 def test_a_missing_vosk_model(tmp_path):
     config = tmp_path / "chacha.yaml"
     config.write_text(f"stt:\n  vosk_model: {tmp_path / 'no-model'}\n", encoding="utf-8")

@@ -9,16 +9,31 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+from device.cli.errors import CommandError
 from device.cli.server import server_client
 from device.config import ChachaConfig
+from inference_server.settings import MAX_TEXT_CHARS
 from inference_server.shared.secrets import Secrets
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def check_text(text: str) -> str:
+    """Her text as the server will take it, or a one-line error before anything is sent."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise CommandError(
+            f"the text is {len(text):,} characters long and 차차 takes at most {MAX_TEXT_CHARS:,} "
+            "at a time: shorten it"
+        )
+    return text
+
 
 # --- talk --------------------------------------------------------------------------------
 
 
 def talk(args: Namespace, config: ChachaConfig) -> int:
+    if args.text is not None:
+        check_text(args.text)
     from device.doll.talk import run_turn, write_reply
     from tts.engines import create_engine
 
@@ -113,6 +128,7 @@ def _explain_turn(result, output: Path | None, config: ChachaConfig) -> None:
 def ask(args: Namespace, config: ChachaConfig) -> int:
     from inference_server.api import ReplyFinal, ReplySentence
 
+    check_text(args.text)
     conversation = args.conversation or config.client.conversation
 
     async def run() -> ReplyFinal | None:

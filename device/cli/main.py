@@ -44,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chacha", description="차차핑: a talking doll that answers in Korean as 차차."
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="chacha.yaml to use (default: $CHACHA_CONFIG, "
-        "./chacha.yaml, ~/.config/chachaping/chacha.yaml, /etc/chachaping/chacha.yaml)",
-    )
-    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    _common_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the inference server (needs CHACHA_API_TOKEN)")
@@ -148,7 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="check the configuration and print it as used")
     p.set_defaults(func=admin.show_config)
+    _everywhere(parser)
     return parser
+
+
+def _common_options(parser: argparse.ArgumentParser, default) -> None:
+    """--config and --debug. `default` is None on `chacha` itself; after a sub-command it is
+    argparse.SUPPRESS, so that one not given there keeps what was given before it."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=default,
+        help="chacha.yaml to use (default: $CHACHA_CONFIG, "
+        "./chacha.yaml, ~/.config/chachaping/chacha.yaml, /etc/chachaping/chacha.yaml)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if default is None else default,
+        help="verbose logs and full tracebacks",
+    )
+
+
+def _everywhere(parser: argparse.ArgumentParser) -> None:
+    """Let every sub-command (and theirs) take --config and --debug too: `chacha serve --config x`
+    as well as `chacha --config x serve`."""
+    seen: set[int] = set()
+
+    def visit(node: argparse.ArgumentParser) -> None:
+        for action in node._actions:  # argparse keeps its sub-commands only here
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    if id(child) not in seen:  # an alias is the same parser
+                        seen.add(id(child))
+                        _common_options(child, default=argparse.SUPPRESS)
+                        visit(child)
+
+    visit(parser)
 
 
 def _setup_logging(debug: bool) -> None:

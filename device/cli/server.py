@@ -48,7 +48,7 @@ def server_client(config: ChachaConfig) -> Iterator:
     from inference_server.runtime import BackgroundServer
 
     token = secrets.token_urlsafe(24)
-    with BackgroundServer(_build_chat(config), token) as server:
+    with BackgroundServer(_build_chat(config), token, config.server) as server:
         _LOGGER.debug("started an in-process server at %s", server.url)
         yield InferenceClient(server.url, token, timeout_s=config.client.timeout_s)
 
@@ -68,5 +68,5 @@ def serve(args: Namespace, config: ChachaConfig) -> int:
     for status in chat.backend_status():
         if not status.available:
             _LOGGER.warning("backend %s is off: %s", status.name, status.reason)
-    run_server(chat, token, sock, log_level="debug" if args.debug else "info")
+    run_server(chat, token, sock, settings=config.server, log_level="debug" if args.debug else "info")
     return 0

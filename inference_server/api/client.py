@@ -208,8 +208,33 @@ class InferenceClient:
                 f"the server at {self.base_url} does not know {response.request.method} "
                 f"{response.request.url.path}: update it to this client's version"
             )
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text[:200]
-        return f"the server at {self.base_url} answered {response.status_code}: {detail}"
+        answered = f"the server at {self.base_url} answered {response.status_code}"
+        return _one_line(f"{answered}: {_detail(response)}")
+
+
+MAX_REFUSAL_CHARS = 300
+"""A refusal is printed as one line of at most this many characters, whatever the server sent."""
+
+
+def _detail(response: httpx.Response) -> str:
+    """What the server said was wrong; for a 422, each problem's field and message."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return response.text[:MAX_REFUSAL_CHARS]
+    detail = answer.get("detail", answer) if isinstance(answer, dict) else answer
+    if not isinstance(detail, list):
+        return str(detail)
+    problems = []
+    for error in detail:
+        if not isinstance(error, dict):
+            problems.append(str(error))
+            continue
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(problems)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REFUSAL_CHARS else text[: MAX_REFUSAL_CHARS - 1] + "…"

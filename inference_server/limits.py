@@ -1,0 +1,266 @@
+"""Limits where input enters the server: the size of a request's body and headers, the time its
+headers may take, and how much of a bad request an error answer may repeat (none of it).
+
+`BodyLimit` is ASGI middleware and runs after the token check; `GuardedH11Protocol` is uvicorn's
+h11 connection with a deadline for a request's headers, which uvicorn itself does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+import h11
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # as uvicorn itself imports it
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_ERRORS_SHOWN = 10
+"""A 422 answer lists at most this many of the request's problems, and counts the rest."""
+
+_MAX_LOC_CHARS = 64
+_MAX_MSG_CHARS = 200
+_END_OF_HEAD = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
+
+
+class _BodyTooLarge(Exception):
+    """Raised into the app when a chunked body passes the limit; the 413 has been sent already."""
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body over `max_bytes` is answered 413 and never read whole.
+
+    A Content-Length over the limit is refused before a byte of the body is read (a client that
+    waits with `Expect: 100-continue` sends none). A body without one (chunked) is counted as it
+    arrives, and refused as soon as the count passes the limit. Either way the connection closes,
+    so the rest of the body is not read either.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is not None and length > self.max_bytes:
+            await self._refuse(send)
+            return
+
+        received = 0
+        started = False
+        refused = False
+
+        async def counting_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes and not refused:
+                    refused = True
+                    if not started:
+                        await self._refuse(send)
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 went out; whatever the app answers to the error is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:
+            pass
+        except Exception:
+            if not refused:
+                raise
+
+    async def _refuse(self, send) -> None:
+        detail = (
+            f"the request body is over this server's limit of {self.max_bytes:,} bytes: "
+            "send less, or raise server.max_body_bytes in the server's chacha.yaml"
+        )
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # h11 refuses a malformed Content-Length before we get here
+    return None
+
+
+# --- 422 answers ---------------------------------------------------------------------------
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _where(part: Any) -> str | int:
+    return part if isinstance(part, int) else _short(str(part), _MAX_LOC_CHARS)
+
+
+async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with each problem's location, type and message, and never the input itself.
+
+    FastAPI's own answer repeats every bad value (`input`, and `ctx` values made from it), so a
+    megabyte of bad input came back as a megabyte of error. This answer is a few KB at most:
+    the first MAX_ERRORS_SHOWN problems, each field name and message cut short.
+    """
+    errors = exc.errors()
+    shown = [
+        {
+            "loc": [_where(part) for part in error.get("loc", ())][:8],
+            "type": _short(str(error.get("type", "")), _MAX_LOC_CHARS),
+            "msg": _short(str(error.get("msg", "")), _MAX_MSG_CHARS),
+        }
+        for error in errors[:MAX_ERRORS_SHOWN]
+    ]
+    answer: dict[str, Any] = {"detail": shown}
+    if len(errors) > MAX_ERRORS_SHOWN:
+        answer["more_errors"] = len(errors) - MAX_ERRORS_SHOWN
+    return JSONResponse(answer, status_code=422)
+
+
+# --- the connection: a deadline for the headers ----------------------------------------------
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 connection, with a deadline for each request's line and headers.
+
+    uvicorn times out only an idle kept-alive connection, so a client that opens a connection
+    and sends nothing, or a request's headers a byte at a time (slowloris), held it forever.
+    Here the headers must be complete within `header_timeout_s`: from the connection's start,
+    or from the first byte of a later request on it. A connection that sent part of a request
+    is answered 408, one that sent nothing is just closed. A request line and headers over
+    uvicorn's `h11_max_incomplete_event_size` are answered 431, whether they come in pieces
+    (which h11 itself refuses, as a bare 400) or in one read (which h11 lets through).
+
+    Make one with `guarded_h11(timeout)`, which sets `header_timeout_s`.
+    """
+
+    header_timeout_s: float = 10.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        size = self.config.h11_max_incomplete_event_size
+        self._max_head_bytes = size if size is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._head_too_large(data):
+            self._unset_keepalive_if_required()
+            self._refuse_large_head()
+            return
+        super().data_received(data)
+        self._follow_head()
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether the request line and headers, with `data`, are over the limit. (h11 checks only
+        a head that is still incomplete, so one that arrives whole in one read escaped it.)"""
+        if self.transport.is_closing():
+            return False
+        waiting = self.conn.trailing_data[0]
+        if len(waiting) + len(data) <= self._max_head_bytes:
+            return False
+        return _END_OF_HEAD.search(waiting + data, 0, self._max_head_bytes) is None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_deadline()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        if len(self.conn.trailing_data[0]) > self._max_head_bytes:  # h11's own check of the size
+            self._refuse_large_head()
+            return
+        super().send_400_response(msg)
+
+    def _refuse_large_head(self) -> None:
+        _LOGGER.debug("refused a request whose headers are over %d bytes", self._max_head_bytes)
+        self._refuse(
+            431,
+            "Request Header Fields Too Large",
+            f"the request line and headers are over {self._max_head_bytes:,} bytes",
+        )
+
+    def _follow_head(self) -> None:
+        """Run the deadline while the connection waits for a request's head, unless it is idle
+        between requests: then uvicorn's keep-alive timeout is the one that closes it."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE and self.timeout_keep_alive_task is None:
+            self._start_head_deadline()  # a no-op while it runs: more bytes do not move it
+        else:
+            self._stop_head_deadline()
+
+    def _start_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
+
+    def _stop_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.trailing_data[0]:
+            _LOGGER.debug("closed a connection whose headers took over %s s", self.header_timeout_s)
+            text = f"the request's headers did not arrive within {self.header_timeout_s} s"
+            self._refuse(408, "Request Timeout", text)
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, reason: str, text: str) -> None:
+        """Answer with a status and one line of text, then close (h11 may not send it itself)."""
+        body = text.encode()
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
+def guarded_h11(header_timeout_s: float) -> type[GuardedH11Protocol]:
+    """The protocol class for uvicorn.Config(http=...), with this deadline for headers."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})

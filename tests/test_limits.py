@@ -1,0 +1,331 @@
+"""Limits where input enters the server, over real sockets on loopback: the body's size, the
+headers' size and time, what an error answer repeats, the API docs, and the clients' side."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from inference_server.api import InferenceClient, ServerUnavailable
+from inference_server.api.client import MAX_REFUSAL_CHARS
+from inference_server.api.models import MAX_AUDIO_BYTES
+from inference_server.backends.phrasebook import PhrasebookBackend
+from inference_server.chat import ChatService
+from inference_server.limits import MAX_ERRORS_SHOWN, GuardedH11Protocol
+from inference_server.persona import PersonaBook
+from inference_server.settings import MAX_BODY_BYTES, MAX_TEXT_CHARS, ServerSettings
+from inference_server.store import ConversationStore
+
+WAIT_S = 10.0  # how long a socket waits for the server's answer: far beyond any deadline below
+
+
+def _connect(server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
+    return sock
+
+
+def _head(path: str, token: str | None, *headers: str, method: str = "POST") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *headers]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or WAIT_S passes: a failure)."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _headers(answer: bytes) -> dict[str, str]:
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in head)}
+
+
+# --- the body --------------------------------------------------------------------------------
+
+
+def test_a_100_mb_body_is_refused_413_before_it_is_read(start_server, token):
+    server = start_server()
+    with _connect(server) as sock:
+        head = _head("/v1/chat", token, "Content-Type: application/json", "Content-Length: 100000000")
+        sock.sendall(head + b'{"text": "' + b"x" * 1000)  # 1 KB of the 100 MB, then nothing
+        answer = _read_until_closed(sock)  # answered and closed without waiting for the rest
+    assert _status(answer) == 413
+    assert _headers(answer)["connection"] == "close"
+    detail = json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"]
+    assert "2,097,152 bytes" in detail and "server.max_body_bytes" in detail
+    assert server.chat.store.recent("jinju", 5) == []
+
+
+def test_a_client_that_asks_to_continue_is_refused_413_and_sends_no_body(start_server, token):
+    server = start_server()
+    with _connect(server) as sock:
+        sock.sendall(_head("/v1/chat", token, "Content-Length: 100000000", "Expect: 100-continue"))
+        answer = _read_until_closed(sock)
+    assert _status(answer) == 413  # and no "100 Continue" before it
+    assert b"100 Continue" not in answer
+
+
+def test_a_chunked_body_is_refused_413_as_soon_as_it_passes_the_limit(start_server, token):
+    limit = 64 * 1024
+    server = start_server(settings=ServerSettings(max_body_bytes=limit))
+    with _connect(server) as sock:
+        sock.sendall(_head("/v1/chat", token, "Content-Type: application/json", "Transfer-Encoding: chunked"))
+        chunk = b"x" * 4096
+        for _ in range(limit // len(chunk) + 1):  # one chunk past the limit, and no end of the body
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = _read_until_closed(sock)
+    assert _status(answer) == 413
+    assert "65,536 bytes" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"]
+    assert server.chat.store.recent("jinju", 5) == []
+
+
+def test_a_stranger_with_a_100_mb_body_gets_401_not_413(start_server):
+    server = start_server()
+    with _connect(server) as sock:
+        sock.sendall(_head("/v1/chat", None, "Content-Length: 100000000") + b"x" * 1000)
+        answer = _read_until_closed(sock)  # closed: the server does not read a stranger's body
+    assert _status(answer) == 401
+
+
+def test_the_largest_request_the_doll_sends_fits_under_the_default_limit(start_server, token):
+    assert ServerSettings().max_body_bytes == MAX_BODY_BYTES
+    audio = {"mime_type": "audio/ogg", "data": base64.b64encode(b"\x00" * MAX_AUDIO_BYTES).decode()}
+    body = {"conversation": "jinju", "text": "가" * MAX_TEXT_CHARS, "channel": "doll", "audio": audio}
+    as_sent = httpx.Request("POST", "http://x/v1/chat", json=body).content  # as InferenceClient sends
+    escaped = json.dumps(body).encode()  # every Korean letter as \\uXXXX: the largest encoding
+    assert len(as_sent) <= len(escaped) < MAX_BODY_BYTES
+    server = start_server()
+    response = httpx.post(
+        f"{server.url}/v1/chat",
+        content=escaped,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=WAIT_S,
+    )
+    assert response.status_code == 200, response.text[:300]
+
+
+# --- 422 answers -----------------------------------------------------------------------------
+
+
+def _post(server, token: str, content: bytes) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return httpx.post(f"{server.url}/v1/chat", content=content, headers=headers, timeout=WAIT_S)
+
+
+def test_a_422_names_each_problem_but_never_echoes_the_input(start_server, token):
+    server = start_server()
+    secret = "비밀" * 250_000  # 1.5 MB of text: under the body limit, far over the text limit
+    long_key = "k" * 10_000
+    response = _post(server, token, json.dumps({"text": secret, long_key: 1}, ensure_ascii=False).encode())
+    assert response.status_code == 422
+    assert len(response.content) < 2000
+    assert "비밀" not in response.text and long_key not in response.text
+    errors = response.json()["detail"]
+    assert {tuple(e) for e in errors} == {("loc", "type", "msg")}  # no input, no ctx, no url
+    assert errors[0] == {
+        "loc": ["body", "text"],
+        "type": "string_too_long",
+        "msg": f"String should have at most {MAX_TEXT_CHARS} characters",
+    }
+    assert errors[1]["type"] == "extra_forbidden" and len(errors[1]["loc"][1]) <= 64
+
+
+def test_a_422_lists_ten_problems_and_counts_the_rest(start_server, token):
+    server = start_server()
+    body = {"text": "안녕", **{f"extra{i}": "값" * 10 for i in range(5000)}}
+    response = _post(server, token, json.dumps(body).encode())
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["detail"]) == MAX_ERRORS_SHOWN and answer["more_errors"] == 5000 - MAX_ERRORS_SHOWN
+    assert len(response.content) < 3000
+
+
+def test_malformed_json_is_422_without_the_json(start_server, token):
+    server = start_server()
+    response = _post(server, token, b'{"text": "' + "안녕".encode() * 10_000)
+    assert response.status_code == 422
+    assert len(response.content) < 500 and "안녕" not in response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+# --- the API docs --------------------------------------------------------------------------------
+
+DOCS = ["/docs", "/redoc", "/openapi.json"]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_api_docs_are_off_by_default(start_server, token):
+    server = start_server()
+    for path in DOCS:
+        assert httpx.get(f"{server.url}{path}").status_code == 401  # a stranger learns nothing
+        assert httpx.get(f"{server.url}{path}", headers=_bearer(token)).status_code == 404
+
+
+def test_the_api_docs_when_on_need_the_token(start_server, token):
+    server = start_server(settings=ServerSettings(api_docs=True))
+    for path in DOCS:
+        assert httpx.get(f"{server.url}{path}").status_code == 401
+        assert httpx.get(f"{server.url}{path}", headers=_bearer(token)).status_code == 200
+
+
+def test_every_path_needs_the_token(start_server):
+    server = start_server()
+    for path in ["/", "/nowhere", "/v1/nowhere"]:
+        assert httpx.get(f"{server.url}{path}").status_code == 401
+
+
+# --- the headers: their size and their time --------------------------------------------------------
+
+
+def test_headers_over_max_header_bytes_are_refused_431(start_server, token):
+    server = start_server(settings=ServerSettings(max_header_bytes=4096))
+    with _connect(server) as sock:
+        sock.sendall(_head("/v1/health", token, "X-Padding: " + "p" * 8000, method="GET"))
+        answer = _read_until_closed(sock)
+    assert _status(answer) == 431
+    assert b"4,096 bytes" in answer
+
+
+def test_headers_under_max_header_bytes_are_answered(start_server, token):
+    server = start_server(settings=ServerSettings(max_header_bytes=4096))
+    headers = {"Authorization": f"Bearer {token}", "X-Padding": "p" * 3000}
+    assert httpx.get(f"{server.url}/v1/health", headers=headers).status_code == 200
+
+
+def test_serve_and_the_background_server_apply_the_limits_of_their_settings(
+    start_server, monkeypatch, tmp_path, phrasebook
+):
+    from inference_server import runtime
+
+    settings = ServerSettings(header_timeout_s=3.5, max_header_bytes=8192, keep_alive_s=7.0)
+    configs = [start_server(settings=settings)._server.config]
+
+    async def not_serving(server, sock, status):
+        configs.append(server.config)
+
+    monkeypatch.setattr(runtime, "_serve_notifying", not_serving)
+    folder = tmp_path / "served"
+    chat = ChatService(
+        PersonaBook(None, folder), ConversationStore(folder / "c.sqlite3"), [PhrasebookBackend(phrasebook)]
+    )
+    with socket.socket() as sock:
+        runtime.serve(chat, "token", sock, settings=settings)
+    assert len(configs) == 2
+    for config in configs:
+        assert issubclass(config.http, GuardedH11Protocol) and config.http.header_timeout_s == 3.5
+        assert config.h11_max_incomplete_event_size == 8192
+        assert config.timeout_keep_alive == 7.0
+
+
+QUICK = ServerSettings(header_timeout_s=0.5, keep_alive_s=0.5)
+"""Deadlines short enough to wait for: each test below waits for one to pass, at most WAIT_S."""
+
+
+@pytest.mark.realtime
+def test_a_request_whose_headers_never_finish_is_closed_with_408(start_server):
+    server = start_server(settings=QUICK)
+    with _connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /v1/hea")  # half a request line, and nothing more
+        answer = _read_until_closed(sock)
+        waited = time.monotonic() - started
+    assert _status(answer) == 408
+    assert waited >= 0.4  # not before the deadline (the upper bound is the socket's WAIT_S)
+
+
+@pytest.mark.realtime
+def test_a_connection_that_sends_nothing_is_closed(start_server):
+    server = start_server(settings=QUICK)
+    with _connect(server) as sock:
+        assert _read_until_closed(sock) == b""
+
+
+@pytest.mark.realtime
+def test_headers_dripped_a_byte_at_a_time_are_cut_off_at_the_deadline(start_server):
+    server = start_server(settings=QUICK)
+    drip = b"GET /v1/health HTTP/1.1\r\n" + b"X-Slow: " + b"s" * 1000
+    with _connect(server) as sock:
+        sock.settimeout(0.05)
+        answer = b""
+        deadline = time.monotonic() + WAIT_S
+        for byte in drip:  # a byte every 50 ms, far more often than the 0.5 s deadline
+            assert time.monotonic() < deadline, "the server let the headers drip on"
+            try:
+                answer = sock.recv(65536)
+                break  # the server answered, or closed
+            except TimeoutError:
+                pass
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # closed by the server: its answer waits to be read
+                sock.settimeout(WAIT_S)
+                answer = sock.recv(65536)
+                break
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+@pytest.mark.realtime
+def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_s(start_server, token):
+    server = start_server(settings=QUICK)
+    with _connect(server) as sock:
+        sock.sendall(_head("/v1/health", token, method="GET"))
+        answer = _read_until_closed(sock)  # the answer, then the close after 0.5 s of idling
+    assert _status(answer) == 200
+    assert answer.endswith(b"}")
+
+
+# --- the clients' side -------------------------------------------------------------------------
+
+
+def test_a_refusal_from_the_server_is_one_short_line(start_server, token):
+    server = start_server()
+    client = InferenceClient(server.url, token)
+
+    async def ask() -> None:
+        async for _ in client.chat("가" * 2500, conversation="jinju", channel="cli"):
+            pass
+
+    with pytest.raises(ServerUnavailable) as refused:
+        asyncio.run(ask())
+    message = str(refused.value)
+    assert "\n" not in message and len(message) <= MAX_REFUSAL_CHARS
+    assert message.endswith(f"answered 422: text: String should have at most {MAX_TEXT_CHARS} characters")
+
+
+def test_an_older_servers_validation_dump_is_cut_to_one_line(token):
+    dump = {
+        "detail": [
+            {
+                "type": "string_too_long",
+                "loc": ["body", "text"],
+                "msg": "String should have at most 2000 characters",
+                "input": "가\n" * 2500,
+                "ctx": {"max_length": 2000},
+            }
+        ]
+        * 3
+    }
+    request = httpx.Request("POST", "http://127.0.0.1:8750/v1/chat")
+    message = InferenceClient("http://127.0.0.1:8750", token)._refusal(
+        httpx.Response(422, json=dump, request=request)
+    )
+    assert "\n" not in message and len(message) <= MAX_REFUSAL_CHARS and "가" not in message
+    assert "answered 422: text: String should have at most 2000 characters; text:" in message
