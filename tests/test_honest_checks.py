@@ -97,3 +97,125 @@ def test_config_lists_what_the_server_loads_when_all_is_well(tmp_path, capsys):
     assert "what the server loads at start loads" in out
     assert f"data folder: {tmp_path / 'data'} takes new files" in out
     assert "persona: 차차" in out and "phrasebook: the shipped phrasebook" in out
+
+
+# --- D: audio files and --output are checked before any work is done ----------------------------
+
+
+def _long_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A real 16-bit mono WAV of silence, written as a sparse file: its header and its size say
+    `seconds`, yet no sample is written to disk."""
+    data_bytes = int(seconds * rate) * 2
+    header = (
+        b"RIFF"
+        + (36 + data_bytes).to_bytes(4, "little")
+        + b"WAVEfmt "
+        + (16).to_bytes(4, "little")
+        + (1).to_bytes(2, "little")  # PCM
+        + (1).to_bytes(2, "little")  # mono
+        + rate.to_bytes(4, "little")
+        + (rate * 2).to_bytes(4, "little")
+        + (2).to_bytes(2, "little")
+        + (16).to_bytes(2, "little")
+        + b"data"
+        + data_bytes.to_bytes(4, "little")
+    )
+    with path.open("wb") as handle:
+        handle.write(header)
+        handle.truncate(len(header) + data_bytes)
+    return path
+
+
+def _no_speech_models(tmp_path: Path) -> Path:
+    """A config whose recogniser cannot load: any error about a file proves it came first."""
+    path = tmp_path / "chacha.yaml"
+    path.write_text(f"stt:\n  engine: vosk\n  vosk_model: {tmp_path / 'no-model'}\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("empty", "is empty (0 bytes)"),
+        ("text", "not a WAV/FLAC/OGG file"),
+        ("missing", "audio file not found"),
+        ("folder", "is a folder"),
+        ("ten-minutes", "is 600.0 s long, more than stt.max_audio_s (60 s)"),
+    ],
+)
+def test_transcribe_checks_the_file_before_loading_the_speech_models(tmp_path, capsys, kind, fragment):
+    path = tmp_path / "her.wav"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("not audio at all", encoding="utf-8")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "ten-minutes":
+        _long_wav(path, 600)
+    assert main(["--config", str(_no_speech_models(tmp_path)), "transcribe", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Vosk model not found" not in err, err
+
+
+def test_a_long_recording_is_refused_from_its_header_before_it_is_decoded(tmp_path, monkeypatch):
+    from device import audio
+
+    path = _long_wav(tmp_path / "long.wav", 600)
+    assert audio.check_audio_file(path) == pytest.approx(600.0)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the samples were read")
+
+    monkeypatch.setattr(audio.sf.SoundFile, "read", no_decoding)
+    with pytest.raises(audio.AudioError, match=r"600\.0 s long, more than stt\.max_audio_s \(60 s\)"):
+        audio.load_audio(path, max_s=60)
+
+
+def test_talk_refuses_a_long_recording_in_one_line(tmp_path, capsys):
+    path = _long_wav(tmp_path / "long.wav", 61)
+    config = _no_speech_models(tmp_path)
+    assert main(["--config", str(config), "talk", "--input", str(path)]) == 2
+    error = _one_error(capsys)
+    assert "61.0 s long, more than stt.max_audio_s (60 s)" in error and "chacha.yaml" in error
+
+
+def test_talk_output_to_a_folder_is_one_line_before_the_turn_without_an_ignored_exception(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    config = tmp_path / "chacha.yaml"
+    config.write_text(f"server:\n  data_dir: {tmp_path / 'data'}\n", encoding="utf-8")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "device.cli", "--config", str(config), "talk", "--text", "안녕"]
+        + ["--output", str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert f"--output {folder} is a folder" in result.stderr
+    assert not (tmp_path / "data").exists()  # no server started, no turn kept
+
+
+def test_writing_a_wav_onto_a_folder_leaves_no_ignored_exception(tmp_path, monkeypatch):
+    import gc
+    import sys
+
+    import numpy as np
+
+    from tts.audio import write_wav
+    from tts.errors import TTSError
+
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with pytest.raises(TTSError, match="choose a writable path"):
+        write_wav(tmp_path, np.zeros(100, dtype=np.int16), 16000)
+    gc.collect()
+    assert ignored == []
