@@ -24,6 +24,7 @@ from tts.audio import SILENCE_DBFS, peak_dbfs, rms_dbfs, to_float, to_int16
 __all__ = [
     "SILENCE_DBFS",
     "as_pcm",
+    "check_audio_file",
     "chunks",
     "load_audio",
     "load_portaudio",
@@ -37,7 +38,42 @@ __all__ = [
 _HINT = "give a recording made by a microphone, e.g. 16 kHz mono WAV"
 
 
-def load_audio(path: Path | str, *, sample_rate: int = 16000) -> np.ndarray:
+def check_audio_file(path: Path | str, *, max_s: float | None = None) -> float:
+    """Look at an audio file without decoding it: its length in seconds, from its header.
+
+    Cheap (no samples are read), so a command can refuse a bad file before it loads any model.
+    Raises :class:`~device.errors.AudioError` with a one-line message for a missing file, a
+    folder, an empty file, a file that is not audio, a recording with no samples in it, or one
+    longer than ``max_s`` seconds.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"audio file not found: {path} — check the path, and {_HINT}")
+    if path.is_dir():
+        raise AudioError(f"{path} is a folder, not an audio file — {_HINT}")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file {path} is empty (0 bytes) — record again, and {_HINT}")
+    try:
+        info = sf.info(str(path))
+    except sf.LibsndfileError as e:
+        reason = (e.error_string or "unknown error").strip().rstrip(".")
+        raise AudioError(
+            f"cannot read audio file {path}: not a WAV/FLAC/OGG file ({reason}) — {_HINT}"
+        ) from None
+    except (RuntimeError, OSError) as e:  # damaged header, permission denied
+        raise AudioError(f"cannot read audio file {path}: {e} — {_HINT}") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"audio file {path} holds no sound (0 samples) — {_HINT}")
+    duration = info.frames / info.samplerate
+    if max_s is not None and duration > max_s:
+        raise AudioError(
+            f"audio file {path} is {duration:.1f} s long, more than stt.max_audio_s ({max_s:g} s): "
+            "cut it shorter, or raise stt.max_audio_s in chacha.yaml"
+        )
+    return duration
+
+
+def load_audio(path: Path | str, *, sample_rate: int = 16000, max_s: float | None = None) -> np.ndarray:
     """Read an audio file as 16-bit mono PCM at ``sample_rate`` Hz.
 
     Reads anything libsndfile reads (WAV, FLAC, OGG/Vorbis, ...): any sample
@@ -48,17 +84,13 @@ def load_audio(path: Path | str, *, sample_rate: int = 16000) -> np.ndarray:
 
     Raises :class:`~device.errors.AudioError` (an ``STTError``) with a one-line
     message for a missing file, a folder, an empty file, a file that is not
-    audio, or a recording with no samples in it.
+    audio, a recording with no samples in it, or (before anything is decoded)
+    one longer than ``max_s`` seconds.
     """
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive number of Hz, not {sample_rate!r}")
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"audio file not found: {path} — check the path, and {_HINT}")
-    if path.is_dir():
-        raise AudioError(f"{path} is a folder, not an audio file — {_HINT}")
-    if path.stat().st_size == 0:
-        raise AudioError(f"audio file {path} is empty (0 bytes) — record again, and {_HINT}")
+    check_audio_file(path, max_s=max_s)
 
     try:
         with sf.SoundFile(path) as f:

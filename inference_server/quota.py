@@ -21,6 +21,7 @@ from inference_server.api.models import QuotaStatus
 from inference_server.errors import InferenceError
 from inference_server.settings import QuotaSettings
 from inference_server.shared.sqlite import open_database
+from inference_server.shared.text import mend_text
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 """Google's daily quotas reset at midnight Pacific time."""
@@ -156,7 +157,7 @@ class QuotaLedger:
                 "INSERT INTO cooldowns (model, until, reason, strikes) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(model) DO UPDATE SET until = excluded.until, reason = excluded.reason,"
                 " strikes = excluded.strikes",
-                (model, now + seconds, reason, strikes),
+                (model, now + seconds, mend_text(reason), strikes),  # the API's words
             )
         return seconds
 

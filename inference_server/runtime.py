@@ -14,15 +14,15 @@ from inference_server import sd_notify
 from inference_server.app import create_app
 from inference_server.backends.base import LLMBackend
 from inference_server.backends.gemini import GeminiBackend
-from inference_server.backends.phrasebook import Phrasebook, PhrasebookBackend
+from inference_server.backends.phrasebook import PhrasebookBackend
 from inference_server.chat import ChatService
 from inference_server.errors import InferenceError
 from inference_server.limits import guarded_h11
 from inference_server.memory import MemoryService
-from inference_server.persona import PersonaBook
 from inference_server.quota import QuotaLedger
 from inference_server.settings import LLMSettings, MemorySettings, PersonaSettings, ServerSettings
 from inference_server.shared.secrets import Secrets, reveal
+from inference_server.startup import check_data_dir, load_persona, load_phrasebook
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,8 +39,13 @@ def build_chat_service(
     memory: MemorySettings | None = None,
 ) -> ChatService:
     """The chat service the settings describe; `secrets` defaults to those in the environment now,
-    `memory` to the default memory settings."""
+    `memory` to the default memory settings.
+
+    Its steps are those of `inference_server.startup` (what `chacha config` and `chacha doctor`
+    check), in the same order, so both stop with the same error.
+    """
     secrets = Secrets() if secrets is None else secrets
+    check_data_dir(server.data_dir)
     backends: list[LLMBackend] = []
     for name in llm.backends:
         if name == "gemini":
@@ -51,10 +56,9 @@ def build_chat_service(
 
             backends.append(OpenAICompatibleBackend(llm.openai))
         elif name == "phrasebook":
-            book = Phrasebook.load(llm.phrasebook.file, min_similarity=llm.phrasebook.min_similarity)
-            backends.append(PhrasebookBackend(book))
+            backends.append(PhrasebookBackend(load_phrasebook(llm)))
     memory = MemorySettings() if memory is None else memory
-    book = PersonaBook(persona.file, server.data_dir)
+    book = load_persona(persona, server)
     store = ConversationStore(server.data_dir / DATABASE_NAME)
     remembering = (
         MemoryService(

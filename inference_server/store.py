@@ -11,6 +11,7 @@ from typing import Literal
 
 from inference_server.errors import InferenceError
 from inference_server.shared.sqlite import add_columns, open_database
+from inference_server.shared.text import mend_text
 
 Role = Literal["user", "model"]
 
@@ -143,13 +144,13 @@ class ConversationStore:
             cursor = self._db.execute(
                 "INSERT INTO turns (conversation, role, text, channel, backend, created_at, source)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation, role, text, channel, backend, time.time(), source),
+                (conversation, role, mend_text(text), channel, backend, time.time(), source),
             )
             return cursor.lastrowid
 
     def set_heard(self, turn_id: int, heard: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE turns SET heard = ? WHERE id = ?", (heard, turn_id))
+            self._db.execute("UPDATE turns SET heard = ? WHERE id = ?", (mend_text(heard), turn_id))
 
     def correct(self, turn_id: int, conversation: str, text: str) -> Turn:
         """Replace the text of her turn `turn_id` of `conversation`, e.g. with a better transcript.
@@ -175,6 +176,7 @@ class ConversationStore:
                 )
             if turn.source == "forget":  # her request to forget keeps its neutral stand-in
                 return turn
+            text = mend_text(text)
             self._db.execute("UPDATE turns SET text = ? WHERE id = ?", (text, turn_id))
         return replace(turn, text=text)
 
@@ -212,7 +214,7 @@ class ConversationStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO summaries (conversation, through_id, text, created_at) VALUES (?, ?, ?, ?)",
-                (conversation, through_id, text, time.time()),
+                (conversation, through_id, mend_text(text), time.time()),
             )
 
     def forget_turns(self, conversation: str, turn_ids: list[int]) -> int:

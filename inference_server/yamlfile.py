@@ -11,8 +11,53 @@ from pydantic import BaseModel, ValidationError
 from inference_server.errors import InferenceError
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice; ``problem_mark`` is the second, ``first_mark`` the first."""
+
+    def __init__(self, key: object, first: yaml.Mark, second: yaml.Mark, context: yaml.Mark) -> None:
+        super().__init__(
+            "while constructing a mapping",
+            context,
+            f"duplicate key {key!r} (first on line {first.line + 1})",
+            second,
+        )
+        self.key = key
+        self.first_mark = first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain PyYAML keeps the last value silently, so a second `server:` section (or a second
+    `name:` in a persona) would quietly undo the first. Keys merged in with `<<:` may still be
+    overridden: that is what merging is for.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[object, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if first is not None:
+                    raise DuplicateKeyError(key, first, key_node.start_mark, node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> object:
+    """YAML text as Python objects, safely and with duplicate keys refused (`UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+
+
 def load_yaml(path: Path, *, what: str) -> object:
-    """Parse a YAML file; a missing or malformed file is an InferenceError naming it."""
+    """Parse a YAML file; a missing or malformed file, or a key given twice, is an InferenceError
+    naming the file and the line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -22,7 +67,12 @@ def load_yaml(path: Path, *, what: str) -> object:
     except (OSError, UnicodeDecodeError) as exc:
         raise InferenceError(f"cannot read {what} file {path}: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
+    except DuplicateKeyError as exc:
+        raise InferenceError(
+            f"{what} file {path} line {exc.problem_mark.line + 1}: the key {exc.key!r} is given twice "
+            f"(first on line {exc.first_mark.line + 1}) — keep one of them"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -11,11 +11,17 @@ objects ``{type, text}`` (bold, italic, link, text_link, mention, custom_emoji, 
 Only words are kept: stickers, photos, files and voice or video messages without a caption
 are skipped and counted, as are service messages (calls, pins, …), forwarded messages (not
 their words) and anybody but the two of them. Importing the same export again adds nothing.
+
+An export whose shape is not Telegram's (a chat that is not an object, a message id that is
+not a whole number below 2^63, …) is refused as a whole, naming the chat, the message's index
+and the field; nothing is written. A message whose date cannot be read is not imported either,
+but counted and listed apart ("bad date") so that it is never lost unseen.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from collections import Counter
@@ -24,10 +30,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from inference_server.shared.text import mend_text
 from telegram_collector.errors import TelegramError
 from telegram_collector.store import CollectedMessage, CollectorStore, Speaker
 
 _USER_ID = re.compile(r"^(?:user)?(\d+)$")
+_MAX_ID = 2**63 - 1  # SQLite's INTEGER
+_EARLIEST = 1_262_304_000.0  # 2010-01-01: before Telegram; earlier dates are not real
+_LATEST = 4_102_444_800.0  # 2100-01-01
+_LISTED = 5  # bad dates named one by one in the summary
 
 # Keys that mark a message as something other than words when it has no text.
 _MEDIA_KEYS = (
@@ -55,6 +66,8 @@ class ImportReport:
     edited: int = 0
     """Messages edited in Telegram (their final text is what is kept)."""
     skipped: Counter[str] = field(default_factory=Counter)
+    bad_dates: list[str] = field(default_factory=list)
+    """Their messages not imported because their date is not a time, as 'messages[i] (id n)'."""
 
     def lines(self) -> list[str]:
         out = [
@@ -68,7 +81,14 @@ class ImportReport:
         if self.skipped:
             reasons = ", ".join(f"{reason} {count}" for reason, count in self.skipped.most_common())
             out.append(f"  skipped:           {sum(self.skipped.values())} ({reasons})")
-        return out
+        if self.bad_dates:
+            named = ", ".join(self.bad_dates[:_LISTED])
+            more = f" and {len(self.bad_dates) - _LISTED} more" if len(self.bad_dates) > _LISTED else ""
+            out.append(
+                f"  bad date:          {len(self.bad_dates)} not imported ({named}{more}): "
+                "their date_unixtime (or date) is not a time; export the chat again"
+            )
+        return [mend_text(line) for line in out]  # a chat's name may hold broken Unicode
 
 
 class Person:
@@ -82,7 +102,7 @@ class Person:
         self.user_id = int(found.group(1)) if found else None
 
     def matches(self, message: dict) -> bool:
-        if self.user_id is not None and _sender_id(message) == self.user_id:
+        if self.user_id is not None and _user_number(message) == self.user_id:
             return True
         name = message.get("from")
         return isinstance(name, str) and name.strip().casefold() == self.spec.casefold()
@@ -107,17 +127,16 @@ def import_export(
     """
     path = Path(path)
     her, him = Person(she), Person(he)
-    chats = list(_chats(_load(path), chat))
+    chats = list(_chats(_load(path), chat, path))
     report = ImportReport(path)
     if not chats:
         raise TelegramError(f"{path} has no chat{f' called {chat}' if chat is not None else ''} to import")
     picked = []
-    for item in chats:
-        messages = [m for m in item.get("messages", []) if isinstance(m, dict)]
+    for where, item, messages in chats:
         has_her = any(her.matches(m) for m in messages)
         has_him = any(him.matches(m) for m in messages)
         if has_her and has_him:
-            picked.append((item, messages))
+            picked.append((where, item, messages))
         elif len(chats) == 1:
             missing = " and ".join(
                 f"--{flag} {who}"
@@ -133,10 +152,13 @@ def import_export(
             f"no chat in {path} has messages from both --she {her} and --he {him}: "
             "check the names or ids (see the from and from_id fields), or export that chat alone"
         )
-    for item, messages in picked:
+    # Every chat is read (and checked) before anything is written: a bad export imports nothing.
+    kept = []
+    for where, item, messages in picked:
         report.chats.append(f"{item.get('name') or 'chat'} ({len(messages)} messages)")
-        kept = list(_collect(item, messages, her, him, report))
-        result = store.add_many(kept)
+        kept.append(list(_collect(where, item, messages, her, him, report, path)))
+    for messages in kept:
+        result = store.add_many(messages)
         report.imported += result.added
         report.updated += result.updated
         report.already_present += result.unchanged
@@ -160,30 +182,61 @@ def _load(path: Path) -> dict:
             f"{path} is not JSON (line {exc.lineno}): export again with the format "
             "'Machine-readable JSON', not HTML"
         ) from None
-    if not isinstance(data, dict) or not (
-        isinstance(data.get("messages"), list) or isinstance((data.get("chats") or {}).get("list"), list)
-    ):
+    if not isinstance(data, dict):
+        raise TelegramError(
+            f"{path} is not a Telegram Desktop chat export: its top level is {_a(data)}, not an object"
+        )
+    if "messages" not in data and "chats" not in data:
         raise TelegramError(f"{path} is not a Telegram Desktop chat export: it has no messages or chats.list")
     return data
 
 
-def _chats(data: dict, only: str | int | None) -> Iterator[dict]:
-    chats = [data] if isinstance(data.get("messages"), list) else data["chats"]["list"]
-    for item in chats:
+def _chats(data: dict, only: str | int | None, path: Path) -> Iterator[tuple[str, dict, list[dict]]]:
+    """(where in the file, the chat, its messages) for each chat to look at; shape errors name the field."""
+    if "messages" in data:
+        found = [("", data)]
+    else:
+        chats = data["chats"]
+        if not isinstance(chats, dict) or not isinstance(chats.get("list"), list):
+            raise TelegramError(
+                f"{path}: chats is {_a(chats)}, but a Telegram Desktop export has an object there "
+                "with the chats under chats.list — export again, or export the one chat alone"
+            )
+        found = [(f"chats.list[{i}]", item) for i, item in enumerate(chats["list"])]
+    for where, item in found:
         if not isinstance(item, dict):
-            continue
+            raise TelegramError(f"{path}: {where} is {_a(item)}, not a chat object — export again")
         if only is not None and str(only).strip() not in (str(item.get("id")), str(item.get("name")).strip()):
             continue
-        yield item
+        messages = item.get("messages", [])
+        prefix = f"{where}." if where else ""
+        if not isinstance(messages, list):
+            raise TelegramError(f"{path}: {prefix}messages is {_a(messages)}, not a list — export again")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise TelegramError(
+                    f"{path}: {prefix}messages[{i}] is {_a(message)}, not a message object — export again"
+                )
+        yield where, item, messages
 
 
 def _collect(
-    chat: dict, messages: list[dict], her: Person, him: Person, report: ImportReport
+    where: str,
+    chat: dict,
+    messages: list[dict],
+    her: Person,
+    him: Person,
+    report: ImportReport,
+    path: Path,
 ) -> Iterator[CollectedMessage]:
+    prefix = f"{where}." if where else ""
     chat_id = chat.get("id")
-    if not isinstance(chat_id, int):
+    if chat_id is None:
         chat_id = zlib.crc32(str(chat.get("name")).encode()) % 2**31  # exports carry an id; just in case
-    for message in messages:
+    else:
+        chat_id = _whole_number(chat_id, f"{path}: {prefix}id (the chat's id)")
+    for i, message in enumerate(messages):
+        at = f"{path}: {prefix}messages[{i}]"
         if message.get("type") != "message":
             report.skipped["service message"] += 1
             continue
@@ -203,22 +256,29 @@ def _collect(
         if not text:
             report.skipped[kind if kind != "text" else "empty"] += 1
             continue
-        if not isinstance(message.get("id"), int):
-            report.skipped["no id"] += 1
+        if "id" not in message:
+            raise TelegramError(f"{at} has no id — export again")
+        message_id = _whole_number(message["id"], f"{at}.id")
+        sender_id = _sender_id(message, at)
+        reply_to = message.get("reply_to_message_id")
+        if reply_to is not None:
+            reply_to = _whole_number(reply_to, f"{at}.reply_to_message_id")
+        date = _date(message)
+        if date is None:
+            report.bad_dates.append(f"{prefix}messages[{i}] (id {message_id})")
             continue
         edited = "edited" in message or "edited_unixtime" in message
         report.edited += edited
-        reply_to = message.get("reply_to_message_id")
         yield CollectedMessage(
             chat_id=chat_id,
-            message_id=message["id"],
+            message_id=message_id,
             source="import",
-            sender_id=_sender_id(message),
+            sender_id=sender_id,
             sender_name=str(message.get("from") or ""),
             role=role,
-            date=_date(message),
+            date=date,
             text=text,
-            reply_to=reply_to if isinstance(reply_to, int) else None,
+            reply_to=reply_to,
             kind=kind,
             edited=edited,
         )
@@ -246,20 +306,42 @@ def _kind(message: dict) -> str:
     return "text"
 
 
-def _sender_id(message: dict) -> int | None:
+def _a(value: object) -> str:
+    """'a list', 'a string', … for an error message."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _whole_number(value: object, what: str) -> int:
+    """An id as Telegram writes it: a whole number that fits SQLite's integer (below 2^63)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TelegramError(f"{what} is {value!r}, not a whole number — export again")
+    if not -_MAX_ID <= value <= _MAX_ID:
+        raise TelegramError(f"{what} is {value}, too large for an id (at most 2^63 - 1) — export again")
+    return value
+
+
+def _user_number(message: dict) -> int | None:
     found = _USER_ID.match(str(message.get("from_id", "")))
     return int(found.group(1)) if found else None
 
 
-def _date(message: dict) -> float:
+def _sender_id(message: dict, at: str) -> int | None:
+    number = _user_number(message)
+    return None if number is None else _whole_number(number, f"{at}.from_id")
+
+
+def _date(message: dict) -> float | None:
+    """Unix time of a message: its date_unixtime, or (in exports from before that field) its local
+    date; None when the one it has is not a time between 2010 and 2100."""
     try:
-        return float(message["date_unixtime"])
-    except (KeyError, TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(str(message["date"])).timestamp()
-    except (KeyError, ValueError):
-        return 0.0
+        if "date_unixtime" in message:
+            value = float(message["date_unixtime"])
+        else:
+            value = datetime.fromisoformat(str(message["date"])).timestamp()
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+    return value if math.isfinite(value) and _EARLIEST <= value <= _LATEST else None
 
 
 def _senders(messages: list[dict]) -> str:
@@ -268,4 +350,4 @@ def _senders(messages: list[dict]) -> str:
     )
     if not seen:
         return "nobody (no messages)"
-    return ", ".join(f"{name} ({from_id})" for (name, from_id), _ in seen.most_common(5))
+    return mend_text(", ".join(f"{name} ({from_id})" for (name, from_id), _ in seen.most_common(5)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from inference_server.shared.sqlite import open_database
+from inference_server.shared.text import mend_text
 from telegram_collector.errors import TelegramError
 
 Speaker = Literal["she", "he", "other"]
@@ -104,19 +105,23 @@ class CollectorStore:
             self._db.execute("BEGIN")
             try:
                 for m in messages:
+                    text = mend_text(m.text)
+                    # Only the same message already there is passed over: a row that breaks any
+                    # other rule (a NULL date, …) is an error, never counted as "already there".
                     cursor = self._db.execute(
-                        f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        f"INSERT INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                        " ON CONFLICT (chat_id, message_id, source) DO NOTHING",
                         (
                             m.chat_id,
                             m.message_id,
                             m.source,
                             m.sender_id,
-                            m.sender_name,
+                            mend_text(m.sender_name),
                             m.role,
                             m.date,
-                            m.text,
+                            text,
                             m.reply_to,
-                            m.kind,
+                            mend_text(m.kind),
                             int(m.edited),
                             m.backend,
                         ),
@@ -127,7 +132,7 @@ class CollectorStore:
                     cursor = self._db.execute(
                         "UPDATE messages SET text = ?, edited = 1"
                         " WHERE chat_id = ? AND message_id = ? AND source = ? AND text != ?",
-                        (m.text, m.chat_id, m.message_id, m.source, m.text),
+                        (text, m.chat_id, m.message_id, m.source, text),
                     )
                     if cursor.rowcount:
                         updated += 1
@@ -145,7 +150,7 @@ class CollectorStore:
             cursor = self._db.execute(
                 "UPDATE messages SET text = ?, edited = 1"
                 " WHERE chat_id = ? AND message_id = ? AND source = ?",
-                (text, chat_id, message_id, source),
+                (mend_text(text), chat_id, message_id, source),
             )
         return cursor.rowcount > 0
 

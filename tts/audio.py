@@ -166,7 +166,9 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
         raise TTSError(f"cannot write {path} at {sample_rate} Hz: the sample rate must be > 0")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as wav_file:
+        # Open the file first: wave.open(name) on a folder leaves a half-made writer whose
+        # finaliser prints an "Exception ignored" traceback after our one-line error.
+        with open(path, "wb") as handle, wave.open(handle, "wb") as wav_file:
             wav_file.setnchannels(1)
             wav_file.setsampwidth(2)
             wav_file.setframerate(sample_rate)

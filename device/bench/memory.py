@@ -27,7 +27,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from device.bench.memory_corpus import RecallSet, load_recall_set, synthetic_memories
 from inference_server.history import estimate_tokens
@@ -38,6 +37,7 @@ from inference_server.memory.text import canonical, clean
 from inference_server.settings import MemorySettings, MemoryWeights
 from inference_server.shared import paths
 from inference_server.store import ConversationStore
+from inference_server.yamlfile import parse_yaml
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_cues(path: Path | None = None, *, name: str = CUES) -> dict[str, tuple[
     """The recall set's cues (memory → words), as reflection would store them."""
     if path is None:
         path = Path(str(files("device.bench").joinpath(name)))
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = parse_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ValueError(f"{path}: expected a mapping of memory → list of cues")
     return {str(k): tuple(str(c) for c in v) for k, v in data.items()}

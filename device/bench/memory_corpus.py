@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import yaml
+from inference_server.yamlfile import parse_yaml
 
 SPLITS = ("dev", "test")
 _FACT_KEYS = ("id", "memory", "question", "split")
@@ -106,7 +106,7 @@ def load_recall_set(path: Path | None = None) -> RecallSet:
     """
     source = path if path is not None else default_recall_path()
     with open(source, encoding="utf-8") as stream:
-        data = yaml.safe_load(stream)
+        data = parse_yaml(stream.read())
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a mapping with facts and distractors")
     for key in ("facts", "distractors"):

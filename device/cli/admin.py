@@ -139,7 +139,14 @@ def _edit(config: ChachaConfig) -> int:
 
 
 def show_config(args: Namespace, config: ChachaConfig) -> int:
+    """Check the file, then load what `chacha serve` loads before it listens (with the server's
+    own code, so a problem is the server's own one-line error), then print the settings."""
+    from inference_server.startup import check_startup
+
+    found = check_startup(config.server, config.llm, config.persona, config.memory)
     source = args.config_source or "built-in defaults (no chacha.yaml found)"
-    print(f"# configuration from {source}; it is valid")
+    print(f"# configuration from {source}; it is valid, and what the server loads at start loads:")
+    for part, detail in found:
+        print(f"#   {part}: {detail}")
     print(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
     return 0

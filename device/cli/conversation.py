@@ -32,17 +32,20 @@ def check_text(text: str) -> str:
 
 
 def talk(args: Namespace, config: ChachaConfig) -> int:
-    if args.text is not None:
-        check_text(args.text)
+    from device.cli.speech import check_output
     from device.doll.talk import run_turn, write_reply
     from tts.engines import create_engine
 
+    if args.text is not None:
+        check_text(args.text)
+    check_output(args.output)  # before her turn is asked and kept, not after
     transcript, recording = None, None
     if args.input is not None:
         from device.audio import load_audio
         from device.stt.auto import create_transcriber
 
-        samples = load_audio(args.input, sample_rate=config.stt.sample_rate)  # fail fast on a bad file
+        # fail fast on a bad or too long file, before a model is loaded
+        samples = load_audio(args.input, sample_rate=config.stt.sample_rate, max_s=config.stt.max_audio_s)
         transcript = create_transcriber(config.stt, debug=args.debug).transcribe(samples)
         if config.client.send_audio != "off":
             recording = (samples, config.stt.sample_rate)

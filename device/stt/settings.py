@@ -51,6 +51,17 @@ class STTSettings(BaseModel):
         description="Length in milliseconds of each piece of audio fed to the recogniser.",
     )
 
+    max_audio_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest recording `chacha transcribe` and `chacha talk --input` take, read from the "
+            "file's header before anything is decoded (seconds). 60 s is four times the doll's "
+            "longest turn (loop.max_utterance_s, 15 s) and about what the server accepts as her "
+            "recording; a 10-minute file needed over 1 GB of memory and a minute or more to read."
+        ),
+    )
     whisper: WhisperSettings = Field(default_factory=WhisperSettings)
     hybrid_tail_ms: int = Field(
         default=500,

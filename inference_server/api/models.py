@@ -27,9 +27,11 @@ from pydantic import (
     TypeAdapter,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from inference_server.settings import MAX_TEXT_CHARS, ConversationId
+from inference_server.shared.text import mend_any, mend_text
 
 NDJSON = "application/x-ndjson"
 
@@ -49,13 +51,32 @@ class _Answer(BaseModel):
 
 # --- requests ----------------------------------------------------------------------------------
 
+
+class _Request(BaseModel):
+    """What a client sends: unknown keys are refused, and broken Unicode is mended first.
+
+    JSON may carry a lone UTF-16 surrogate (``"\\ud800"``) that no UTF-8 file, SQLite row or
+    JSON answer can hold. Every string of a request (keys included) is mended before it is
+    validated: a lone surrogate becomes U+FFFD (�), an escaped pair becomes its character.
+    Mending, not a 422, because such text comes from her, not from a broken client: a message
+    cut inside an emoji (UTF-16 clients, Telegram's splits) should still be answered, and the
+    one character lost is the one that was already broken. What is left is then checked as
+    usual, so a mended conversation id is still refused with 422 by its pattern.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mend_unicode(cls, data: Any) -> Any:
+        return mend_any(data)
+
+
 MAX_AUDIO_BYTES = 1_500_000
 """Largest utterance audio accepted (about 90 s of 16 kHz Opus, or 45 s of FLAC)."""
 
 
-class AudioPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AudioPayload(_Request):
     mime_type: Literal["audio/ogg", "audio/flac", "audio/wav"] = Field(description="the encoding")
     data: str = Field(
         description="the recording, base64", min_length=4, max_length=MAX_AUDIO_BYTES * 4 // 3 + 4
@@ -74,15 +95,11 @@ class AudioPayload(BaseModel):
         return base64.b64decode(self.data)
 
 
-class PersonaText(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PersonaText(_Request):
     text: str = Field(min_length=1, max_length=100_000, description="the whole persona YAML")
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChatRequest(_Request):
     conversation: ConversationId = "jinju"
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")
     channel: Literal["doll", "telegram", "cli"] = "doll"
@@ -98,10 +115,8 @@ MAX_CORRECTION_CHARS = 4000
 """Longest corrected text of her turn accepted (characters)."""
 
 
-class TurnText(BaseModel):
+class TurnText(_Request):
     """The new text of one of her stored turns: what a better recogniser heard her say."""
-
-    model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_CORRECTION_CHARS, description="what she said")
 
@@ -159,8 +174,13 @@ CHAT_EVENT: TypeAdapter[SentenceEvent | FinalEvent] = TypeAdapter(ChatEvent)
 
 
 def encode_event(event: SentenceEvent | FinalEvent) -> bytes:
-    """One NDJSON line: `json.dumps` spacing, UTF-8 text as it is, then a newline."""
-    return json.dumps(event.model_dump(mode="json"), ensure_ascii=False).encode() + b"\n"
+    """One NDJSON line: `json.dumps` spacing, UTF-8 text as it is, then a newline.
+
+    A model's reply may hold a lone surrogate (an emoji split across two streamed pieces): it
+    is mended (`mend_text`) rather than failing the turn half-way through its answer.
+    """
+    line = json.dumps(event.model_dump(mode="json"), ensure_ascii=False)
+    return mend_text(line).encode() + b"\n"
 
 
 def decode_event(line: str | bytes) -> SentenceEvent | FinalEvent:
@@ -286,10 +306,8 @@ class MemorySearch(_Answer):
     results: tuple[MemoryHit, ...]
 
 
-class NewMemory(BaseModel):
+class NewMemory(_Request):
     """A memory the developer adds by hand."""
-
-    model_config = ConfigDict(extra="forbid")
 
     conversation: ConversationId = "jinju"
     text: Annotated[str, AfterValidator(_non_blank)] = Field(
@@ -306,9 +324,7 @@ class MemoriesForgotten(_Answer):
     turns_erased: int = 0  # turns of the history whose words were erased with them
 
 
-class Reflect(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Reflect(_Request):
     conversation: ConversationId = "jinju"
 
 

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from inference_server.errors import InferenceError
+from inference_server.shared.text import mend_text
 
 DIM = 384
 
@@ -51,8 +52,10 @@ class Embedder:
         """(len(texts), 384) float32 unit vectors of what is stored."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
+        mended = [mend_text(t) for t in texts]
         with self._lock:
-            return np.asarray(self._loaded().passage(list(texts)), dtype=np.float32).reshape(len(texts), DIM)
+            vectors = np.asarray(self._loaded().passage(mended), dtype=np.float32)
+        return vectors.reshape(len(texts), DIM)
 
     def passage(self, text: str) -> np.ndarray:
         return self.passages([text])[0]
@@ -60,4 +63,4 @@ class Embedder:
     def query(self, text: str) -> np.ndarray:
         """(384,) float32 unit vector of what is searched with."""
         with self._lock:
-            return np.asarray(self._loaded().query(text), dtype=np.float32).reshape(DIM)
+            return np.asarray(self._loaded().query(mend_text(text)), dtype=np.float32).reshape(DIM)

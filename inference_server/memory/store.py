@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from inference_server.memory.embed import DIM
+from inference_server.shared.text import mend_text
 from inference_server.store import ConversationStore
 
 Kind = Literal["turn", "observation", "insight"]
@@ -97,6 +98,7 @@ class MemoryStore:
         session_id: int | None,
         at: float,
     ) -> Memory:
+        text, cues = mend_text(memory.text), tuple(mend_text(c) for c in memory.cues)
         with self._lock:
             cursor = self._db.execute(
                 "INSERT INTO memories (conversation, kind, text, importance, channel, turn_ids, reason_ids,"
@@ -105,7 +107,7 @@ class MemoryStore:
                 (
                     conversation,
                     memory.kind,
-                    memory.text,
+                    text,
                     float(memory.importance),
                     memory.channel,
                     json.dumps(list(memory.turn_ids)),
@@ -114,7 +116,7 @@ class MemoryStore:
                     state,
                     at,
                     np.asarray(vector, dtype=np.float32).tobytes(),
-                    json.dumps(list(memory.cues), ensure_ascii=False),
+                    json.dumps(list(cues), ensure_ascii=False),
                 ),
             )
             memory_id = cursor.lastrowid
@@ -122,7 +124,7 @@ class MemoryStore:
             memory_id,
             conversation,
             memory.kind,
-            memory.text,
+            text,
             float(memory.importance),
             memory.channel,
             tuple(memory.turn_ids),
@@ -130,7 +132,7 @@ class MemoryStore:
             session_id,
             state,
             at,
-            tuple(memory.cues),
+            cues,
         )
 
     def get(self, memory_id: int) -> Memory | None:
@@ -287,7 +289,7 @@ class MemoryStore:
         with self._lock:
             self._db.execute(
                 "UPDATE memory_sessions SET next_try_at = ?, outcome = ? WHERE id = ?",
-                (until, outcome, session_id),
+                (until, mend_text(outcome), session_id),
             )
 
     def attempted(self, session_id: int) -> int:
@@ -301,5 +303,5 @@ class MemoryStore:
         with self._lock:
             self._db.execute(
                 "UPDATE memory_sessions SET reflected_at = ?, outcome = ? WHERE id = ?",
-                (at, outcome, session_id),
+                (at, mend_text(outcome), session_id),
             )

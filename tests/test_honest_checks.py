@@ -1,0 +1,221 @@
+"""Honest checks (issue #15): `chacha config` and `chacha doctor` fail exactly when `chacha serve`
+would, with the server's own one-line error; the CLI checks audio files before loading models.
+
+Each test is named after the failure it keeps from coming back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from device.cli import doctor
+from device.cli.main import main
+from device.config import load_config
+
+pytestmark = pytest.mark.timeout(120)
+
+# --- A: config and doctor load what the server loads --------------------------------------------
+
+
+def _persona_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "persona.yaml"
+    if kind == "missing":
+        return path
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "broken-yaml":
+        path.write_text("name: [차차\nrules: -\n", encoding="utf-8")
+    elif kind == "wrong-keys":
+        path.write_text("nmae: 차차\n", encoding="utf-8")
+    return path
+
+
+def _config(tmp_path: Path, problem: str) -> Path:
+    data_dir = tmp_path / "data"
+    lines = ["memory:\n  enabled: false\n"]  # its model is checked apart: these fail before it
+    if problem.startswith("persona-"):
+        lines.append(f"persona:\n  file: {_persona_file(tmp_path, problem.removeprefix('persona-'))}\n")
+    elif problem == "missing-phrasebook":
+        lines.append(f"llm:\n  phrasebook:\n    file: {tmp_path / 'phrasebook.yaml'}\n")
+    elif problem == "unwritable-data-dir":
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder", encoding="utf-8")
+        data_dir = blocker / "data"  # even root cannot make a folder inside a file
+    lines.append(f"server:\n  data_dir: {data_dir}\n")
+    path = tmp_path / "chacha.yaml"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+PROBLEMS = {
+    "persona-missing": "persona file not found",
+    "persona-broken-yaml": "is not valid YAML",
+    "persona-folder": "is a folder",
+    "persona-wrong-keys": "nmae: unknown key",
+    "missing-phrasebook": "phrasebook file not found",
+    "unwritable-data-dir": "is not a writable folder",
+}
+
+
+def _one_error(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("chacha: ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_config_and_doctor_fail_with_the_servers_own_error(tmp_path, capsys, monkeypatch, problem):
+    config = _config(tmp_path, problem)
+    monkeypatch.setenv("CHACHA_API_TOKEN", "test-token")
+
+    assert main(["--config", str(config), "serve", "--port", "0"]) == 2
+    served = _one_error(capsys)
+    assert served.startswith("chacha: error: ") and PROBLEMS[problem] in served
+
+    assert main(["--config", str(config), "config"]) == 2
+    assert _one_error(capsys) == served
+
+    loaded, _ = load_config(config)
+    failed = [c for c in doctor.check_server_start(loaded) if c.status == "FAIL"]
+    assert [c.detail for c in failed] == [served.removeprefix("chacha: error: ")]
+
+
+def test_doctor_shows_every_start_step_and_goes_on_after_a_failure(tmp_path):
+    loaded, _ = load_config(_config(tmp_path, "persona-wrong-keys"))
+    checks = {c.what: c for c in doctor.check_server_start(loaded)}
+    assert checks["data folder"].status == checks["phrasebook"].status == "OK"
+    assert checks["persona"].status == "FAIL"
+    assert checks["memory"].status == "OK" and "off" in checks["memory"].detail
+
+
+def test_config_lists_what_the_server_loads_when_all_is_well(tmp_path, capsys):
+    config = _config(tmp_path, "none")
+    assert main(["--config", str(config), "config"]) == 0
+    out = capsys.readouterr().out
+    assert "what the server loads at start loads" in out
+    assert f"data folder: {tmp_path / 'data'} takes new files" in out
+    assert "persona: 차차" in out and "phrasebook: the shipped phrasebook" in out
+
+
+# --- D: audio files and --output are checked before any work is done ----------------------------
+
+
+def _long_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A real 16-bit mono WAV of silence, written as a sparse file: its header and its size say
+    `seconds`, yet no sample is written to disk."""
+    data_bytes = int(seconds * rate) * 2
+    header = (
+        b"RIFF"
+        + (36 + data_bytes).to_bytes(4, "little")
+        + b"WAVEfmt "
+        + (16).to_bytes(4, "little")
+        + (1).to_bytes(2, "little")  # PCM
+        + (1).to_bytes(2, "little")  # mono
+        + rate.to_bytes(4, "little")
+        + (rate * 2).to_bytes(4, "little")
+        + (2).to_bytes(2, "little")
+        + (16).to_bytes(2, "little")
+        + b"data"
+        + data_bytes.to_bytes(4, "little")
+    )
+    with path.open("wb") as handle:
+        handle.write(header)
+        handle.truncate(len(header) + data_bytes)
+    return path
+
+
+def _no_speech_models(tmp_path: Path) -> Path:
+    """A config whose recogniser cannot load: any error about a file proves it came first."""
+    path = tmp_path / "chacha.yaml"
+    path.write_text(f"stt:\n  engine: vosk\n  vosk_model: {tmp_path / 'no-model'}\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("empty", "is empty (0 bytes)"),
+        ("text", "not a WAV/FLAC/OGG file"),
+        ("missing", "audio file not found"),
+        ("folder", "is a folder"),
+        ("ten-minutes", "is 600.0 s long, more than stt.max_audio_s (60 s)"),
+    ],
+)
+def test_transcribe_checks_the_file_before_loading_the_speech_models(tmp_path, capsys, kind, fragment):
+    path = tmp_path / "her.wav"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("not audio at all", encoding="utf-8")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "ten-minutes":
+        _long_wav(path, 600)
+    assert main(["--config", str(_no_speech_models(tmp_path)), "transcribe", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Vosk model not found" not in err, err
+
+
+def test_a_long_recording_is_refused_from_its_header_before_it_is_decoded(tmp_path, monkeypatch):
+    from device import audio
+
+    path = _long_wav(tmp_path / "long.wav", 600)
+    assert audio.check_audio_file(path) == pytest.approx(600.0)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the samples were read")
+
+    monkeypatch.setattr(audio.sf.SoundFile, "read", no_decoding)
+    with pytest.raises(audio.AudioError, match=r"600\.0 s long, more than stt\.max_audio_s \(60 s\)"):
+        audio.load_audio(path, max_s=60)
+
+
+def test_talk_refuses_a_long_recording_in_one_line(tmp_path, capsys):
+    path = _long_wav(tmp_path / "long.wav", 61)
+    config = _no_speech_models(tmp_path)
+    assert main(["--config", str(config), "talk", "--input", str(path)]) == 2
+    error = _one_error(capsys)
+    assert "61.0 s long, more than stt.max_audio_s (60 s)" in error and "chacha.yaml" in error
+
+
+def test_talk_output_to_a_folder_is_one_line_before_the_turn_without_an_ignored_exception(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    config = tmp_path / "chacha.yaml"
+    config.write_text(f"server:\n  data_dir: {tmp_path / 'data'}\n", encoding="utf-8")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "device.cli", "--config", str(config), "talk", "--text", "안녕"]
+        + ["--output", str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert f"--output {folder} is a folder" in result.stderr
+    assert not (tmp_path / "data").exists()  # no server started, no turn kept
+
+
+def test_writing_a_wav_onto_a_folder_leaves_no_ignored_exception(tmp_path, monkeypatch):
+    import gc
+    import sys
+
+    import numpy as np
+
+    from tts.audio import write_wav
+    from tts.errors import TTSError
+
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with pytest.raises(TTSError, match="choose a writable path"):
+        write_wav(tmp_path, np.zeros(100, dtype=np.int16), 16000)
+    gc.collect()
+    assert ignored == []
