@@ -195,3 +195,51 @@ def test_the_audio_loader_refuses_garbage_with_its_own_error(
         assert str(path) in str(exc)  # it names the file and says what to do
         return
     assert samples.ndim == 1  # the rare garbage that decodes is at least sound
+
+
+# --- the Telegram importer --------------------------------------------------------------------
+
+_message_value = json_values | st.integers(min_value=-(2**80), max_value=2**80)
+_message = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _message_value,
+        "type": st.sampled_from(["message", "service"]) | json_values,
+        "date": st.sampled_from(["2026-11-23T20:00:00", "어제", ""]) | json_values,
+        "date_unixtime": st.sampled_from(["1795000000", "nan", "-1", "1e30", "inf"]) | _message_value,
+        "from": st.sampled_from(["진주", "차차", "누구"]) | json_values,
+        "from_id": st.sampled_from(["user1", "user2", "user" + "9" * 30]) | _message_value,
+        "text": hostile_text | json_values,
+    },
+)
+_export = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": json_values,
+        "id": _message_value,
+        "messages": st.lists(_message | json_values, max_size=6) | json_values,
+        "chats": st.fixed_dictionaries({"list": st.lists(json_values, max_size=3)}) | json_values,
+    },
+)
+
+
+@settings(
+    max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(export=_export | json_values)
+def test_the_importer_takes_or_refuses_any_export_without_crashing(tmp_path: Path, export) -> None:
+    from telegram_collector.errors import TelegramError
+    from telegram_collector.importer import import_export
+    from telegram_collector.store import CollectorStore
+
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(export), encoding="utf-8")
+    store = CollectorStore(tmp_path / "collected.sqlite3")
+    try:
+        report = import_export(path, store, she="진주", he="차차")
+    except TelegramError as exc:
+        assert str(path) in str(exc) or "--she" in str(exc)  # it names the file
+        return
+    finally:
+        store.close()
+    assert report is not None
