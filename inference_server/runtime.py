@@ -79,6 +79,7 @@ def build_chat_service(
         max_sentences=server.max_sentences,
         timezone=persona.timezone,
         memory=remembering,
+        breaker=llm.breaker,
     )
 
 

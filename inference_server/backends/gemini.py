@@ -270,7 +270,9 @@ class GeminiBackend:
         try:
             chunks = await asyncio.wait_for(
                 self._client.aio.models.generate_content_stream(
-                    model=self.settings.model, contents=self._contents(request), config=self._config(request)
+                    model=self.settings.model,
+                    contents=self._contents(request),
+                    config=self._config(request, max_tokens=request.max_output_tokens),
                 ),
                 first_wait,
             )
