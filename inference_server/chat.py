@@ -77,6 +77,7 @@ class ChatService:
         clock: Callable[[], datetime] | None = None,
         memory: MemoryService | None = None,
         breaker: BreakerSettings | None = None,
+        summary_quota_reserve: int = 4,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -93,7 +94,15 @@ class ChatService:
             b.name: CircuitBreaker(b.name, settings, clock=self.now, zone=self._zone) for b in self.backends
         }
         self.summariser = (
-            Summariser(store, self.backends, name=persona.current.name, partner=persona.current.partner)
+            Summariser(
+                store,
+                self.backends,
+                name=persona.current.name,
+                partner=persona.current.partner,
+                quota_reserve=summary_quota_reserve,
+                breakers=self.breakers,
+                clock=self.now,
+            )
             if summarize
             else None
         )
@@ -274,12 +283,10 @@ class ChatService:
             total_ms,
             f" after {', '.join(f.backend + ':' + f.reason for f in fallbacks)}" if fallbacks else "",
         )
-        if self.summariser is not None and self.summariser.wanted(window):
-            self._keep(
-                asyncio.create_task(
-                    self.summariser.summarise(conversation, window, names=(persona.partner, persona.name))
-                )
-            )
+        if self.summariser is not None:
+            task = self.summariser.request(conversation, window, names=(persona.partner, persona.name))
+            if task is not None:
+                self._keep(task)
         yield FinalEvent(
             conversation=conversation,
             reply=reply,

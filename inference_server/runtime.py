@@ -80,6 +80,7 @@ def build_chat_service(
         timezone=persona.timezone,
         memory=remembering,
         breaker=llm.breaker,
+        summary_quota_reserve=server.summary_quota_reserve,
     )
 
 

@@ -54,6 +54,12 @@ class ServerSettings(_Settings):
     summarize_history: bool = Field(
         True, description="summarise turns that leave the window with the LLM when quota allows"
     )
+    summary_quota_reserve: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="summaries wait while fewer Gemini requests than this are left to Telegram today",
+    )
     max_sentences: int = Field(
         3, ge=1, le=20, description="a reply is cut after this many sentences (it is spoken aloud)"
     )
