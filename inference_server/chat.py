@@ -232,8 +232,6 @@ class ChatService:
                         yield SentenceEvent(index=len(sentences), text=sentence)
                         sentences.append(sentence)
             except BackendError as exc:
-                breaker.failed(exc.reason, exc.detail, trial=trial)
-                settled = True
                 fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
                     _LOGGER.warning(
@@ -243,13 +241,17 @@ class ChatService:
                         exc.detail,
                         len(sentences),
                     )
+                else:
+                    _LOGGER.warning(
+                        "%s could not answer (%s: %s); trying the next backend",
+                        backend.name,
+                        exc.reason,
+                        exc.detail,
+                    )
+                breaker.failed(exc.reason, exc.detail, trial=trial)  # after the line above: it may log
+                settled = True
+                if sentences:
                     break
-                _LOGGER.warning(
-                    "%s could not answer (%s: %s); trying the next backend",
-                    backend.name,
-                    exc.reason,
-                    exc.detail,
-                )
                 continue
             else:
                 breaker.succeeded(trial=trial)  # an answer, even one with nothing speakable in it
