@@ -292,7 +292,7 @@ class GeminiBackend:
                 elif finish in _REFUSALS and not produced:
                     raise BackendError("blocked", f"finish reason {finish}")
         except TimeoutError:
-            what = "more text" if produced else "the first text"
+            what = "more text" if produced else "first text"
             raise BackendError("timeout", f"no {what} from {self.settings.model} in time") from None
         except _TIMEOUTS as exc:
             raise BackendError("timeout", f"{type(exc).__name__} talking to Gemini") from None
