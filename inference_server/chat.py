@@ -25,11 +25,14 @@ from inference_server.backends.base import (
     LLMRequest,
     StreamEnd,
 )
+from inference_server.breaker import CircuitBreaker, Decision, Gate
 from inference_server.history import HistoryWindow, Summariser
 from inference_server.memory import MemoryService, forget_request
 from inference_server.memory.service import FORGOTTEN_TURN
 from inference_server.persona import PersonaBook
+from inference_server.quota import quota_short
 from inference_server.reply import ReplyShaper
+from inference_server.settings import BreakerSettings
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +41,10 @@ MEMORY_TICK_S = 60.0
 """How often idle sessions are ended and due reflections run."""
 FORGOT_REPLY = "알았어, 그 얘기는 이제 잊을게."
 NOTHING_TO_FORGET_REPLY = "음, 뭘 잊어 달라는 건지 잘 모르겠어. 조금만 더 자세히 말해 줄래?"
+PROBE_INSTRUCTION = "This is a health check. Answer with one short Korean word."
+PROBE_TEXT = "안녕"
+PROBE_TOKENS = 16
+"""A breaker's probe: a tiny request, its answer only proves the backend answers in time."""
 
 
 def _hears_audio(backend: LLMBackend) -> bool:
@@ -50,7 +57,10 @@ class ChatService:
 
     A backend that fails before it has produced a sentence is skipped and the next one
     answers within the same turn; one that fails after some sentences were sent ends the
-    reply there (she has already heard them).
+    reply there (she has already heard them). Each backend has a circuit breaker
+    (inference_server.breaker): after repeated timeouts or server errors it is skipped at once
+    (`circuit_open`) instead of costing every turn its timeout, until a probe in the background
+    finds it answering again.
     """
 
     def __init__(
@@ -66,6 +76,8 @@ class ChatService:
         timezone: str = "Asia/Seoul",
         clock: Callable[[], datetime] | None = None,
         memory: MemoryService | None = None,
+        breaker: BreakerSettings | None = None,
+        summary_quota_reserve: int = 4,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
@@ -73,14 +85,27 @@ class ChatService:
         self.store = store
         self.backends = list(backends)
         self.window = HistoryWindow(store, max_turns=history_turns, max_tokens=history_tokens)
-        self.summariser = (
-            Summariser(store, self.backends, name=persona.current.name, partner=persona.current.partner)
-            if summarize
-            else None
-        )
         self.max_sentences = max_sentences
         self._zone = ZoneInfo(timezone)
         self._clock = clock or (lambda: datetime.now(self._zone))
+        settings = breaker or BreakerSettings()
+        # In memory only: a restart starts every breaker closed.
+        self.breakers = {
+            b.name: CircuitBreaker(b.name, settings, clock=self.now, zone=self._zone) for b in self.backends
+        }
+        self.summariser = (
+            Summariser(
+                store,
+                self.backends,
+                name=persona.current.name,
+                partner=persona.current.partner,
+                quota_reserve=summary_quota_reserve,
+                breakers=self.breakers,
+                clock=self.now,
+            )
+            if summarize
+            else None
+        )
         self._background: set[asyncio.Task] = set()
         self.memory = memory
         self._ticker: asyncio.Task | None = None
@@ -114,15 +139,21 @@ class ChatService:
                     reason=b.unavailable_reason,
                     hears_audio=_hears_audio(b),
                     quota=quota,
+                    breaker=self.breakers[b.name].status(),
                 )
             )
         return status
 
     def _preferred(self) -> LLMBackend | None:
-        """The backend that would answer now: available, and not out of quota or cooling down."""
+        """The backend that would answer now: available, its breaker closed, and not out of quota or
+        cooling down."""
         for b in self.backends:
             quota = getattr(b, "quota_status", lambda: None)()
-            if b.unavailable_reason is None and not (quota and (quota.cooldown_s or not quota.left_today)):
+            if (
+                b.unavailable_reason is None
+                and self.breakers[b.name].state == "closed"
+                and not (quota and (quota.cooldown_s or not quota.left_today))
+            ):
                 return b
         return None
 
@@ -184,6 +215,14 @@ class ChatService:
             if reason is not None:
                 fallbacks.append(FallbackInfo(backend=backend.name, reason="unavailable", detail=reason))
                 continue
+            decision = self._gate(backend)
+            if decision.gate is Gate.SKIP:
+                fallbacks.append(
+                    FallbackInfo(backend=backend.name, reason="circuit_open", detail=decision.detail)
+                )
+                _LOGGER.info("%s skipped: its breaker is open (%s)", backend.name, decision.detail)
+                continue
+            breaker, trial, settled = self.breakers[backend.name], decision.gate is Gate.TRIAL, False
             used = backend.name
             shaper = ReplyShaper(self.max_sentences, audio=audio is not None)
             try:
@@ -202,14 +241,24 @@ class ChatService:
                         exc.detail,
                         len(sentences),
                     )
+                else:
+                    _LOGGER.warning(
+                        "%s could not answer (%s: %s); trying the next backend",
+                        backend.name,
+                        exc.reason,
+                        exc.detail,
+                    )
+                breaker.failed(exc.reason, exc.detail, trial=trial)  # after the line above: it may log
+                settled = True
+                if sentences:
                     break
-                _LOGGER.warning(
-                    "%s could not answer (%s: %s); trying the next backend",
-                    backend.name,
-                    exc.reason,
-                    exc.detail,
-                )
                 continue
+            else:
+                breaker.succeeded(trial=trial)  # an answer, even one with nothing speakable in it
+                settled = True
+            finally:
+                if trial and not settled:
+                    breaker.release()  # the turn was abandoned (she hung up) before the verdict
             heard = shaper.heard
             if sentences:
                 break
@@ -236,12 +285,10 @@ class ChatService:
             total_ms,
             f" after {', '.join(f.backend + ':' + f.reason for f in fallbacks)}" if fallbacks else "",
         )
-        if self.summariser is not None and self.summariser.wanted(window):
-            task = asyncio.create_task(
-                self.summariser.summarise(conversation, window, names=(persona.partner, persona.name))
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if self.summariser is not None:
+            task = self.summariser.request(conversation, window, names=(persona.partner, persona.name))
+            if task is not None:
+                self._keep(task)
         yield FinalEvent(
             conversation=conversation,
             reply=reply,
@@ -253,6 +300,69 @@ class ChatService:
             ),
             fallbacks=tuple(fallbacks),
         )
+
+    def _keep(self, task: asyncio.Task) -> None:
+        """Hold a background task until it is done (the loop keeps only weak references)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle(self) -> None:
+        """Wait until the background work started so far (summaries, probes) is done."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # -- the breaker's trial ----------------------------------------------------------------------
+
+    def _gate(self, backend: LLMBackend) -> Decision:
+        """Whether this turn asks `backend`: its breaker decides; a half-open breaker's trial is a
+        probe in the background when the quota can spare one (the turn then skips the backend and
+        keeps fast), else this turn itself (it waits for the backend, once per cooling period)."""
+        breaker = self.breakers[backend.name]
+        decision = breaker.decide()
+        if decision.gate is not Gate.TRIAL:
+            return decision
+        short = quota_short(backend, reserve=1, now=self.now())
+        if short is not None:
+            _LOGGER.info(
+                "%s: no request to spare for a probe (%s); this turn is its trial", backend.name, short[0]
+            )
+            return decision
+        self._keep(asyncio.create_task(self._probe(backend, breaker), name=f"probe-{backend.name}"))
+        return Decision(
+            Gate.SKIP,
+            f"its cooling period is over; probing it in the background after {breaker.status().last_failure}",
+        )
+
+    async def _probe(self, backend: LLMBackend, breaker: CircuitBreaker) -> None:
+        """The breaker's trial: a tiny streamed request (charged to the quota ledger, channel
+        "probe"), under the backend's own first-text timeout. An answer closes the breaker."""
+        request = LLMRequest(
+            conversation="probe",
+            text=PROBE_TEXT,
+            system_instruction=PROBE_INSTRUCTION,
+            channel="probe",
+            max_output_tokens=PROBE_TOKENS,
+        )
+        settled = False
+        try:
+            pieces = backend.stream(request)
+            try:
+                async for _ in pieces:
+                    pass
+            finally:
+                await pieces.aclose()
+            _LOGGER.info("%s answered its probe", backend.name)
+            breaker.succeeded(trial=True)
+            settled = True
+        except BackendError as exc:
+            _LOGGER.info("%s probe failed (%s: %s)", backend.name, exc.reason, exc.detail)
+            breaker.failed(exc.reason, exc.detail, trial=True)
+            settled = True
+        except Exception:  # a broken probe must not leave the breaker half-open for good
+            _LOGGER.exception("%s probe broke", backend.name)
+        finally:
+            if not settled:
+                breaker.release()
 
     async def _remember(
         self, conversation: str, turn_id: int, text: str, channel: str, reply_id: int | None

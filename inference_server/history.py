@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from inference_server.backends.base import BackendError, HistoryTurn, LLMBackend, LLMRequest
+from inference_server.breaker import CircuitBreaker
+from inference_server.quota import quota_short
 from inference_server.store import ConversationStore, Turn
 
 _LOGGER = logging.getLogger(__name__)
 
 SUMMARY_MIN_TURNS = 4
 """Summarise only once at least this many turns have left the window."""
+SUMMARY_RETRY_S = 600.0
+"""After a summary failed, the conversation's next summary waits this long (seconds)."""
 
 SUMMARY_INSTRUCTION = (
     "You keep the memory of a couple's conversation. Summarise, in Korean, in at most four short "
@@ -72,51 +77,124 @@ class HistoryWindow:
 
 
 class Summariser:
-    """Folds turns that left the window into the conversation's summary, one job at a time."""
+    """Folds turns that left the window into the conversation's summary: one queue per conversation.
+
+    Every reply may ask for a summary (`request`), but at most one job per conversation runs at
+    a time; requests that arrive meanwhile are folded into one follow-up. A job reads the newest
+    summary when it starts and summarises only the turns after it, so no two summaries ever cover
+    the same turns, and it does nothing unless at least `min_turns` of them left the window: the
+    work is batched however many replies asked. Summaries are charged to the quota ledger like
+    Telegram and keep `quota_reserve` requests of Telegram's share of the day for conversation;
+    a backend whose breaker is not closed is not asked. A job that is skipped (quota, breaker) or
+    fails waits until the reason is gone (the quota's reset, the breaker's cooling, or
+    SUMMARY_RETRY_S after a failure) before the conversation's next job may try: never a retry
+    loop. The old turns wait meanwhile; the window keeps the prompt bounded anyway.
+    """
 
     def __init__(
-        self, store: ConversationStore, backends: Sequence[LLMBackend], *, name: str, partner: str
+        self,
+        store: ConversationStore,
+        backends: Sequence[LLMBackend],
+        *,
+        name: str,
+        partner: str,
+        min_turns: int = SUMMARY_MIN_TURNS,
+        quota_reserve: int = 4,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.backends = [b for b in backends if hasattr(b, "complete") and b.name != "phrasebook"]
         self.instruction = SUMMARY_INSTRUCTION.format(name=name, partner=partner)
-        self._busy: set[str] = set()
+        self.min_turns = min_turns
+        self.quota_reserve = quota_reserve
+        self.breakers = breakers or {}
+        self._clock = clock
+        self._jobs: dict[str, asyncio.Task] = {}
+        self._wanted: dict[str, tuple[int, tuple[str, str]]] = {}  # conversation → (through id, names)
+        self._not_before: dict[str, float] = {}
 
     def wanted(self, window: Window) -> bool:
-        return bool(self.backends) and len(window.left_out) >= SUMMARY_MIN_TURNS
+        return bool(self.backends) and len(window.left_out) >= self.min_turns
 
-    async def summarise(self, conversation: str, window: Window, *, names: tuple[str, str]) -> bool:
-        if conversation in self._busy or not self.wanted(window):
+    def request(self, conversation: str, window: Window, *, names: tuple[str, str]) -> asyncio.Task | None:
+        """Ask for the turns that left `window` to be summarised; the new job, if one was started.
+
+        Must be called in the event loop. While a job of the conversation runs, the request waits
+        for it and one follow-up job takes every request made meanwhile.
+        """
+        if not self.wanted(window):
+            return None
+        through = window.left_out[-1].id
+        known = self._wanted.get(conversation)
+        self._wanted[conversation] = (max(through, known[0] if known else 0), names)
+        running = self._jobs.get(conversation)
+        if running is not None and not running.done():
+            return None
+        task = asyncio.create_task(self._drain(conversation), name=f"summary-{conversation}")
+        self._jobs[conversation] = task
+        return task
+
+    async def _drain(self, conversation: str) -> None:
+        while conversation in self._wanted:
+            through, names = self._wanted.pop(conversation)
+            try:
+                await self.summarise(conversation, through, names=names)
+            except Exception:  # a bad summary must not stop the next one; the log says what happened
+                _LOGGER.exception("summary of %s failed", conversation)
+
+    async def summarise(self, conversation: str, through: int, *, names: tuple[str, str]) -> bool:
+        """One job: summarise the turns after the newest summary up to turn `through`, if there are
+        at least `min_turns` of them and a backend may be asked now. True when a summary was saved.
+
+        Replies go through `request`; a direct call (a test) must not run beside a queued job.
+        """
+        now = self._clock()
+        if self._not_before.get(conversation, 0.0) > now:
             return False
-        self._busy.add(conversation)
-        try:
-            she, he = names
-            lines = [f"{she if t.role == 'user' else he}: {t.for_model}" for t in window.left_out]
-            text = (f"Earlier summary: {window.summary}\n\n" if window.summary else "") + "\n".join(lines)
-            request = LLMRequest(conversation, text, self.instruction, channel="summary")
-            for backend in self.backends:
-                if backend.unavailable_reason:
-                    continue
-                try:
-                    summary = await backend.complete(request)
-                except BackendError as exc:
-                    _LOGGER.info(
-                        "summary by %s skipped (%s: %s); old turns are dropped instead",
-                        backend.name,
-                        exc.reason,
-                        exc.detail,
-                    )
-                    continue
-                await asyncio.to_thread(
-                    self.store.save_summary, conversation, window.left_out[-1].id, summary.strip()
-                )
-                _LOGGER.info(
-                    "summarised %d older turn(s) of %s with %s",
-                    len(window.left_out),
-                    conversation,
-                    backend.name,
-                )
-                return True
-            return False
-        finally:
-            self._busy.discard(conversation)
+        latest = await asyncio.to_thread(self.store.latest_summary, conversation)
+        after = latest[0] if latest else 0
+        turns = await asyncio.to_thread(self.store.between, conversation, after, through + 1)
+        if len(turns) < self.min_turns:
+            return False  # already summarised, or too few new turns to be worth a request
+        she, he = names
+        lines = [f"{she if t.role == 'user' else he}: {t.for_model}" for t in turns]
+        text = (f"Earlier summary: {latest[1]}\n\n" if latest else "") + "\n".join(lines)
+        request = LLMRequest(conversation, text, self.instruction, channel="summary")
+        waits: list[tuple[str, float]] = []
+        for backend in self.backends:
+            if backend.unavailable_reason:
+                continue
+            breaker = self.breakers.get(backend.name)
+            if breaker is not None and breaker.state != "closed":
+                status = breaker.status()
+                waits.append((f"{backend.name}'s breaker is {status.state}", status.until or now + 60.0))
+                continue
+            short = quota_short(backend, reserve=self.quota_reserve, now=now)
+            if short is not None:
+                waits.append(short)
+                continue
+            try:
+                summary = await backend.complete(request)
+            except BackendError as exc:
+                if breaker is not None:
+                    breaker.failed(exc.reason, exc.detail)
+                waits.append((f"{backend.name}: {exc.reason}: {exc.detail}", now + SUMMARY_RETRY_S))
+                continue
+            if breaker is not None:
+                breaker.succeeded()
+            await asyncio.to_thread(self.store.save_summary, conversation, turns[-1].id, summary.strip())
+            _LOGGER.info("summarised %d older turn(s) of %s with %s", len(turns), conversation, backend.name)
+            return True
+        why, until = (
+            min(waits, key=lambda w: w[1]) if waits else ("no backend can summarise", now + SUMMARY_RETRY_S)
+        )
+        self._not_before[conversation] = until
+        _LOGGER.info(
+            "summary of %d turn(s) of %s waits until %s: %s (the window stays bounded meanwhile)",
+            len(turns),
+            conversation,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(until)),
+            why,
+        )
+        return False

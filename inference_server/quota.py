@@ -79,6 +79,29 @@ def next_reset(at: float) -> float:
     return midnight.timestamp()
 
 
+def quota_short(backend: object, *, reserve: int, now: float) -> tuple[str, float] | None:
+    """(why, until when) background work must wait for this backend's quota; None if it may go.
+
+    Background work (history summaries, memory reflection) is charged to the ledger like
+    Telegram and keeps `reserve` requests of Telegram's share of the day for conversation: it
+    waits while the model cools down after a 429 (until the cooldown is over, at least a minute)
+    and while fewer than `reserve` requests (at least one) are left to Telegram today (until
+    Google's day resets). A backend without a quota ledger may always go. `now` is epoch seconds.
+    """
+    status = getattr(backend, "quota_status", lambda: None)()
+    if status is None:
+        return None
+    name = getattr(backend, "name", "the backend")
+    if status.cooldown_s:
+        return f"{name} is cooling down", now + max(status.cooldown_s, 60.0)
+    if status.left_today_for_telegram < max(reserve, 1):
+        return (
+            f"{status.left_today_for_telegram} {name} request(s) left today, {reserve} kept for conversation",
+            next_reset(now) + 60.0,
+        )
+    return None
+
+
 class QuotaLedger:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path

@@ -84,6 +84,8 @@ def build_chat_service(
         max_sentences=server.max_sentences,
         timezone=persona.timezone,
         memory=remembering,
+        breaker=llm.breaker,
+        summary_quota_reserve=server.summary_quota_reserve,
     )
 
 

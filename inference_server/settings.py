@@ -59,6 +59,12 @@ class ServerSettings(_Settings):
     summarize_history: bool = Field(
         True, description="summarise turns that leave the window with the LLM when quota allows"
     )
+    summary_quota_reserve: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="summaries wait while fewer Gemini requests than this are left to Telegram today",
+    )
     max_sentences: int = Field(
         3, ge=1, le=20, description="a reply is cut after this many sentences (it is spoken aloud)"
     )
@@ -185,6 +191,27 @@ class PhrasebookSettings(_Settings):
     )
 
 
+class BreakerSettings(_Settings):
+    """A backend that keeps failing (timeouts, 5xx, network) is skipped for a while, so a sick
+    Gemini costs her a fast fallback reply instead of a timeout every turn."""
+
+    failures: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="this many timeouts, 5xx or network errors in a row open the breaker (count)",
+    )
+    open_s: float = Field(
+        30.0, gt=0, le=3600, description="first cooling period: the backend is skipped this long (seconds)"
+    )
+    open_max_s: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="each failed probe doubles the cooling period, up to this (seconds)",
+    )
+
+
 class LLMSettings(_Settings):
     backends: list[BackendName] = Field(
         default_factory=lambda: ["gemini", "phrasebook"],
@@ -194,6 +221,7 @@ class LLMSettings(_Settings):
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     phrasebook: PhrasebookSettings = Field(default_factory=PhrasebookSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
     @field_validator("backends")
     @classmethod

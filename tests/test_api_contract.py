@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.api import (
     BackendStatus,
+    BreakerStatus,
     FallbackInfo,
     FinalEvent,
     Health,
@@ -133,6 +134,7 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
     assert gemini.name == "gemini" and gemini.quota is not None and gemini.quota.model == "gemini-test-flash"
     assert phrasebook.name == "phrasebook" and phrasebook.quota is None and phrasebook.reason is None
     assert gemini.hears_audio and not phrasebook.hears_audio
+    assert gemini.breaker.state == "closed" and gemini.breaker.until is None
     raw = response.json()
     assert "quota" not in raw["backends"][1] and "reason" in raw["backends"][1]
     # `chacha status --json` prints the parsed health: the same JSON, key for key, as the server sent
@@ -158,6 +160,20 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
         QUOTA,
         BackendStatus(name="gemini", available=True, reason=None, quota=QUOTA),
         BackendStatus(name="phrasebook", available=False, reason="no phrasebook"),
+        BackendStatus(
+            name="gemini",
+            available=True,
+            reason=None,
+            quota=QUOTA,
+            breaker=BreakerStatus(
+                state="open",
+                failures=2,
+                until=1_800_000_030.0,
+                retry_in_s=30.0,
+                last_failure="timeout: no text",
+                opened=1,
+            ),
+        ),
         Health(
             status="ok",
             version="0.1.0",
@@ -219,6 +235,7 @@ def test_an_older_servers_health_reads_as_hearing_no_audio():
     }
     health = Health.model_validate(older)
     assert health.hears_audio is False and health.backends[0].hears_audio is False
+    assert health.backends[0].breaker is None  # from before the circuit breaker
 
 
 def test_unknown_keys_are_ignored():

@@ -335,6 +335,7 @@ class _Abort(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # listen backlog: socketserver's 5 resets a burst of concurrent turns
     fake: FakeGemini
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -9,11 +9,16 @@ import shlex
 import subprocess
 import tempfile
 from argparse import Namespace
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from device.config import ChachaConfig
+
+if TYPE_CHECKING:
+    from inference_server.api import BreakerStatus
 
 
 def _with_client(config: ChachaConfig, job):
@@ -46,6 +51,8 @@ def status(args: Namespace, config: ChachaConfig) -> int:
         )
     for backend in health.backends:
         state = "ready" if backend.available else f"off — {backend.reason}"
+        if backend.available and backend.breaker is not None:
+            state += f" · {breaker_text(backend.breaker)}"
         print(f"  {backend.name:<11} {state}")
         quota = backend.quota
         if quota:
@@ -65,6 +72,19 @@ def status(args: Namespace, config: ChachaConfig) -> int:
                 f"requests, {quota.tokens_last_minute}/{quota.tokens_per_minute} tokens · {cooldown}"
             )
     return 0
+
+
+def breaker_text(breaker: BreakerStatus) -> str:
+    """A backend's circuit breaker in a few words: closed, open until …, or half-open."""
+    if breaker.state == "closed":
+        failed = f" ({breaker.failures} failure(s) in a row)" if breaker.failures else ""
+        return f"breaker closed{failed}"
+    if breaker.state == "open" and breaker.until is not None:
+        until = datetime.fromtimestamp(breaker.until).strftime("%H:%M:%S")
+        return f"breaker open until {until} (in {breaker.retry_in_s:.0f} s) after {breaker.last_failure}"
+    if breaker.state == "half_open":
+        return f"breaker half-open: the next turn starts a probe (after {breaker.last_failure})"
+    return f"breaker {breaker.state}"
 
 
 # --- persona -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from inference_server.api.client import InferenceClient, ServerUnavailable, Turn
 from inference_server.api.models import (
     NDJSON,
     BackendStatus,
+    BreakerStatus,
     ChatEvent,
     FallbackInfo,
     FinalEvent,
@@ -22,6 +23,7 @@ ReplyFinal = FinalEvent
 __all__ = [
     "NDJSON",
     "BackendStatus",
+    "BreakerStatus",
     "ChatEvent",
     "FallbackInfo",
     "FinalEvent",

@@ -223,18 +223,34 @@ class QuotaStatus(_Answer):
     resets_in_s: int
 
 
+class BreakerStatus(_Answer):
+    """A backend's circuit breaker: whether turns ask it now, or skip it after repeated failures."""
+
+    # closed: asked every turn · open: skipped until `until` · half_open: its cooling period is
+    # over and one trial (a small probe in the background) decides. Read as text: a newer server
+    # may add a state.
+    state: str
+    failures: int  # timeouts, 5xx and network errors in a row (a success starts it again at 0)
+    until: float | None = None  # open: epoch seconds (the server's clock) when it may be tried again
+    retry_in_s: float = 0.0  # open: seconds from now until then
+    last_failure: str | None = None  # "reason: detail" of the failure that counted last
+    opened: int = 0  # times it opened in a row without closing: the cooling period doubles with each
+
+
 class BackendStatus(_Answer):
     name: str
     available: bool
     reason: str | None  # why it is off; None when available
     hears_audio: bool = False  # it listens to a recording sent with the text (Gemini with send_audio)
     quota: QuotaStatus | None = None  # only backends with a quota ledger; the key is absent otherwise
+    breaker: BreakerStatus | None = None  # None from servers before the breaker; the key is absent then
 
     @model_serializer(mode="wrap")
-    def _without_missing_quota(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _without_missing_parts(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
-        if data.get("quota") is None:
-            data.pop("quota", None)
+        for key in ("quota", "breaker"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 

@@ -270,7 +270,9 @@ class GeminiBackend:
         try:
             chunks = await asyncio.wait_for(
                 self._client.aio.models.generate_content_stream(
-                    model=self.settings.model, contents=self._contents(request), config=self._config(request)
+                    model=self.settings.model,
+                    contents=self._contents(request),
+                    config=self._config(request, max_tokens=request.max_output_tokens),
                 ),
                 first_wait,
             )
@@ -290,7 +292,7 @@ class GeminiBackend:
                 elif finish in _REFUSALS and not produced:
                     raise BackendError("blocked", f"finish reason {finish}")
         except TimeoutError:
-            what = "more text" if produced else "the first text"
+            what = "more text" if produced else "first text"
             raise BackendError("timeout", f"no {what} from {self.settings.model} in time") from None
         except _TIMEOUTS as exc:
             raise BackendError("timeout", f"{type(exc).__name__} talking to Gemini") from None

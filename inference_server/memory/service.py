@@ -37,7 +37,7 @@ from inference_server.memory.text import (
     turn_observation,
     word_terms,
 )
-from inference_server.quota import next_reset
+from inference_server.quota import quota_short
 from inference_server.settings import MemorySettings
 from inference_server.store import ConversationStore, Turn
 
@@ -449,21 +449,6 @@ class MemoryService:
                 self.store.close_session(session.id, now)
         return session
 
-    def _quota_short(self, backend: LLMBackend, now: float) -> tuple[str, float] | None:
-        """(why, until when) reflection must wait for this backend's quota; None if it may go."""
-        status = getattr(backend, "quota_status", lambda: None)()
-        if status is None:
-            return None
-        if status.cooldown_s:
-            return f"{backend.name} is cooling down", now + max(status.cooldown_s, 60.0)
-        if status.left_today_for_telegram < max(self.settings.quota_reserve, 1):
-            return (
-                f"{status.left_today_for_telegram} {backend.name} request(s) left today, "
-                f"{self.settings.quota_reserve} kept for conversation",
-                next_reset(now) + 60.0,
-            )
-        return None
-
     async def reflect_due(
         self, now: float, *, force: bool = False, conversation: str | None = None
     ) -> list[ReflectionOutcome]:
@@ -500,7 +485,7 @@ class MemoryService:
             if candidate.unavailable_reason:
                 why = f"{candidate.name}: {candidate.unavailable_reason}"
                 continue
-            short = self._quota_short(candidate, now)
+            short = quota_short(candidate, reserve=self.settings.quota_reserve, now=now)
             if short is not None:
                 why, until = short
                 continue
