@@ -210,6 +210,8 @@ class ChatService:
         sentences: list[str] = []
         first_ms: float | None = None
         used, heard = "none", None
+        reply_id: int | None = None
+        cut_short = False
         for backend in self.backends:
             reason = backend.unavailable_reason
             if reason is not None:
@@ -229,8 +231,13 @@ class ChatService:
                 async with contextlib.aclosing(self._try_backend(backend, request, shaper)) as ready:
                     async for sentence in ready:
                         first_ms = first_ms or (time.perf_counter() - started) * 1000
-                        yield SentenceEvent(index=len(sentences), text=sentence)
                         sentences.append(sentence)
+                        # What he has said is on record before she hears it: a crash, a hang-up or
+                        # a cut leaves his words so far in the history, marked as cut off.
+                        reply_id = await asyncio.to_thread(
+                            self._record_partial, conversation, reply_id, sentences, channel, backend.name
+                        )
+                        yield SentenceEvent(index=len(sentences) - 1, text=sentence)
             except BackendError as exc:
                 fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
@@ -251,6 +258,7 @@ class ChatService:
                 breaker.failed(exc.reason, exc.detail, trial=trial)  # after the line above: it may log
                 settled = True
                 if sentences:
+                    cut_short = True  # his reply stays on record as cut off
                     break
                 continue
             else:
@@ -266,13 +274,10 @@ class ChatService:
         reply = " ".join(sentences)
         if heard:
             await asyncio.to_thread(self.store.set_heard, turn_id, heard)
-        reply_id = None
-        if reply:
-            reply_id = await asyncio.to_thread(
-                self.store.add, conversation, "model", reply, channel=channel, backend=used
-            )
-        else:
+        if reply_id is None:
             used = "none"
+        elif not cut_short:
+            await asyncio.to_thread(self.store.finish_reply, reply_id, reply, backend=used)
         if self.memory is not None:
             await self._remember(conversation, turn_id, heard or text, channel, reply_id)
         total_ms = (time.perf_counter() - started) * 1000
@@ -363,6 +368,16 @@ class ChatService:
         finally:
             if not settled:
                 breaker.release()
+
+    def _record_partial(
+        self, conversation: str, reply_id: int | None, sentences: list[str], channel: str, backend: str
+    ) -> int:
+        """Store (or extend) his reply so far, marked `cut` until the reply is finished."""
+        text = " ".join(sentences)
+        if reply_id is None:
+            return self.store.add(conversation, "model", text, channel=channel, backend=backend, source="cut")
+        self.store.extend_reply(reply_id, text)
+        return reply_id
 
     async def _remember(
         self, conversation: str, turn_id: int, text: str, channel: str, reply_id: int | None

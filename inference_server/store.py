@@ -94,12 +94,17 @@ class Turn:
     channel: str
     backend: str | None
     created_at: float
-    source: str = "text"  # text | stt | forget (her request to forget, stored as a stand-in)
+    # hers: text | stt | forget (her request to forget, stored as a stand-in);
+    # his: text (whole) | cut (what he had said when the reply was cut off: a crash, a hang-up)
+    source: str = "text"
     heard: str | None = None  # in audio mode: what the model itself heard her say
 
     @property
     def for_model(self) -> str:
-        """What the model is shown of this turn: its own hearing beats speech recognition's."""
+        """What the model is shown of this turn: its own hearing beats speech recognition's, and
+        a reply of his that was cut off ends with "…"."""
+        if self.role == "model" and self.source == "cut":
+            return f"{self.text} …"
         return self.heard or self.text
 
 
@@ -147,6 +152,21 @@ class ConversationStore:
                 (conversation, role, mend_text(text), channel, backend, time.time(), source),
             )
             return cursor.lastrowid
+
+    def extend_reply(self, turn_id: int, text: str) -> None:
+        """His reply so far, as it grows sentence by sentence (still marked cut)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE turns SET text = ? WHERE id = ? AND role = 'model'", (mend_text(text), turn_id)
+            )
+
+    def finish_reply(self, turn_id: int, text: str, *, backend: str) -> None:
+        """His reply is whole: its final text, no longer marked cut."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE turns SET text = ?, backend = ?, source = 'text' WHERE id = ? AND role = 'model'",
+                (mend_text(text), backend, turn_id),
+            )
 
     def set_heard(self, turn_id: int, heard: str) -> None:
         with self._lock:
