@@ -1,8 +1,10 @@
 """Limits where input enters the server: the size of a request's body and headers, the time its
-headers may take, and how much of a bad request an error answer may repeat (none of it).
+headers and its body may take, the number of open connections, and how much of a bad request an
+error answer may repeat (none of it).
 
 `BodyLimit` is ASGI middleware and runs after the token check; `GuardedH11Protocol` is uvicorn's
-h11 connection with a deadline for a request's headers, which uvicorn itself does not have.
+h11 connection with deadlines for a request's headers and body and a cap on open connections,
+which uvicorn itself does not have.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ async def validation_failed(request: Request, exc: RequestValidationError) -> JS
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 connection, with a deadline for each request's line and headers.
+    """uvicorn's h11 connection, with deadlines for each request's headers and body, and a cap on
+    the number of open connections.
 
     uvicorn times out only an idle kept-alive connection, so a client that opens a connection
     and sends nothing, or a request's headers a byte at a time (slowloris), held it forever.
@@ -165,19 +168,39 @@ class GuardedH11Protocol(H11Protocol):
     uvicorn's `h11_max_incomplete_event_size` are answered 431, whether they come in pieces
     (which h11 itself refuses, as a bare 400) or in one read (which h11 lets through).
 
-    Make one with `guarded_h11(timeout)`, which sets `header_timeout_s`.
+    Once the headers are in, the body must be complete within `body_timeout_s`, or the request
+    is answered 408 (if the app has not begun its answer) and the connection closed: a body sent
+    a byte at a time held the connection and the app's task forever.
+
+    A connection opened while `max_connections` are already open is answered 503 at once and
+    closed, before any of its request is read. (uvicorn's `limit_concurrency` answers 503 too,
+    but only once the headers are in, so a crowd of silent connections still held their sockets
+    until the header deadline.)
+
+    Make one with `guarded_h11(...)`, which sets these.
     """
 
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 64
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
         size = self.config.h11_max_incomplete_event_size
         self._max_head_bytes = size if size is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # counts this connection among server_state's
+        if len(self.connections) > self.max_connections:
+            _LOGGER.warning("refused a connection: %d are open already", self.max_connections)
+            self._refuse(
+                503,
+                "Service Unavailable",
+                f"this server has {self.max_connections} connections open already (server.max_connections)",
+            )
+            return
         self._start_head_deadline()
 
     def data_received(self, data: bytes) -> None:
@@ -204,6 +227,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_deadline()
+        self._stop_body_deadline()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
@@ -229,6 +253,30 @@ class GuardedH11Protocol(H11Protocol):
             self._start_head_deadline()  # a no-op while it runs: more bytes do not move it
         else:
             self._stop_head_deadline()
+        if self.conn.their_state is h11.SEND_BODY:
+            self._start_body_deadline()  # from the end of the headers; more bytes do not move it
+        else:
+            self._stop_body_deadline()
+
+    def _start_body_deadline(self) -> None:
+        if self._body_deadline is None:
+            self._body_deadline = self.loop.call_later(self.body_timeout_s, self._body_too_slow)
+
+    def _stop_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_too_slow(self) -> None:
+        self._body_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        _LOGGER.debug("closed a connection whose request body took over %s s", self.body_timeout_s)
+        if self.cycle is not None and not self.cycle.response_started:
+            text = f"the request's body did not arrive within {self.body_timeout_s} s"
+            self._refuse(408, "Request Timeout", text)
+        else:
+            self.transport.close()  # the app receives a disconnect
 
     def _start_head_deadline(self) -> None:
         if self._head_deadline is None:
@@ -261,6 +309,13 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def guarded_h11(header_timeout_s: float) -> type[GuardedH11Protocol]:
-    """The protocol class for uvicorn.Config(http=...), with this deadline for headers."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
+def guarded_h11(
+    header_timeout_s: float, body_timeout_s: float = 30.0, max_connections: int = 64
+) -> type[GuardedH11Protocol]:
+    """The protocol class for uvicorn.Config(http=...), with these deadlines and this cap."""
+    limits = {
+        "header_timeout_s": header_timeout_s,
+        "body_timeout_s": body_timeout_s,
+        "max_connections": max_connections,
+    }
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), limits)

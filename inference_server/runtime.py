@@ -119,10 +119,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def uvicorn_config(chat: ChatService, token: str, settings: ServerSettings, log_level: str) -> uvicorn.Config:
     """uvicorn's settings for the API: the limits of `settings` on every connection (the size and
-    the deadline of a request's headers, the idle time between requests) and in the app."""
+    the deadline of a request's headers, the deadline of its body, the number of open
+    connections, the idle time between requests) and in the app."""
     return uvicorn.Config(
         create_app(chat, token=token, settings=settings),
-        http=guarded_h11(settings.header_timeout_s),
+        http=guarded_h11(settings.header_timeout_s, settings.body_timeout_s, settings.max_connections),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_s,  # typed int in uvicorn, used as a float
         log_config=None,

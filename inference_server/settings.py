@@ -89,6 +89,24 @@ class ServerSettings(_Settings):
         le=300,
         description="a request's line and headers must arrive within this, else 408 and close (seconds)",
     )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description=(
+            "once its headers are in, a request's body must arrive within this, else 408 and close"
+            " (seconds); the doll's largest, 2 MiB, needs 30 s at 560 kbit/s"
+        ),
+    )
+    max_connections: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description=(
+            "a connection opened while this many are open is answered 503 and closed at once; the"
+            " doll, the CLI and the Telegram bot need a handful"
+        ),
+    )
     keep_alive_s: float = Field(
         5.0, gt=0, le=300, description="an idle connection between requests is closed after (seconds)"
     )

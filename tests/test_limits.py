@@ -215,7 +215,9 @@ def test_serve_and_the_background_server_apply_the_limits_of_their_settings(
 ):
     from inference_server import runtime
 
-    settings = ServerSettings(header_timeout_s=3.5, max_header_bytes=8192, keep_alive_s=7.0)
+    settings = ServerSettings(
+        header_timeout_s=3.5, body_timeout_s=12.0, max_connections=9, max_header_bytes=8192, keep_alive_s=7.0
+    )
     configs = [start_server(settings=settings)._server.config]
 
     async def not_serving(server, sock, status):
@@ -231,6 +233,7 @@ def test_serve_and_the_background_server_apply_the_limits_of_their_settings(
     assert len(configs) == 2
     for config in configs:
         assert issubclass(config.http, GuardedH11Protocol) and config.http.header_timeout_s == 3.5
+        assert config.http.body_timeout_s == 12.0 and config.http.max_connections == 9
         assert config.h11_max_incomplete_event_size == 8192
         assert config.timeout_keep_alive == 7.0
 
@@ -290,6 +293,69 @@ def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_s(start_server
         answer = _read_until_closed(sock)  # the answer, then the close after 0.5 s of idling
     assert _status(answer) == 200
     assert answer.endswith(b"}")
+
+
+@pytest.mark.realtime
+def test_a_body_that_trickles_in_after_its_headers_is_cut_off_with_408(start_server, token):
+    server = start_server(settings=ServerSettings(body_timeout_s=0.5))
+    body = json.dumps({"text": "안녕", "conversation": "slow"}).encode()
+    head = _head("/v1/chat", token, "Content-Type: application/json", f"Content-Length: {len(body)}")
+    with _connect(server) as sock:
+        sock.sendall(head + body[:5])  # the headers whole, then five bytes of the body and no more
+        started = time.monotonic()
+        answer = _read_until_closed(sock)
+        waited = time.monotonic() - started
+    assert _status(answer) == 408
+    assert b"body did not arrive within 0.5 s" in answer
+    assert waited >= 0.4  # not before the deadline (the upper bound is the socket's WAIT_S)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{server.url}/v1/health", headers=headers).status_code == 200
+
+
+@pytest.mark.realtime
+def test_a_body_sent_in_time_is_not_cut_off_by_the_body_deadline(start_server, token):
+    server = start_server(settings=ServerSettings(body_timeout_s=5.0))
+    body = json.dumps({"text": "안녕", "conversation": "slow"}).encode()
+    head = _head("/v1/chat", token, "Content-Type: application/json", f"Content-Length: {len(body)}")
+    with _connect(server) as sock:
+        sock.sendall(head + body[:5])
+        time.sleep(0.2)  # a pause well inside the 5 s deadline, even at 4x slowdown
+        sock.sendall(body[5:])
+        answer = sock.recv(65536)
+    assert _status(answer) == 200
+
+
+def test_connections_over_max_connections_are_refused_at_once(start_server, token):
+    cap = 4
+    server = start_server(settings=ServerSettings(max_connections=cap, header_timeout_s=60.0))
+    headers = {"Authorization": f"Bearer {token}"}
+    held = [_connect(server) for _ in range(cap)]
+    try:
+        # the held connections are open and silent: each extra one is answered 503 and closed
+        # without a byte of its request read (no deadline needs to pass)
+        for _ in range(3):
+            with _connect(server) as extra:
+                answer = _read_until_closed(extra)
+            assert _status(answer) == 503
+            assert b"server.max_connections" in answer
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + WAIT_S  # the server notices the closes on its own loop
+    while True:
+        try:
+            assert httpx.get(f"{server.url}/v1/health", headers=headers).status_code == 200
+            break
+        except (httpx.HTTPError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    clients = [httpx.Client(headers=headers) for _ in range(cap)]  # a full set is served again
+    try:
+        assert [c.get(f"{server.url}/v1/health").status_code for c in clients] == [200] * cap
+    finally:
+        for c in clients:
+            c.close()
 
 
 # --- the clients' side -------------------------------------------------------------------------
