@@ -1,5 +1,6 @@
 """The HTTP API: POST /v1/chat streams 차차's reply sentence by sentence; GET /v1/health;
 PATCH /v1/conversations/{conversation}/turns/{turn_id} corrects what she said;
+POST /v1/conversations/{conversation}/turns/{reply_id}/heard keeps only what she heard of his reply;
 DELETE /v1/conversations/{conversation} deletes a history; /v1/memory lists, searches, adds,
 forgets and reflects on his long-term memory."""
 
@@ -20,6 +21,7 @@ from inference_server.api.models import (
     NDJSON,
     ChatRequest,
     Health,
+    HeardSentences,
     HistoryDeleted,
     MemoriesForgotten,
     MemoryHit,
@@ -43,7 +45,7 @@ from inference_server.errors import InferenceError
 from inference_server.limits import BodyLimit, validation_failed
 from inference_server.memory import Memory, MemoryService
 from inference_server.settings import ConversationId, ServerSettings
-from inference_server.store import NotHerTurn, UnknownTurn
+from inference_server.store import NotHerTurn, NotHisTurn, UnknownTurn
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,6 +147,30 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         _LOGGER.info("turn %d of %s corrected (%d characters)", turn_id, conversation, len(body.text))
         if chat.memory is not None and turn.source != "forget":
             await asyncio.to_thread(chat.memory.turn_corrected, conversation, turn_id, turn.text)
+        answer = StoredTurn(
+            id=turn.id,
+            conversation=turn.conversation,
+            role=turn.role,
+            text=turn.text,
+            heard=turn.heard,
+            source=turn.source,
+            channel=turn.channel,
+        )
+        return JSONResponse(answer.model_dump(mode="json"))
+
+    @app.post("/v1/conversations/{conversation}/turns/{turn_id}/heard")
+    async def interrupted_reply(
+        conversation: ConversationId, turn_id: int, body: HeardSentences
+    ) -> JSONResponse:
+        """She stopped his reply (a barge-in): keep only the sentences she heard of it."""
+        try:
+            turn = await asyncio.to_thread(chat.store.interrupt_reply, turn_id, conversation, body.sentences)
+        except UnknownTurn as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        except NotHisTurn as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        heard = len(body.sentences)
+        _LOGGER.info("reply %d of %s interrupted after %d sentence(s)", turn_id, conversation, heard)
         answer = StoredTurn(
             id=turn.id,
             conversation=turn.conversation,

@@ -237,7 +237,7 @@ class ChatService:
                         reply_id = await asyncio.to_thread(
                             self._record_partial, conversation, reply_id, sentences, channel, backend.name
                         )
-                        yield SentenceEvent(index=len(sentences) - 1, text=sentence)
+                        yield SentenceEvent(index=len(sentences) - 1, text=sentence, reply_id=reply_id)
             except BackendError as exc:
                 fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
@@ -300,6 +300,7 @@ class ChatService:
             backend=used,
             heard=heard,
             turn_id=turn_id,
+            reply_id=reply_id,
             timings_ms=Timings(
                 first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
             ),
@@ -413,16 +414,17 @@ class ChatService:
             len(forgotten.turns),
             conversation,
         )
-        await asyncio.to_thread(
+        reply_id = await asyncio.to_thread(
             self.store.add, conversation, "model", reply, channel=channel, backend="memory"
         )
         total_ms = round((time.perf_counter() - started) * 1000, 1)
-        yield SentenceEvent(index=0, text=reply)
+        yield SentenceEvent(index=0, text=reply, reply_id=reply_id)
         yield FinalEvent(
             conversation=conversation,
             reply=reply,
             backend="memory",
             turn_id=turn_id,
+            reply_id=reply_id,
             timings_ms=Timings(first_sentence=total_ms, total=total_ms),
         )
 

@@ -96,6 +96,7 @@ class Turn:
     created_at: float
     # hers: text | stt | forget (her request to forget, stored as a stand-in);
     # his: text (whole) | cut (what he had said when the reply was cut off: a crash, a hang-up)
+    #      | interrupted (she stopped him: only the sentences she heard)
     source: str = "text"
     heard: str | None = None  # in audio mode: what the model itself heard her say
 
@@ -103,8 +104,8 @@ class Turn:
     def for_model(self) -> str:
         """What the model is shown of this turn: its own hearing beats speech recognition's, and
         a reply of his that was cut off ends with "…"."""
-        if self.role == "model" and self.source == "cut":
-            return f"{self.text} …"
+        if self.role == "model" and self.source in ("cut", "interrupted"):
+            return f"{self.text} …".lstrip()
         return self.heard or self.text
 
 
@@ -120,6 +121,10 @@ class UnknownTurn(InferenceError):
 
 class NotHerTurn(InferenceError):
     """The turn is 차차's reply: only her turns can be corrected."""
+
+
+class NotHisTurn(InferenceError):
+    """The turn is hers, or his words do not begin with what she says she heard."""
 
 
 class ConversationStore:
@@ -157,16 +162,48 @@ class ConversationStore:
         """His reply so far, as it grows sentence by sentence (still marked cut)."""
         with self._lock:
             self._db.execute(
-                "UPDATE turns SET text = ? WHERE id = ? AND role = 'model'", (mend_text(text), turn_id)
+                "UPDATE turns SET text = ? WHERE id = ? AND role = 'model' AND source != 'interrupted'",
+                (mend_text(text), turn_id),
             )
 
     def finish_reply(self, turn_id: int, text: str, *, backend: str) -> None:
-        """His reply is whole: its final text, no longer marked cut."""
+        """His reply is whole: its final text, no longer marked cut (unless she interrupted it:
+        then what she heard stays)."""
         with self._lock:
             self._db.execute(
-                "UPDATE turns SET text = ?, backend = ?, source = 'text' WHERE id = ? AND role = 'model'",
+                "UPDATE turns SET text = ?, backend = ?, source = 'text'"
+                " WHERE id = ? AND role = 'model' AND source != 'interrupted'",
                 (mend_text(text), backend, turn_id),
             )
+
+    def interrupt_reply(self, turn_id: int, conversation: str, heard: list[str]) -> Turn:
+        """She stopped his reply `turn_id` after hearing the sentences `heard`: only those stay,
+        marked `interrupted`, and the rest of the reply, even if it is still being written, is
+        not stored. Raises UnknownTurn when the conversation has no such turn, NotHisTurn when it
+        is hers or his words do not begin with `heard`."""
+        text = mend_text(" ".join(sentence.strip() for sentence in heard))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND conversation = ?",
+                (turn_id, conversation),
+            ).fetchone()
+            if row is None:
+                raise UnknownTurn(
+                    f"conversation {conversation!r} has no turn {turn_id}: "
+                    "use the reply_id of a sentence of a reply in this conversation"
+                )
+            turn = Turn(*row)
+            if turn.role != "model":
+                raise NotHisTurn(f"turn {turn_id} of conversation {conversation!r} is hers, not 차차's reply")
+            if not turn.text.startswith(text):
+                raise NotHisTurn(
+                    f"turn {turn_id} of conversation {conversation!r} does not begin with the "
+                    f"{len(heard)} sentence(s) sent: send the sentences as the server sent them"
+                )
+            self._db.execute(
+                "UPDATE turns SET text = ?, source = 'interrupted' WHERE id = ?", (text, turn_id)
+            )
+        return replace(turn, text=text, source="interrupted")
 
     def set_heard(self, turn_id: int, heard: str) -> None:
         with self._lock:

@@ -100,6 +100,7 @@ def test_the_servers_chat_lines_are_what_the_client_parses(server, token):
             "backend",
             "heard",
             "turn_id",
+            "reply_id",
             "timings_ms",
             "fallbacks",
         ]
@@ -196,8 +197,8 @@ def test_every_model_round_trips(model):
 
 
 def test_the_lines_keep_todays_format():
-    assert encode_event(SentenceEvent(index=1, text="좋았어.")) == (
-        '{"type": "sentence", "index": 1, "text": "좋았어."}\n'.encode()
+    assert encode_event(SentenceEvent(index=1, text="좋았어.", reply_id=7)) == (
+        '{"type": "sentence", "index": 1, "text": "좋았어.", "reply_id": 7}\n'.encode()
     )
     assert json.loads(encode_event(FINAL)) == {
         "type": "final",
@@ -206,6 +207,7 @@ def test_the_lines_keep_todays_format():
         "backend": "phrasebook",
         "heard": "오늘 피곤해",
         "turn_id": 41,
+        "reply_id": None,
         "timings_ms": {"first_sentence": 812.3, "total": 1504.0},
         "fallbacks": [{"backend": "gemini", "reason": "rate_limited", "detail": "429 RESOURCE_EXHAUSTED"}],
     }

@@ -93,7 +93,8 @@ def test_a_server_killed_mid_reply_keeps_what_she_said_and_what_she_heard(tmp_pa
             gate.set()
             if proc.poll() is None:
                 proc.kill()
-        assert heard == [{"type": "sentence", "index": 0, "text": "진주야,"}]
+        reply_id = heard[0]["reply_id"]
+        assert heard == [{"type": "sentence", "index": 0, "text": "진주야,", "reply_id": reply_id}]
 
         store = ConversationStore(tmp_path / "data" / "conversations.sqlite3")
         try:

@@ -51,7 +51,7 @@ def test_sentences_reach_the_client_before_the_model_has_finished(
         if not events:
             # The model is still held at the gate: this sentence came out while it was "thinking".
             # the first clause goes out at its comma, so the doll can start speaking early
-            assert event == {"type": "sentence", "index": 0, "text": "진주야,"}
+            assert event == {"type": "sentence", "index": 0, "text": "진주야,", "reply_id": event["reply_id"]}
             assert not gate.is_set()
             gate.set()
         events.append(event)

@@ -139,6 +139,24 @@ class InferenceClient:
         except ValidationError as exc:
             raise ServerUnavailable(self._misunderstood("a corrected turn", exc)) from None
 
+    async def interrupted(self, conversation: str, reply_id: int, heard: list[str]) -> StoredTurn:
+        """Tell the server she stopped his reply `reply_id` (a sentence event's) after hearing the
+        sentences `heard`: only they stay in the history.
+
+        Raises TurnRejected when the conversation has no such reply, or it does not begin with
+        `heard`; ServerUnavailable when the server cannot be reached or refuses otherwise.
+        """
+        path = f"/v1/conversations/{quote(conversation, safe='')}/turns/{reply_id}/heard"
+        response = await self._send("POST", path, {"sentences": heard})
+        if response.status_code in (404, 409) and not self._unknown_path(response):
+            raise TurnRejected(self._refusal(response), response.status_code)
+        if response.status_code != 200:
+            raise ServerUnavailable(self._refusal(response))
+        try:
+            return StoredTurn.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ServerUnavailable(self._misunderstood("an interrupted reply", exc)) from None
+
     def _unknown_path(self, response: httpx.Response) -> bool:
         """A 404 from a server that has no such endpoint at all (one older than this client)."""
         if response.status_code != 404:

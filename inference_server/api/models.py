@@ -130,6 +130,21 @@ class TurnText(_Request):
         return value
 
 
+class HeardSentences(_Request):
+    """The sentences of his reply she heard before she stopped him, as the server sent them."""
+
+    sentences: list[str] = Field(
+        max_length=20, description="the first sentences of the reply, in order; [] if she heard none"
+    )
+
+    @field_validator("sentences")
+    @classmethod
+    def _short(cls, value: list[str]) -> list[str]:
+        if any(len(sentence) > MAX_CORRECTION_CHARS for sentence in value):
+            raise ValueError(f"a sentence is over {MAX_CORRECTION_CHARS} characters")
+        return value
+
+
 # --- POST /v1/chat: the NDJSON events ---------------------------------------------------------
 
 
@@ -139,6 +154,9 @@ class SentenceEvent(_Answer):
     type: Literal["sentence"] = "sentence"
     index: int
     text: str
+    # The id his reply is stored under, so far: POST .../turns/{reply_id}/heard keeps only what
+    # she heard when she stops him. None from servers before it.
+    reply_id: int | None = None
 
 
 class Timings(_Answer):
@@ -165,6 +183,7 @@ class FinalEvent(_Answer):
     # The id her turn is stored under: PATCH /v1/conversations/{conversation}/turns/{turn_id}
     # replaces its text (with the doll's better transcript). None from servers before it.
     turn_id: int | None = None
+    reply_id: int | None = None  # his reply's stored id (as in each sentence); None if he said nothing
     timings_ms: Timings
     fallbacks: tuple[FallbackInfo, ...] = ()
 
@@ -199,7 +218,7 @@ class StoredTurn(_Answer):
     role: str  # user (hers) or model (차차's)
     text: str  # as typed, or as speech recognition heard it
     heard: str | None  # audio mode: what the model itself heard her say (it goes to the model first)
-    source: str  # text (typed) | stt (speech recognition)
+    source: str  # hers: text (typed) | stt (speech recognition); his: text | cut | interrupted
     channel: str  # doll | telegram | cli
 
 
