@@ -294,6 +294,11 @@ def test_press_speak_release_thinking_speaking_idle(
     assert rig.fake.settle_overruns == 0
 
 
+def _his_last(server):
+    """His latest reply as the server keeps it."""
+    return [t for t in server.chat.store.recent("jinju", 10) if t.role == "model"][-1]
+
+
 def test_press_while_speaking_stops_the_reply_at_once(
     start_server, token, transcriber, engine, speech
 ) -> None:
@@ -316,6 +321,8 @@ def test_press_while_speaking_stops_the_reply_at_once(
             await rig.sleep(1.5)  # anything stale would play now
             released = await rig.release()
             await rig.until_state(DollState.IDLE, 0.5)
+            # The doll told the server where she cut him off: his reply is on record as interrupted.
+            await rig.until(lambda: _his_last(server).source == "interrupted", "the cut reported", 5.0)
             return rig, pressed, released
 
     rig, pressed, released = run(scenario())

@@ -456,6 +456,23 @@ class Doll:
         self._heard(turn, transcript)
         return transcript
 
+    def _report_cut(self, said: _Said) -> None:
+        """Tell the server which of his sentences reached the speaker before she cut him off."""
+        report = getattr(self._client, "interrupted", None)
+        if said.heard_all or said.reply_id is None or not said.sentences or report is None:
+            return
+
+        async def tell() -> None:
+            try:
+                await report(self._conversation, said.reply_id, list(said.sentences))
+            except Exception as exc:
+                _LOGGER.warning("could not tell the server where his reply was cut (%s)", exc)
+
+        task = asyncio.create_task(tell(), name="chacha-cut")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
     def _keep_final(self, turn: Turn, draft: Transcript, final: Future[Transcript]) -> None:
         """When the final text is ready, log it and have it replace the draft in the history."""
         turn_id: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
@@ -554,13 +571,24 @@ class Doll:
         asking = asyncio.create_task(
             ask(self._client, text, self._conversation, replies, recording), name=f"chacha-ask-{turn.number}"
         )
-        sentences, spoken = 0, []
+        said = _Said()
+        try:
+            await self._answer_stream(turn, replies, asking, said)
+        except asyncio.CancelledError:
+            self._report_cut(said)  # she talked over him: the history keeps what she heard
+            raise
+
+    async def _answer_stream(
+        self, turn: Turn, replies: asyncio.Queue, asking: asyncio.Task, said: _Said
+    ) -> None:
+        sentences, spoken = 0, said.audio
         final: ReplyFinal | None = None
         failure: ServerUnavailable | None = None
         try:
             while True:
                 match await replies.get():
-                    case ReplySentence(text=sentence):
+                    case ReplySentence(text=sentence) as event:
+                        said.reply_id = getattr(event, "reply_id", None) or said.reply_id
                         turn.marks.setdefault("first_sentence", self._clock.now())
                         audio = await self._speak(sentence, sentences > 0)
                         sentences += 1
@@ -569,6 +597,7 @@ class Doll:
                         turn.marks.setdefault("first_audio_ready", self._clock.now())
                         if not self._play(turn, audio):
                             return
+                        said.sentences.append(sentence)
                         turn.marks.setdefault("first_audio_queued", self._clock.now())
                         spoken.extend(audio)
                         if self.state is not DollState.SPEAKING:
@@ -595,6 +624,7 @@ class Doll:
             heard = f" (it heard: {final.heard})" if final.heard else ""
             _LOGGER.info("reply: %d sentence(s) from %s%s%s", sentences, final.backend, skipped, heard)
         await self._speaker.drain()
+        said.heard_all = final is not None
         if failure is not None:
             await self._server_failed(turn, failure)
         elif spoken:
@@ -747,6 +777,16 @@ class ServerWatch:
             self.answered()
             self._on_back()
             return
+
+
+@dataclass
+class _Said:
+    """What of his reply went to the speaker this turn (sentences queued count as heard)."""
+
+    reply_id: int | None = None
+    sentences: list[str] = field(default_factory=list)
+    audio: list = field(default_factory=list)
+    heard_all: bool = False  # the whole reply was played: nothing to report
 
 
 async def ask(

@@ -93,6 +93,10 @@ class ChatClient(Protocol):
     async def correct_turn(self, conversation: str, turn_id: int, text: str) -> Any:
         """Replace the stored text of her turn (the final transcript, once it is ready)."""
 
+    async def interrupted(self, conversation: str, reply_id: int, heard: list[str]) -> Any:
+        """Keep only the sentences of his reply she heard before she cut him off (optional:
+        the doll skips it for a client without it)."""
+
 
 class Light(Protocol):
     """Shows the doll's state by its name (``hardware.StatusLight``)."""
