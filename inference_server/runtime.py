@@ -179,8 +179,10 @@ class BackgroundServer:
     ServerSettings()); only its lifetime is the command's.
     """
 
-    def __init__(self, chat: ChatService, token: str, settings: ServerSettings | None = None) -> None:
-        self._sock = bind_socket("127.0.0.1", 0)
+    def __init__(
+        self, chat: ChatService, token: str, settings: ServerSettings | None = None, *, port: int = 0
+    ) -> None:
+        self._sock = bind_socket("127.0.0.1", port)  # 0: any free port
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self.chat = chat
         settings = ServerSettings() if settings is None else settings

@@ -80,6 +80,7 @@ def start_server(
         data_dir: Path | None = None,
         history_turns: int = 12,
         settings: ServerSettings | None = None,
+        port: int = 0,
         **options,
     ):
         folder = data_dir or tmp_path / "data"
@@ -91,7 +92,7 @@ def start_server(
             history_turns=history_turns,
             **options,
         )
-        server = BackgroundServer(chat, token, settings).start()
+        server = BackgroundServer(chat, token, settings, port=port).start()
         started.append(server)
         return server
 

@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Faults with the doll connected: the server goes down for ten minutes and comes back, and the
+doll's loop is stopped dead in the middle of his reply.
+
+The doll is the real loop on the simulated sound card and mock pins (the ``Rig`` of
+tests/test_live_loop.py), on simulated time; the server is the real one, in this process, over
+loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_live_loop import SAMPLE, Rig, duration_s, run
+
+from device.doll.loop import OFFLINE_LINE
+from device.doll.settings import LoopSettings
+from device.doll.states import DollState
+from device.stt.auto import create_transcriber
+from device.stt.settings import STTSettings
+from inference_server.store import ConversationStore
+from tts.engines import create_engine
+from tts.settings import TTSSettings
+
+pytestmark = pytest.mark.slow  # real Vosk
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    return create_transcriber(STTSettings(engine="vosk"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return create_engine(TTSSettings())
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    samples, rate = sf.read(SAMPLE, dtype="int16")
+    assert rate == 16000
+    return samples
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def forget_the_recording(rig: Rig) -> None:
+    """Drop what the simulated card noted (every block played, 96 kB a second even when silent),
+    so that the RSS measured is the doll's and the server's, not the test's instrument."""
+    with rig.fake._lock:
+        rig.fake.played.clear()
+        rig.fake.input_log.clear()
+
+
+def rss_mb() -> float:
+    """This process's resident memory (VmRSS), in MB."""
+    gc.collect()
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def history(data_dir: Path) -> list[tuple[str, str, str]]:
+    store = ConversationStore(data_dir / "conversations.sqlite3")
+    try:
+        return [(t.role, t.source, t.text) for t in store.recent("jinju", 100)]
+    finally:
+        store.close()
+
+
+async def failed_turn(rig: Rig, samples) -> float:
+    """She presses and talks while the server is down: the offline line, the error light."""
+    await rig.press()
+    await rig.listening_with_open_ears()
+    rig.say(samples)
+    thinking = await rig.until_state(DollState.THINKING, 6.0)
+    await rig.release()
+    await rig.until_state(DollState.ERROR, 10.0)
+    await rig.until(lambda: not rig.speaker.playing, "the offline line to finish", 10.0)
+    assert rig.doll.server_down and rig.light.state is DollState.ERROR
+    return thinking
+
+
+async def answered_turn(rig: Rig, samples) -> None:
+    await rig.press()
+    await rig.listening_with_open_ears()
+    rig.say(samples)
+    await rig.until_state(DollState.THINKING, 6.0)
+    await rig.release()
+    await rig.until_state(DollState.SPEAKING, 10.0)
+    await rig.until_state(DollState.IDLE)
+    assert rig.doll.last_backend == "phrasebook"
+
+
+DOWN_S = 600.0  # the first outage: ten simulated minutes
+CYCLES = 4  # outages in all (the later ones shorter), each with failed turns while down
+
+
+def test_server_down_ten_minutes_with_the_doll_connected_then_up_again(
+    start_server, token, tmp_path, transcriber, engine, speech
+) -> None:
+    data_dir = tmp_path / "data"
+    port = _free_port()
+    servers = [start_server(data_dir=data_dir, port=port)]
+    url = servers[0].url
+    # Default retry pacing (1 s doubling to 30 s), as on the doll.
+    settings = LoopSettings(earcons=False)
+    rss: list[float] = []
+    offline_lines: list[float] = []
+
+    async def scenario():
+        async with Rig(url, token, transcriber, engine, settings=settings) as rig:
+            await answered_turn(rig, speech)  # acknowledged before the outage
+            for cycle in range(CYCLES):
+                servers[-1].stop()
+                # Idle through the outage, with a few turns of hers in it.
+                down_s = DOWN_S if cycle == 0 else 60.0
+                turns = 3 if cycle == 0 else 2
+                for _ in range(turns):
+                    rig.fake.input_speed = 200.0  # nothing to hear: let simulated time run fast
+                    await rig.sleep(down_s / turns)
+                    rig.fake.input_speed = 4.0
+                    thinking = await failed_turn(rig, speech)
+                    offline_lines.append(duration_s(rig.fake.sounding(thinking)))
+                    forget_the_recording(rig)
+                    if cycle == 0 and not rss:
+                        rss.append(rss_mb())  # after the first failed turn: everything is loaded
+                assert rig.task is not None and not rig.task.done()
+                servers.append(start_server(data_dir=data_dir, port=port))
+                await rig.until_state(DollState.IDLE, 45.0)  # the health check finds it by itself
+                assert rig.light.state is DollState.IDLE and not rig.doll.server_down
+                await answered_turn(rig, speech)
+                forget_the_recording(rig)
+                rss.append(rss_mb())
+            return rig
+
+    rig = run(scenario())
+    print(
+        f"\nRSS {rss[0]:.1f} MB after the first failed turn; after each down/up cycle: "
+        + ", ".join(f"{value:.1f}" for value in rss[1:])
+        + f" MB; growth {rss[-1] - rss[0]:+.1f} MB over {CYCLES} outages, "
+        f"{3 + 2 * (CYCLES - 1)} failed turns, {rig.clock.now() / 60:.1f} simulated minutes"
+    )
+    assert all(seconds > 2.0 for seconds in offline_lines), (OFFLINE_LINE, offline_lines)
+    assert rss[-1] - rss[0] < 30.0, rss
+    # Nothing acknowledged is lost: the answered turns, and only those, are on record, whole.
+    turns = history(data_dir)
+    assert [(role, source) for role, source, _ in turns][::2] == [("user", "text")] * (CYCLES + 1), turns
+    assert [(role, source) for role, source, _ in turns][1::2] == [("model", "text")] * (CYCLES + 1), turns
+
+
+def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
+    start_server, token, tmp_path, transcriber, engine, speech, phrasebook
+) -> None:
+    """The doll's loop task is cancelled while he speaks (in-process, the closest thing to killing
+    the doll): her turn is on record, his reply as far as it went, marked cut; a doll started
+    afresh talks on, and the model sees that reply ending in "…"."""
+    from conftest import gemini_backend
+
+    from device.bench.fake_gemini import FakeGemini, Reply
+    from inference_server.backends.phrasebook import PhrasebookBackend
+
+    data_dir = tmp_path / "data"
+    gate = threading.Event()
+    settings = LoopSettings(earcons=False)
+    with FakeGemini() as fake:
+        fake.push(
+            Reply.stream(["진주야, 오늘 ", "어땠어? 나는 ", "너 생각만 했지."], gate=gate, gate_after=2)
+        )
+        server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=data_dir)
+
+        async def killed() -> str:
+            rig = Rig(server.url, token, transcriber, engine, settings=settings)
+            await rig.__aenter__()
+            try:
+                await rig.press()
+                await rig.listening_with_open_ears()
+                rig.say(speech)
+                await rig.until_state(DollState.THINKING, 6.0)
+                await rig.release()
+                await rig.until_state(DollState.SPEAKING, 10.0)
+                await rig.sleep(0.2)
+                assert rig.speaker.playing
+                heard = rig.doll.last_transcript.text
+                rig.task.cancel()  # the doll dies mid-sentence
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rig.task
+            finally:
+                rig.button.close()
+                rig.light.close()
+            await asyncio.sleep(0.5)  # the server notices the hang-up
+            gate.set()  # ... and Gemini would have gone on
+            await asyncio.sleep(0.5)
+            return heard
+
+        heard = run(killed())
+        turns = history(data_dir)
+        assert [(role, source) for role, source, _ in turns] == [("user", "text"), ("model", "cut")], turns
+        assert turns[0][2] == heard
+        said = turns[1][2]
+        assert said.startswith("진주야,") and "너 생각만" not in said
+
+        fake.push(Reply.stream(["괜찮아, 다시 말해 줘."]))
+
+        async def restarted() -> str:
+            async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
+                await rig.press()
+                await rig.listening_with_open_ears()
+                rig.say(speech)
+                await rig.until_state(DollState.THINKING, 6.0)
+                await rig.release()
+                await rig.until_state(DollState.SPEAKING, 10.0)
+                await rig.until_state(DollState.IDLE)
+                assert rig.doll.last_backend == "gemini"
+                return rig.doll.last_transcript.text
+
+        heard_again = run(restarted())
+    assert fake.requests[-1].history == [("user", heard), ("model", f"{said} …"), ("user", heard_again)]
+    assert [(role, source) for role, source, _ in history(data_dir)] == [
+        ("user", "text"),
+        ("model", "cut"),
+        ("user", "text"),
+        ("model", "text"),
+    ]
