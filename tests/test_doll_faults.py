@@ -198,6 +198,8 @@ def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
                 rig.task.cancel()  # the doll dies mid-sentence
                 with contextlib.suppress(asyncio.CancelledError):
                     await rig.task
+                # what the dying loop still sends (where his reply was cut) lands before we look
+                await asyncio.gather(*rig.doll._background, return_exceptions=True)
             finally:
                 rig.button.close()
                 rig.light.close()
@@ -208,7 +210,10 @@ def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
 
         heard = run(killed())
         turns = history(data_dir)
-        assert [(role, source) for role, source, _ in turns] == [("user", "text"), ("model", "cut")], turns
+        # Cut off either way: "cut" by the server (the stream ended early), or "interrupted" when the
+        # dying loop still managed to report what reached the speaker, as on a barge-in.
+        assert [role for role, _, _ in turns] == ["user", "model"], turns
+        assert turns[0][1] == "text" and turns[1][1] in ("cut", "interrupted"), turns
         assert turns[0][2] == heard
         said = turns[1][2]
         assert said.startswith("진주야,") and "너 생각만" not in said
@@ -231,7 +236,7 @@ def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
     assert fake.requests[-1].history == [("user", heard), ("model", f"{said} …"), ("user", heard_again)]
     assert [(role, source) for role, source, _ in history(data_dir)] == [
         ("user", "text"),
-        ("model", "cut"),
+        ("model", turns[1][1]),
         ("user", "text"),
         ("model", "text"),
     ]
