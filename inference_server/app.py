@@ -147,16 +147,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         _LOGGER.info("turn %d of %s corrected (%d characters)", turn_id, conversation, len(body.text))
         if chat.memory is not None and turn.source != "forget":
             await asyncio.to_thread(chat.memory.turn_corrected, conversation, turn_id, turn.text)
-        answer = StoredTurn(
-            id=turn.id,
-            conversation=turn.conversation,
-            role=turn.role,
-            text=turn.text,
-            heard=turn.heard,
-            source=turn.source,
-            channel=turn.channel,
-        )
-        return JSONResponse(answer.model_dump(mode="json"))
+        return _answer(StoredTurn.model_validate(dataclasses.asdict(turn)))
 
     @app.post("/v1/conversations/{conversation}/turns/{turn_id}/heard")
     async def interrupted_reply(
@@ -171,16 +162,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
             return JSONResponse({"detail": str(exc)}, status_code=409)
         heard = len(body.sentences)
         _LOGGER.info("reply %d of %s interrupted after %d sentence(s)", turn_id, conversation, heard)
-        answer = StoredTurn(
-            id=turn.id,
-            conversation=turn.conversation,
-            role=turn.role,
-            text=turn.text,
-            heard=turn.heard,
-            source=turn.source,
-            channel=turn.channel,
-        )
-        return JSONResponse(answer.model_dump(mode="json"))
+        return _answer(StoredTurn.model_validate(dataclasses.asdict(turn)))
 
     @app.delete("/v1/conversations/{conversation}")
     async def delete_history(conversation: ConversationId) -> JSONResponse:

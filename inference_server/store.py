@@ -176,6 +176,17 @@ class ConversationStore:
                 (mend_text(text), backend, turn_id),
             )
 
+    def _turn(self, turn_id: int, conversation: str, use: str) -> Turn:
+        """One turn of the conversation (the caller holds the lock); UnknownTurn says what to use."""
+        row = self._db.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND conversation = ?", (turn_id, conversation)
+        ).fetchone()
+        if row is None:
+            raise UnknownTurn(
+                f"conversation {conversation!r} has no turn {turn_id}: use {use} in this conversation"
+            )
+        return Turn(*row)
+
     def interrupt_reply(self, turn_id: int, conversation: str, heard: list[str]) -> Turn:
         """She stopped his reply `turn_id` after hearing the sentences `heard`: only those stay,
         marked `interrupted`, and the rest of the reply, even if it is still being written, is
@@ -183,16 +194,7 @@ class ConversationStore:
         is hers or his words do not begin with `heard`."""
         text = mend_text(" ".join(sentence.strip() for sentence in heard))
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND conversation = ?",
-                (turn_id, conversation),
-            ).fetchone()
-            if row is None:
-                raise UnknownTurn(
-                    f"conversation {conversation!r} has no turn {turn_id}: "
-                    "use the reply_id of a sentence of a reply in this conversation"
-                )
-            turn = Turn(*row)
+            turn = self._turn(turn_id, conversation, "the reply_id of a sentence of a reply")
             if turn.role != "model":
                 raise NotHisTurn(f"turn {turn_id} of conversation {conversation!r} is hers, not 차차's reply")
             if not turn.text.startswith(text):
@@ -216,16 +218,7 @@ class ConversationStore:
         Raises UnknownTurn when the conversation has no such turn, NotHerTurn for 차차's own.
         """
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND conversation = ?",
-                (turn_id, conversation),
-            ).fetchone()
-            if row is None:
-                raise UnknownTurn(
-                    f"conversation {conversation!r} has no turn {turn_id}: "
-                    "use the turn_id of the final event of a reply in this conversation"
-                )
-            turn = Turn(*row)
+            turn = self._turn(turn_id, conversation, "the turn_id of the final event of a reply")
             if turn.role != "user":
                 raise NotHerTurn(
                     f"turn {turn_id} of conversation {conversation!r} is 차차's reply, not hers: "

@@ -129,15 +129,7 @@ class InferenceClient:
         when the server cannot be reached or refuses otherwise.
         """
         path = f"/v1/conversations/{quote(conversation, safe='')}/turns/{turn_id}"
-        response = await self._send("PATCH", path, {"text": text})
-        if response.status_code in (404, 409) and not self._unknown_path(response):
-            raise TurnRejected(self._refusal(response), response.status_code)
-        if response.status_code != 200:
-            raise ServerUnavailable(self._refusal(response))
-        try:
-            return StoredTurn.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ServerUnavailable(self._misunderstood("a corrected turn", exc)) from None
+        return await self._turn_call("PATCH", path, {"text": text}, what="a corrected turn")
 
     async def interrupted(self, conversation: str, reply_id: int, heard: list[str]) -> StoredTurn:
         """Tell the server she stopped his reply `reply_id` (a sentence event's) after hearing the
@@ -147,7 +139,11 @@ class InferenceClient:
         `heard`; ServerUnavailable when the server cannot be reached or refuses otherwise.
         """
         path = f"/v1/conversations/{quote(conversation, safe='')}/turns/{reply_id}/heard"
-        response = await self._send("POST", path, {"sentences": heard})
+        return await self._turn_call("POST", path, {"sentences": heard}, what="an interrupted reply")
+
+    async def _turn_call(self, method: str, path: str, body: dict, *, what: str) -> StoredTurn:
+        """A change to one stored turn: TurnRejected for 404/409 from this API, the turn otherwise."""
+        response = await self._send(method, path, body)
         if response.status_code in (404, 409) and not self._unknown_path(response):
             raise TurnRejected(self._refusal(response), response.status_code)
         if response.status_code != 200:
@@ -155,7 +151,7 @@ class InferenceClient:
         try:
             return StoredTurn.model_validate_json(response.content)
         except ValidationError as exc:
-            raise ServerUnavailable(self._misunderstood("an interrupted reply", exc)) from None
+            raise ServerUnavailable(self._misunderstood(what, exc)) from None
 
     def _unknown_path(self, response: httpx.Response) -> bool:
         """A 404 from a server that has no such endpoint at all (one older than this client)."""
