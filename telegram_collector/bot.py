@@ -38,7 +38,7 @@ from telegram_collector.developer import DEVELOPER_COMMANDS, DeveloperCommands
 from telegram_collector.errors import TelegramError
 from telegram_collector.settings import TelegramSettings, TelegramUser
 from telegram_collector.store import CollectedMessage, CollectorStore
-from telegram_collector.voice import VoiceError, decode_voice, encode_voice
+from telegram_collector.voice import VoiceError, VoiceTooLong, decode_voice, encode_voice, size_limit
 from tts.settings import TTSSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,6 +62,10 @@ TOO_LONG_TEXT = (
 TOO_LONG_VOICE = (
     "음성 메시지가 너무 길어. {limit:g}초 안으로 다시 보내 줄래?\n"
     "(Voice note too long: {length:g} s; the limit is {limit:g} s.)"
+)
+TOO_BIG_VOICE = (
+    "음성 메시지 파일이 너무 커. 다시 녹음해서 보내 줄래?\n"
+    "(Voice note too large: {size:,} bytes, more than a {limit:g}-s note can be ({most:,} bytes).)"
 )
 VOICE_UNREADABLE = "음성 메시지를 열 수가 없었어. 다시 보내 줄래?\n(Could not read the voice note: {reason}.)"
 STT_UNAVAILABLE = (
@@ -313,19 +317,29 @@ class ChachaBot:
             return None
 
     async def _hear(self, message: Message, context: ContextTypes.DEFAULT_TYPE, limit: float) -> str | None:
-        """What was said in a voice note; None when it could not be heard (the user was told why)."""
+        """What was said in a voice note; None when it could not be heard (the user was told why).
+
+        The note's size is checked before it is downloaded, and its length from its header
+        before it is decoded: a note that lies about its duration costs neither memory nor time.
+        """
+        most = size_limit(limit)
         try:
+            if (message.voice.file_size or 0) > most:
+                return await self._refuse_size(message, message.voice.file_size, limit)
             file = await context.bot.get_file(message.voice.file_id)
+            if (file.file_size or 0) > most:
+                return await self._refuse_size(message, file.file_size, limit)
             data = bytes(await file.download_as_bytearray())
+            if len(data) > most:
+                return await self._refuse_size(message, len(data), limit)
             rate = self.options.sample_rate
-            samples = await asyncio.to_thread(decode_voice, data, sample_rate=rate)
+            samples = await asyncio.to_thread(decode_voice, data, sample_rate=rate, max_s=limit)
+        except VoiceTooLong as exc:  # the duration Telegram announced was wrong
+            await message.reply_text(TOO_LONG_VOICE.format(limit=limit, length=round(exc.length_s)))
+            return None
         except (VoiceError, BotAPIError) as exc:
             _LOGGER.warning("voice note %d unreadable: %s", message.message_id, exc)
             await message.reply_text(VOICE_UNREADABLE.format(reason=exc))
-            return None
-        length = len(samples) / rate
-        if length > limit + 1:  # the duration Telegram announced was wrong
-            await message.reply_text(TOO_LONG_VOICE.format(limit=limit, length=round(length)))
             return None
         try:
             transcriber = await self.transcriber.get()
@@ -341,6 +355,10 @@ class ChachaBot:
             transcript.confidence,
         )
         return transcript.text.strip()
+
+    async def _refuse_size(self, message: Message, size: int, limit: float) -> None:
+        _LOGGER.warning("voice note %d refused: %d bytes", message.message_id, size)
+        await message.reply_text(TOO_BIG_VOICE.format(size=size, limit=limit, most=size_limit(limit)))
 
     async def _send_voice(self, message: Message, reply: str, context: ContextTypes.DEFAULT_TYPE) -> None:
         """차차's reply as a voice note; on any failure the text he already sent is enough."""

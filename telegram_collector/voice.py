@@ -18,12 +18,36 @@ VOICE_RATE = 48000
 """Hertz of the voice notes the bot sends."""
 
 
+BYTES_PER_S = 16_000
+"""The most a voice note may weigh per second it lasts: 128 kbit/s, four times what Telegram's
+apps record (Opus at about 32 kbit/s), so only a note that is not what it claims is refused."""
+
+
 class VoiceError(Exception):
     """A voice note that cannot be read or written; the message says why in one line."""
 
 
-def decode_voice(data: bytes, *, sample_rate: int = 16000) -> np.ndarray:
-    """An OGG/Opus (or any libsndfile format) voice note as mono int16 samples at ``sample_rate``."""
+class VoiceTooLong(VoiceError):
+    """A voice note longer than the bot listens to, found from its header or while decoding."""
+
+    def __init__(self, length_s: float, limit_s: float) -> None:
+        super().__init__(f"the voice note is {length_s:.0f} s long; the limit is {limit_s:g} s")
+        self.length_s = length_s
+        self.limit_s = limit_s
+
+
+def size_limit(max_s: float) -> int:
+    """Bytes a voice note of at most ``max_s`` seconds may have (with 64 KiB for its headers)."""
+    return int(max_s * BYTES_PER_S) + 65536
+
+
+def decode_voice(data: bytes, *, sample_rate: int = 16000, max_s: float | None = None) -> np.ndarray:
+    """An OGG/Opus (or any libsndfile format) voice note as mono int16 samples at ``sample_rate``.
+
+    With ``max_s``, a note longer than that (by more than the second Telegram rounds to) raises
+    :class:`VoiceTooLong`: from its header, before any sample is decoded, and, should the header
+    understate it, as soon as decoding passes the limit; never is more than that decoded.
+    """
     import soundfile as sf
     import soxr
 
@@ -32,7 +56,15 @@ def decode_voice(data: bytes, *, sample_rate: int = 16000) -> np.ndarray:
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate = f.samplerate
-            audio = f.read(dtype="float32", always_2d=True)
+            if max_s is None:
+                audio = f.read(dtype="float32", always_2d=True)
+            else:
+                if f.frames / rate > max_s + 1:  # Ogg: the last page's granule position
+                    raise VoiceTooLong(f.frames / rate, max_s)
+                budget = int((max_s + 1) * rate) + 1
+                audio = f.read(frames=budget, dtype="float32", always_2d=True)
+                if audio.shape[0] >= budget:
+                    raise VoiceTooLong(max(f.frames, budget) / rate, max_s)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise VoiceError(f"the voice note is not audio libsndfile can read ({exc})") from None
     if audio.shape[0] == 0:

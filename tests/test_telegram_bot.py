@@ -7,6 +7,7 @@ import asyncio
 import io
 import socket
 import sqlite3
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from telegram_collector.bot import (
 )
 from telegram_collector.settings import TelegramSettings, TelegramUser
 from telegram_collector.store import CollectorStore
+from telegram_collector.voice import VoiceTooLong, decode_voice, size_limit
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -274,6 +276,35 @@ def test_a_voice_note_longer_than_it_claims_is_refused(run, fake):
 
     server = run(body, settings=_settings(fake, max_voice_s=2))
     assert len(fake.calls("getFile")) == 1 and _turns(server) == []
+
+
+def test_a_voice_note_heavier_than_its_limit_allows_is_refused_before_downloading(run, fake):
+    heavy = b"OggS" + bytes(size_limit(60))  # claims 5 s; weighs what a 60-s note cannot
+
+    async def body(chacha, store):
+        fake.push_voice(JINJU, heavy, duration=5)
+        (reply,) = await fake.wait_for("sendMessage")
+        assert "너무 커" in reply.text and f"{len(heavy):,} bytes" in reply.text and "60-s note" in reply.text
+
+    server = run(body)
+    assert fake.calls("getFile") == [] and _turns(server) == []
+
+
+def test_a_long_voice_note_is_measured_from_its_header_and_never_decoded_whole() -> None:
+    rate = 48000
+    tone = (0.2 * np.sin(np.arange(rate * 90) * 2 * np.pi * 220 / rate)).astype("float32")
+    note = _ogg(tone, rate)  # 90 s
+    tracemalloc.start()
+    try:
+        with pytest.raises(VoiceTooLong) as caught:
+            decode_voice(note, sample_rate=16000, max_s=30)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert round(caught.value.length_s) == 90 and caught.value.limit_s == 30
+    assert "90 s long; the limit is 30 s" in str(caught.value)
+    assert peak < 1_000_000  # decoded whole, 90 s of float32 at 48 kHz is 17 MB
+    assert len(decode_voice(note, sample_rate=16000, max_s=90)) == 16000 * 90
 
 
 def test_voice_notes_can_be_turned_off(run, fake):
