@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Faults with the doll connected: the server goes down for ten minutes and comes back, and the
-doll's loop is stopped dead in the middle of his reply.
+doll dies in the middle of his reply (its loop cancelled; its process killed with SIGKILL).
 
-The doll is the real loop on the simulated sound card and mock pins (the ``Rig`` of
-tests/test_live_loop.py), on simulated time; the server is the real one, in this process, over
+The doll is the real loop on the simulated sound card and mock pins: the ``Rig`` of
+tests/test_live_loop.py on simulated time, or `chacha run` as its own process
+(tests/fakes/doll_process.py) on real time. The server is the real one, in this process, over
 loopback HTTP.
 """
 
@@ -12,14 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import queue
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from test_live_loop import SAMPLE, Rig, duration_s, run
+from conftest import ROOT
+from test_live_loop import BUTTON_PIN, SAMPLE, Rig, duration_s, run
 
 from device.doll.loop import OFFLINE_LINE
 from device.doll.settings import LoopSettings
@@ -31,6 +39,8 @@ from tts.engines import create_engine
 from tts.settings import TTSSettings
 
 pytestmark = pytest.mark.slow  # real Vosk
+
+DOLL_PROCESS = Path(__file__).resolve().parent / "fakes" / "doll_process.py"
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +175,10 @@ def test_server_down_ten_minutes_with_the_doll_connected_then_up_again(
 def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
     start_server, token, tmp_path, transcriber, engine, speech, phrasebook
 ) -> None:
-    """The doll's loop task is cancelled while he speaks (in-process, the closest thing to killing
-    the doll): her turn is on record, his reply as far as it went, marked cut; a doll started
-    afresh talks on, and the model sees that reply ending in "…"."""
+    """The doll's loop task is cancelled while he speaks (in-process: the loop dies, the program
+    does not, and may still report where he was cut): her turn is on record, his reply as far as
+    it went; a doll started afresh talks on, and the model sees that reply ending in "…". The
+    process killed outright is the next test."""
     from conftest import gemini_backend
 
     from device.bench.fake_gemini import FakeGemini, Reply
@@ -238,5 +249,137 @@ def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
         ("user", "text"),
         ("model", turns[1][1]),
         ("user", "text"),
+        ("model", "text"),
+    ]
+
+
+class DollProcess:
+    """`chacha run` as its own process (tests/fakes/doll_process.py), steered line by line."""
+
+    def __init__(self, config: Path, token: str, notify: Path) -> None:
+        self.events: queue.Queue[str] = queue.Queue()
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify))
+        self.notify.settimeout(1.0)
+        env = {**os.environ, "CHACHA_API_TOKEN": token, "NOTIFY_SOCKET": str(notify)}
+        env.pop("GEMINI_API_KEY", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(DOLL_PROCESS), str(BUTTON_PIN), "--config", str(config), "run"],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.events.put(line.strip())
+
+    def ready(self) -> None:
+        """Wait for READY=1 on the systemd notification socket, as systemd would."""
+        deadline = time.monotonic() + 180.0  # models load first; a loaded CI machine is slow
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"chacha run exited with {self.proc.returncode}"
+            with contextlib.suppress(TimeoutError):
+                if b"READY=1" in self.notify.recv(4096):
+                    return
+        raise AssertionError("chacha run did not report ready")
+
+    def send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, event: str, within_s: float = 60.0) -> None:
+        got = self.events.get(timeout=within_s)
+        assert got == event, (got, event)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.notify.close()
+
+
+def _turn(doll: DollProcess) -> None:
+    """She presses and says the sample; the doll ends her turn at her silence and answers; she
+    lets go of the button once his reply sounds."""
+    doll.send("press")
+    doll.send(f"say {SAMPLE}")  # after a second of silence: the press has reached the loop
+    doll.expect("sound")
+    doll.send("release")
+
+
+def _until(check, what: str, within_s: float = 30.0):
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.mark.realtime
+def test_the_doll_killed_as_a_process_mid_reply_loses_nothing_acknowledged(
+    start_server, token, tmp_path, phrasebook
+) -> None:
+    """`chacha run`, a real process on the simulated card and mock pins, is killed with SIGKILL
+    while his first sentence sounds: her turn and that sentence stay on record (cut), nothing he
+    had not said yet; a doll started afresh talks on, and the model sees the cut reply."""
+    from conftest import gemini_backend
+
+    from device.bench.fake_gemini import FakeGemini, Reply
+    from inference_server.backends.phrasebook import PhrasebookBackend
+
+    data_dir = tmp_path / "data"
+    gate = threading.Event()
+    with FakeGemini() as fake:
+        fake.push(
+            Reply.stream(["진주야, 오늘 ", "어땠어? 나는 ", "너 생각만 했지."], gate=gate, gate_after=2)
+        )
+        server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=data_dir)
+        config = tmp_path / "doll.yaml"
+        config.write_text(
+            f"client:\n  url: {server.url}\n  conversation: jinju\n"
+            f"stt:\n  engine: vosk\nloop:\n  earcons: false\n"
+            f"hardware:\n  pin_factory: auto\n  button_pin: {BUTTON_PIN}\n  hold_s: 30\n",  # no long press
+            encoding="utf-8",
+        )
+        doll = DollProcess(config, token, tmp_path / "notify")
+        try:
+            doll.ready()
+            _turn(doll)
+            time.sleep(0.3)  # his first sentence is sounding
+            said_before = _until(lambda: [t for t in history(data_dir) if t[0] == "model"], "his reply")
+            doll.proc.send_signal(signal.SIGKILL)
+            assert doll.proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            doll.close()
+        time.sleep(1.0)  # the server sees the connection drop ...
+        gate.set()  # ... and Gemini would have gone on
+        time.sleep(1.0)
+        turns = history(data_dir)
+        assert [role for role, _, _ in turns] == ["user", "model"] and turns[1][1] == "cut", turns
+        heard, said = turns[0][2], turns[1][2]
+        assert heard and said == said_before[0][2] == "진주야, 오늘 어땠어?", (said_before, turns)
+
+        fake.push(Reply.stream(["괜찮아, 다시 말해 줘."]))
+        doll = DollProcess(config, token, tmp_path / "notify-2")
+        try:
+            doll.ready()
+            _turn(doll)
+            _until(lambda: len(history(data_dir)) == 4, "the second turn on record")
+            doll.proc.send_signal(signal.SIGTERM)  # systemd's stop: a clean exit
+            assert doll.proc.wait(timeout=30) == 0
+        finally:
+            doll.close()
+    heard_again = history(data_dir)[2][2]  # the same recording, heard again
+    sent = fake.requests[-1].history  # her recording goes along (send_audio: auto), her words noted
+    assert sent[:2] == [("user", heard), ("model", f"{said} …")] and sent[2][0] == "user", sent
+    assert heard_again in sent[2][1], sent
+    assert [(role, source) for role, source, _ in history(data_dir)][1::2] == [
+        ("model", "cut"),
         ("model", "text"),
     ]
