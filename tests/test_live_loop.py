@@ -333,6 +333,49 @@ def test_press_while_speaking_stops_the_reply_at_once(
     assert rig.doll.last_listen_end == "release"  # the second, silent turn
 
 
+def test_after_a_barge_in_the_history_keeps_the_sentences_she_heard_begin_not_those_only_queued(
+    start_server, token, tmp_path, transcriber, engine, speech, phrasebook
+) -> None:
+    """His whole reply is synthesised and queued while its long first sentence still sounds;
+    she presses then: only that sentence stays in the history (interrupted), not the two
+    queued behind it that she never heard."""
+    from conftest import gemini_backend
+
+    from device.bench.fake_gemini import FakeGemini, Reply
+    from inference_server.backends.phrasebook import PhrasebookBackend
+
+    first = "진주야 오늘 학교에서 있었던 일을 처음부터 끝까지 하나도 빠짐없이 천천히 다 들려줄래?"
+    with FakeGemini() as fake:
+        fake.push(Reply.stream([first + " ", "나는 여기서 기다릴게. ", "정말이야."]))
+        gemini = gemini_backend(fake.base_url)
+        server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "d")
+        settings = LoopSettings(earcons=False)
+
+        async def scenario():
+            async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=10.0) as rig:
+                await rig.press()
+                await rig.listening_with_open_ears()
+                rig.say(speech)
+                await rig.until_state(DollState.THINKING, 5.0)
+                await rig.release()
+                spoke = await rig.until_state(DollState.SPEAKING)
+                # Time stands still once the reply is whole: all three sentences are queued.
+                whole = lambda: rig.doll.last_backend == "gemini"  # noqa: E731
+                rig._stop_when = whole
+                await rig.until(whole, "the whole reply queued", 2.0)
+                assert rig.speaker.queued - rig.speaker.handed > 0 and rig.fake.sounding(spoke)
+                pressed = await rig.press()
+                rig._stop_when = None
+                await rig.until(lambda: _his_last(server).source == "interrupted", "the cut reported", 5.0)
+                await rig.release()
+                return spoke, pressed
+
+        spoke, pressed = run(scenario())
+    kept = _his_last(server)
+    assert pressed - spoke < 2.0, "she pressed during the first sentence"
+    assert kept.text == first, kept
+
+
 @pytest.mark.realtime
 def test_press_while_speaking_stops_the_reply_within_100_ms_of_real_time(
     start_server, token, transcriber, engine, speech

@@ -271,6 +271,8 @@ class Speaker:
         self._lock = threading.Lock()
         self._chunks: collections.deque[np.ndarray] = collections.deque()
         self._offset = 0
+        self._queued = 0  # where the next sample queued will be in the stream of samples played
+        self._handed = 0  # samples handed to the device so far (silence between sounds not counted)
         self._busy = False
         self._generation = 0
         self._idle = asyncio.Event()
@@ -286,6 +288,19 @@ class Speaker:
     def playing(self) -> bool:
         """Whether queued audio has not all been handed to the device yet."""
         return self._busy
+
+    @property
+    def queued(self) -> int:
+        """The position the next sample queued will have among the samples played (what
+        :meth:`stop` dropped excepted): compare it with :attr:`handed` to know whether a sound
+        queued at that position has begun."""
+        return self._queued
+
+    @property
+    def handed(self) -> int:
+        """How many queued samples the device has taken so far (a block's worth ahead of the ear,
+        plus its latency)."""
+        return self._handed
 
     def start(self) -> None:
         """Open and start the output stream (it plays silence until something is queued)."""
@@ -362,6 +377,7 @@ class Speaker:
             return
         with self._lock:
             self._chunks.append(pcm)
+            self._queued += len(pcm)
             self._busy = True
             self._generation += 1
         self._idle.clear()
@@ -371,6 +387,7 @@ class Speaker:
         with self._lock:
             self._chunks.clear()
             self._offset = 0
+            self._queued = self._handed
             self._busy = False
             self._generation += 1
         self._idle.set()
@@ -400,6 +417,7 @@ class Speaker:
                 if self._offset >= len(chunk):
                     self._chunks.popleft()
                     self._offset = 0
+            self._handed += written
             if self._busy and not self._chunks:
                 self._busy = False
                 finished = True

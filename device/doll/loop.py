@@ -457,14 +457,18 @@ class Doll:
         return transcript
 
     def _report_cut(self, said: _Said) -> None:
-        """Tell the server which of his sentences reached the speaker before she cut him off."""
+        """Tell the server which of his sentences she heard begin before she cut him off: those
+        whose first sound the speaker had taken (the ones only queued, or only their lead-in
+        silence played, are not kept)."""
         report = getattr(self._client, "interrupted", None)
         if said.heard_all or said.reply_id is None or not said.sentences or report is None:
             return
+        played = self._speaker.handed
+        heard = [sentence for sentence, at in zip(said.sentences, said.starts, strict=True) if at < played]
 
         async def tell() -> None:
             try:
-                await report(self._conversation, said.reply_id, list(said.sentences))
+                await report(self._conversation, said.reply_id, heard)
             except Exception as exc:
                 _LOGGER.warning("could not tell the server where his reply was cut (%s)", exc)
 
@@ -595,9 +599,11 @@ class Doll:
                         if not audio:
                             continue
                         turn.marks.setdefault("first_audio_ready", self._clock.now())
+                        starts_at = self._speaker.queued + _leading_silence(audio)
                         if not self._play(turn, audio):
                             return
                         said.sentences.append(sentence)
+                        said.starts.append(starts_at)
                         turn.marks.setdefault("first_audio_queued", self._clock.now())
                         spoken.extend(audio)
                         if self.state is not DollState.SPEAKING:
@@ -781,12 +787,24 @@ class ServerWatch:
 
 @dataclass
 class _Said:
-    """What of his reply went to the speaker this turn (sentences queued count as heard)."""
+    """What of his reply went to the speaker this turn."""
 
     reply_id: int | None = None
-    sentences: list[str] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)  # queued to the speaker, in order
+    starts: list[int] = field(default_factory=list)  # where each one's first sound is (Speaker.queued)
     audio: list = field(default_factory=list)
     heard_all: bool = False  # the whole reply was played: nothing to report
+
+
+def _leading_silence(audio: list[np.ndarray]) -> int:
+    """Samples of digital silence before the first sound in ``audio`` (the gap between sentences)."""
+    silent = 0
+    for pcm in audio:
+        sounding = np.flatnonzero(pcm)
+        if len(sounding):
+            return silent + int(sounding[0])
+        silent += len(pcm)
+    return silent
 
 
 async def ask(
