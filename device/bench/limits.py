@@ -65,6 +65,41 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+async def _connect(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), 30)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _exchange(sock: socket.socket, data: bytes, wait_s: float) -> tuple[bytes, str | None]:
+    """Send `data`, then read until the server closes: what came, and the error that ended it
+    (None: a clean close). Raw socket reads, so bytes that arrived before a reset are kept."""
+    loop = asyncio.get_running_loop()
+    answer = b""
+    try:
+        await loop.sock_sendall(sock, data)
+        async with asyncio.timeout(wait_s):
+            while chunk := await loop.sock_recv(sock, 65536):
+                answer += chunk
+    except TimeoutError:
+        return answer, "timeout"
+    except OSError as exc:
+        return answer, _error_name(exc)
+    return answer, None
+
+
+def _outcome(answer: bytes, error: str | None) -> str:
+    status = _status(answer)
+    if status is not None:
+        return str(status)
+    return f"error: {error}" if error else "closed without an answer"
+
+
 # --- flood: within the cap, then a burst beyond it ----------------------------------------------
 
 
@@ -123,28 +158,19 @@ async def _burst(url: str, connections: int) -> dict:
     )
     outcomes: Counter[str] = Counter()
 
-    async def connect():
+    async def connect() -> socket.socket | None:
         try:
-            return await asyncio.wait_for(asyncio.open_connection(host, port), 30)
+            return await _connect(host, port)
         except Exception as exc:  # noqa: BLE001 - each failure is counted by its kind
             outcomes[f"connect failed: {_error_name(exc)}"] += 1
             return None
 
-    async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        answer = b""
-        try:
-            writer.write(request)
-            await writer.drain()
-            answer = await asyncio.wait_for(reader.read(-1), 30)
-        except Exception as exc:  # noqa: BLE001
-            outcomes[str(_status(answer) or f"error: {_error_name(exc)}")] += 1
-        else:
-            outcomes[str(_status(answer) or "closed without an answer")] += 1
-        finally:
-            writer.close()
+    async def ask(sock: socket.socket) -> None:
+        with sock:
+            outcomes[_outcome(*await _exchange(sock, request, 30))] += 1
 
-    opened = [c for c in await asyncio.gather(*(connect() for _ in range(connections))) if c]
-    await asyncio.gather(*(ask(reader, writer) for reader, writer in opened))
+    opened = [s for s in await asyncio.gather(*(connect() for _ in range(connections))) if s]
+    await asyncio.gather(*(ask(sock) for sock in opened))
     return {"connections": connections, "outcomes": dict(outcomes)}
 
 
@@ -246,26 +272,18 @@ async def _slow_headers(url: str, connections: int, wait_s: float) -> dict:
 
     async def one() -> None:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            sock = await _connect(host, port)
         except Exception as exc:  # noqa: BLE001
             outcomes[f"connect failed: {_error_name(exc)}"] += 1
             return
         started = time.perf_counter()
-        answer = b""
-        try:
-            writer.write(b"POST /v1/ch")
-            await writer.drain()
-            answer = await asyncio.wait_for(reader.read(-1), wait_s)
-        except TimeoutError:
+        with sock:
+            answer, error = await _exchange(sock, b"POST /v1/ch", wait_s)
+        if error == "timeout":
             outcomes["still open"] += 1
-            return
-        except Exception as exc:  # noqa: BLE001
-            outcomes[str(_status(answer) or f"error: {_error_name(exc)}")] += 1
         else:
-            outcomes[str(_status(answer) or "closed without an answer")] += 1
-        finally:
-            writer.close()
-        closed_after.append(time.perf_counter() - started)
+            outcomes[_outcome(answer, error)] += 1
+            closed_after.append(time.perf_counter() - started)
 
     await asyncio.gather(*(one() for _ in range(connections)))
     return {
