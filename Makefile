@@ -68,6 +68,7 @@ bench: $(STAMP)/test-deps
 	$(BIN)/chacha bench stt samples --repeat 5 --cores 1 --output bench/results/stt-1core.json
 	$(BIN)/chacha bench all
 	$(BIN)/chacha bench memory --cores 1 --output bench/results/memory.json
+	$(BIN)/chacha bench limits --output bench/results/limits.json
 
 lint: $(STAMP)/test-deps
 	$(BIN)/ruff check .

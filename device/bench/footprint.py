@@ -21,9 +21,14 @@ SENTENCES = [
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
+    return proc_memory_mb(pid, "VmHWM")
+
+
+def proc_memory_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """A process's memory from /proc/PID/status (VmRSS: now; VmHWM: its peak), in MB."""
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -123,8 +128,10 @@ def _device_child() -> None:
 
 
 @contextlib.contextmanager
-def served(data_dir: Path):
-    """`chacha serve` as its own process (no Gemini key: the phrasebook answers); yields it ready."""
+def served(data_dir: Path, config: Path | None = None):
+    """`chacha serve` as its own process (no Gemini key: the phrasebook answers); yields it ready.
+
+    `config`: a chacha.yaml for it (default: the usual search, without $CHACHA_CONFIG)."""
     import socket
 
     with socket.socket() as probe:
@@ -134,8 +141,9 @@ def served(data_dir: Path):
     env.pop("GEMINI_API_KEY", None)
     env.pop("CHACHA_CONFIG", None)
     started = time.perf_counter()
+    options = ["--config", str(config)] if config is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "device.cli", *options, "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -142,8 +142,30 @@ def bench_memory(args: Namespace, config: ChachaConfig) -> int:
     return 0
 
 
+def bench_limits(args: Namespace, config: ChachaConfig) -> int:
+    import tempfile
+
+    from device.bench.limits import render, run
+
+    with tempfile.TemporaryDirectory(prefix="chacha-bench-limits-") as data_dir:
+        report = run(Path(data_dir))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, ensure_ascii=False) if args.json else render(report))
+    return 0
+
+
 def register(bench) -> None:
-    """Add `latency`, `all` and `memory` to the `chacha bench` sub-commands."""
+    """Add `latency`, `all`, `memory` and `limits` to the `chacha bench` sub-commands."""
+    p = bench.add_parser(
+        "limits",
+        help="the server's limits against its own process: floods, 100 MB bodies, slow headers, "
+        "a 10-minute recording",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--output", type=Path, metavar="JSON", help="write the report as JSON here")
+    p.set_defaults(func=bench_limits)
     p = bench.add_parser(
         "memory", help="recall@1/@5 of the right memory per retrieval variant; retrieval speed"
     )
