@@ -108,6 +108,8 @@ class ChatService:
         )
         self._background: set[asyncio.Task] = set()
         self.memory = memory
+        if memory is not None:
+            memory.breakers = self.breakers  # reflection skips a sick backend as the turns do
         self._ticker: asyncio.Task | None = None
 
     def now(self) -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from inference_server.backends.base import BackendError, HistoryTurn, LLMBackend, LLMRequest
 from inference_server.breaker import CircuitBreaker
-from inference_server.quota import quota_short
+from inference_server.quota import background_wait
 from inference_server.store import ConversationStore, Turn
 
 _LOGGER = logging.getLogger(__name__)
@@ -166,13 +166,9 @@ class Summariser:
             if backend.unavailable_reason:
                 continue
             breaker = self.breakers.get(backend.name)
-            if breaker is not None and breaker.state != "closed":
-                status = breaker.status()
-                waits.append((f"{backend.name}'s breaker is {status.state}", status.until or now + 60.0))
-                continue
-            short = quota_short(backend, reserve=self.quota_reserve, now=now)
-            if short is not None:
-                waits.append(short)
+            wait = background_wait(backend, breaker, reserve=self.quota_reserve, now=now)
+            if wait is not None:
+                waits.append(wait)
                 continue
             try:
                 summary = await backend.complete(request)

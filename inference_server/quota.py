@@ -102,6 +102,19 @@ def quota_short(backend: object, *, reserve: int, now: float) -> tuple[str, floa
     return None
 
 
+def background_wait(
+    backend: object, breaker: object | None, *, reserve: int, now: float
+) -> tuple[str, float] | None:
+    """(why, until when) background work (summaries, reflection) must wait for this backend; None
+    if it may go now. Not while its circuit breaker is open or half-open: a sick backend is tried
+    again by the breaker's own probe, not by background work; then as :func:`quota_short` says."""
+    if breaker is not None and breaker.state != "closed":
+        status = breaker.status()
+        name = getattr(backend, "name", "the backend")
+        return f"{name}'s breaker is {status.state}", status.until or now + 60.0
+    return quota_short(backend, reserve=reserve, now=now)
+
+
 class QuotaLedger:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path

@@ -205,3 +205,33 @@ def test_a_fifty_turn_day_costs_one_reflection_and_a_spent_quota_only_delays_it(
         assert ledger.requests_today("gemini-test-flash") == 1
 
     asyncio.run(days())
+
+
+def test_reflection_skips_a_backend_whose_breaker_is_open_and_its_failures_count_towards_it(
+    tmp_path: Path, fake_gemini: FakeGemini, phrasebook
+) -> None:
+    calendar = Calendar(datetime(2026, 11, 24, 20, 0, tzinfo=SEOUL))
+    chat, _ = _server(tmp_path, fake_gemini, calendar, phrasebook)
+    breaker = chat.breakers["gemini"]
+
+    async def evening() -> None:
+        await _say(chat, "나 다음 달에 제주도 여행 가", "doll")
+        calendar.advance(minutes=40)  # the session has ended
+        # A sick Gemini: reflection's failure counts, as a turn's would.
+        fake_gemini.push(Reply.error(503, "UNAVAILABLE", "overloaded"))
+        [failed] = await chat.memory.reflect_due(calendar.timestamp())
+        assert failed.status == "postponed" and "503" in failed.detail, failed
+        assert breaker.status().failures == 1
+        breaker.failed("timeout", "no first text")  # one of her turns times out: the breaker opens
+        assert breaker.state == "open"
+        asked = len(fake_gemini.requests)
+        calendar.advance(seconds=10)  # the breaker is still open (30 s)
+        [waiting] = await chat.memory.reflect_due(calendar.timestamp(), force=True)
+        assert waiting.status == "postponed" and "gemini's breaker is open" in waiting.detail, waiting
+        assert len(fake_gemini.requests) == asked  # not asked
+        breaker.succeeded()  # the breaker's probe found Gemini well again
+        fake_gemini.push(Reply.text(json.dumps({"memories": [{"text": "진주가 제주도에 간다고 했다"}]})))
+        [done] = await chat.memory.reflect_due(calendar.timestamp(), force=True)
+        assert done.status == "reflected" and breaker.state == "closed"
+
+    asyncio.run(evening())

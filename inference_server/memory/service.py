@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from inference_server.backends.base import BackendError, LLMBackend, LLMRequest
+from inference_server.breaker import CircuitBreaker
 from inference_server.history import estimate_tokens
 from inference_server.memory import reflect
 from inference_server.memory.embed import Embedder
@@ -37,7 +38,7 @@ from inference_server.memory.text import (
     turn_observation,
     word_terms,
 )
-from inference_server.quota import quota_short
+from inference_server.quota import background_wait
 from inference_server.settings import MemorySettings
 from inference_server.store import ConversationStore, Turn
 
@@ -156,6 +157,9 @@ class MemoryService:
         self._indexes: dict[str, MemoryIndex] = {}
         self._lock = threading.RLock()
         self._reflecting: asyncio.Lock | None = None  # made in the server's event loop, on first use
+        self.breakers: Mapping[str, CircuitBreaker] = {}
+        """The backends' circuit breakers, by name (the chat service shares its own): reflection
+        does not ask a backend whose breaker is not closed, and tells it how the request went."""
 
     # -- the index -------------------------------------------------------------------------------
 
@@ -485,9 +489,11 @@ class MemoryService:
             if candidate.unavailable_reason:
                 why = f"{candidate.name}: {candidate.unavailable_reason}"
                 continue
-            short = quota_short(candidate, reserve=self.settings.quota_reserve, now=now)
-            if short is not None:
-                why, until = short
+            wait = background_wait(
+                candidate, self.breakers.get(candidate.name), reserve=self.settings.quota_reserve, now=now
+            )
+            if wait is not None:
+                why, until = wait
                 continue
             backend = candidate
             break
@@ -508,8 +514,16 @@ class MemoryService:
             json=True,
         )
         attempts = await asyncio.to_thread(self.store.attempted, session.id)
+        breaker = self.breakers.get(backend.name)
         try:
-            answer = await backend.complete(request)
+            try:
+                answer = await backend.complete(request)
+            except BackendError as exc:
+                if breaker is not None:
+                    breaker.failed(exc.reason, exc.detail)
+                raise
+            if breaker is not None:
+                breaker.succeeded()
             result = reflect.parse(answer, turn_ids={t.id for t in turns})
         except (BackendError, reflect.ReflectionError) as exc:
             detail = f"{backend.name}: {exc}"
