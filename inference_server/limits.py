@@ -188,10 +188,12 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
+        self._refusing = False
         size = self.config.h11_max_incomplete_event_size
         self._max_head_bytes = size if size is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
+        transport = LingeringTransport(transport, self.loop, self._client_may_be_sending)
         super().connection_made(transport)  # counts this connection among server_state's
         if len(self.connections) > self.max_connections:
             _LOGGER.warning("refused a connection: %d are open already", self.max_connections)
@@ -203,7 +205,14 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._start_head_deadline()
 
+    def _client_may_be_sending(self) -> bool:
+        """Whether the client may still be sending a request we answered without reading it all
+        (a refusal, or a 413 from the app): then the connection lingers before it closes."""
+        return self._refusing or self.conn.their_state is h11.SEND_BODY
+
     def data_received(self, data: bytes) -> None:
+        if self.transport.lingering:
+            return  # the answer is out; the rest of the request is dropped unread
         if self.conn.their_state is h11.IDLE and self._head_too_large(data):
             self._unset_keepalive_if_required()
             self._refuse_large_head()
@@ -306,7 +315,56 @@ class GuardedH11Protocol(H11Protocol):
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
+        self._refusing = True
         self.transport.close()
+
+
+class LingeringTransport:
+    """A connection's transport whose `close()`, while the client may still be sending, lingers.
+
+    A server that answers a request before reading all of it (413 for a body over the limit, 503
+    over the connection cap, 408, 431) and then closes at once makes the client's kernel answer
+    its next bytes with a reset, and a client that is still writing (most HTTP clients write the
+    whole body before they read) then sees "connection reset" and never reads the answer. Here
+    the answer goes out followed by a FIN (half-close), whatever the client still sends is read
+    and dropped, and the connection closes when the client closes its side or after `LINGER_S`:
+    the "lingering close" of HTTP servers. Everything else is the transport's own.
+    """
+
+    LINGER_S = 2.0
+
+    def __init__(self, transport, loop: asyncio.AbstractEventLoop, client_may_be_sending) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._client_may_be_sending = client_may_be_sending
+        self.lingering = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if not self.lingering:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        if not (self._client_may_be_sending() and self._transport.can_write_eof()):
+            self._transport.close()
+            return
+        self.lingering = True
+        self._transport.write_eof()  # after what is queued: she reads the answer, then the end
+        self._transport.resume_reading()  # keep reading (and dropping) what she still sends
+        self._timer = self._loop.call_later(self.LINGER_S, self._transport.close)
+
+    def abort(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport.abort()
 
 
 def guarded_h11(

@@ -71,6 +71,21 @@ def test_a_100_mb_body_is_refused_413_before_it_is_read(start_server, token):
     assert server.chat.store.recent("jinju", 5) == []
 
 
+def test_a_client_still_writing_a_body_over_the_limit_reads_the_413_not_a_reset(start_server, token):
+    """The server answers before it has read the body; the client writes all of it before it
+    reads. The connection lingers, so the client reads the 413 every time, never a reset."""
+    server = start_server()
+    body = b'{"text": "' + b"x" * 10_000_000 + b'"}'
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    statuses = []
+    for _ in range(10):
+        try:
+            statuses.append(httpx.post(f"{server.url}/v1/chat", headers=headers, content=body).status_code)
+        except httpx.HTTPError as exc:
+            statuses.append(repr(exc))
+    assert statuses == [413] * 10
+
+
 def test_a_client_that_asks_to_continue_is_refused_413_and_sends_no_body(start_server, token):
     server = start_server()
     with _connect(server) as sock:
@@ -356,6 +371,28 @@ def test_connections_over_max_connections_are_refused_at_once(start_server, toke
     finally:
         for c in clients:
             c.close()
+
+
+def test_a_client_over_the_cap_reads_the_503_while_it_writes_its_request(start_server, token):
+    """Refused at once, before a byte is read; the client writes its whole request, then reads
+    the 503 (a plain socket: no client library's retry-on-reset hides a lost answer)."""
+    server = start_server(settings=ServerSettings(max_connections=2, header_timeout_s=60.0))
+    held = [_connect(server) for _ in range(2)]
+    body = b'{"text": "' + b"x" * 1_000_000 + b'"}'  # under the body limit; refused for the cap
+    head = _head("/v1/chat", token, "Content-Type: application/json", f"Content-Length: {len(body)}")
+    answers = []
+    try:
+        for _ in range(5):
+            with _connect(server) as sock:
+                try:
+                    sock.sendall(head + body)
+                    answers.append(_read_until_closed(sock)[:12])
+                except OSError as exc:  # a reset: the answer was lost
+                    answers.append(repr(exc))
+    finally:
+        for sock in held:
+            sock.close()
+    assert answers == [b"HTTP/1.1 503"] * 5
 
 
 # --- the clients' side -------------------------------------------------------------------------
