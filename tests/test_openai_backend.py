@@ -5,6 +5,7 @@ proves the wire path (streaming through the official SDK), not a persona."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -131,6 +132,17 @@ def test_a_cut_reply_is_reported_as_truncated(openai_server):
     )
     pieces = openai_server.stream(backend, _request("Count from one to one hundred in words."))
     assert isinstance(pieces[-1], StreamEnd) and pieces[-1].truncated
+
+
+def test_a_request_with_its_own_token_budget_streams_no_more_than_that(openai_server):
+    """A probe asks for a few tokens: the stream stops there, not at llm.openai.max_tokens."""
+    backend = OpenAICompatibleBackend(
+        OpenAISettings(base_url=openai_server.url, model="gemma", max_tokens=200, temperature=0.0, **PATIENT)
+    )
+    request = dataclasses.replace(_request("Count from one to one hundred in words."), max_output_tokens=4)
+    pieces = openai_server.stream(backend, request)
+    assert isinstance(pieces[-1], StreamEnd) and pieces[-1].truncated
+    assert len([p for p in pieces if isinstance(p, str)]) <= 4
 
 
 def test_a_server_that_is_down_is_a_network_error():

@@ -33,7 +33,7 @@ class LLMRequest:
     audio: AudioClip | None = None
     summary: str | None = None  # what was said before the history window, summarised
     memories: str | None = None  # what he remembers of her life (a prompt section, headed)
-    max_output_tokens: int | None = None  # None = the backend's default (Gemini's stream takes it too)
+    max_output_tokens: int | None = None  # None = the backend's default (`stream` takes it too)
     json: bool = False  # for `complete`: ask for a JSON answer
 
     def instruction(self) -> str:

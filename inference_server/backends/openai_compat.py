@@ -82,7 +82,7 @@ class OpenAICompatibleBackend:
                     messages=self._messages(request),
                     stream=True,
                     temperature=self.settings.temperature,
-                    max_tokens=self.settings.max_tokens,
+                    max_tokens=request.max_output_tokens or self.settings.max_tokens,
                 ),
                 self.settings.first_token_timeout_s,
             )
