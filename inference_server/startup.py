@@ -7,7 +7,6 @@ would stop with. There is no second validator to drift from the first.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,20 +15,17 @@ from inference_server.backends.phrasebook import Phrasebook
 from inference_server.errors import InferenceError
 from inference_server.persona import PersonaBook
 from inference_server.settings import LLMSettings, MemorySettings, PersonaSettings, ServerSettings
+from inference_server.shared.paths import cannot_write
 
 
 def check_data_dir(folder: Path) -> None:
-    """Make the data folder if need be and prove a new file can be written there.
-
-    Permission bits do not say it (root passes them all; a read-only mount does not show in
-    them), so a scratch file is created and removed.
-    """
+    """Make the data folder if need be and prove a new file can be written there."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".chacha-write-test-"):
-            pass
+        reason = cannot_write(folder)
     except OSError as exc:
         reason = exc.strerror or str(exc)
+    if reason is not None:
         raise InferenceError(
             f"server.data_dir {folder} is not a writable folder ({reason}): "
             "fix its owner or set server.data_dir to a writable folder"

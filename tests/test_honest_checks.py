@@ -90,6 +90,22 @@ def test_doctor_shows_every_start_step_and_goes_on_after_a_failure(tmp_path):
     assert checks["memory"].status == "OK" and "off" in checks["memory"].detail
 
 
+def test_doctor_tries_to_write_in_the_cache_folder_rather_than_trust_permission_bits(tmp_path):
+    """Permission bits pass a file for a writable place (and everything, for root): the doctor
+    writes a scratch file where the cache folder is, or will be made, instead."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    config = tmp_path / "chacha.yaml"
+    config.write_text(f"stt:\n  cache_dir: {blocker / 'cache'}\n", encoding="utf-8")
+    loaded, _ = load_config(config)
+    checks = {c.what: c for c in doctor.check_disk(loaded)}
+    assert checks["cache folder"].status == "FAIL", checks
+    assert "is not writable (Not a directory)" in checks["cache folder"].detail
+    config.write_text(f"stt:\n  cache_dir: {tmp_path / 'cache'}\n", encoding="utf-8")  # made when needed
+    loaded, _ = load_config(config)
+    assert {c.what: c for c in doctor.check_disk(loaded)}["cache folder"].status == "OK"
+
+
 def test_config_lists_what_the_server_loads_when_all_is_well(tmp_path, capsys):
     config = _config(tmp_path, "none")
     assert main(["--config", str(config), "config"]) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from argparse import Namespace
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.config import ChachaConfig
+from inference_server.shared.paths import cannot_write
 from inference_server.shared.secrets import Secrets, reveal
 
 MIN_FREE_MB = 500
@@ -183,10 +183,12 @@ def check_disk(config: ChachaConfig) -> list[Check]:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         free_mb = shutil.disk_usage(probe).free // 2**20
-        # The data folder's writing is tried for real with the server's start (check_server_start).
-        writable = what == "data disk" or os.access(probe, os.W_OK)
-        if not writable:
-            checks.append(_fail(what, f"{folder} is not writable: fix its owner or set another path"))
+        # The data folder's writing is tried with the server's start (check_server_start); the
+        # cache folder's here, in it or in the folder it will be made in.
+        reason = None if what == "data disk" else cannot_write(probe)
+        if reason is not None:
+            fix = "fix its owner or set another path"
+            checks.append(_fail(what, f"{folder} is not writable ({reason}): {fix}"))
         elif free_mb < MIN_FREE_MB:
             checks.append(_fail(what, f"{folder}: only {free_mb} MB free (keep {MIN_FREE_MB} MB)"))
         else:
