@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from device.audio import load_audio
 from device.errors import AudioError
+from telegram_collector.voice import VoiceError, decode_voice
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -184,7 +185,7 @@ def test_the_server_still_talks_after_the_fuzzing(server) -> None:
     | st.builds(lambda tail: b"OggS" + tail, st.binary(max_size=200)),
     suffix=st.sampled_from([".wav", ".flac", ".ogg", ".mp3", ""]),
 )
-def test_the_audio_loader_refuses_garbage_with_its_own_error(
+def test_the_audio_loaders_refuse_garbage_with_their_own_error(
     tmp_path: Path, data: bytes, suffix: str
 ) -> None:
     path = tmp_path / f"her{suffix}"
@@ -193,8 +194,14 @@ def test_the_audio_loader_refuses_garbage_with_its_own_error(
         samples = load_audio(path)
     except AudioError as exc:
         assert str(path) in str(exc)  # it names the file and says what to do
-        return
-    assert samples.ndim == 1  # the rare garbage that decodes is at least sound
+    else:
+        assert samples.ndim == 1  # the rare garbage that decodes is at least sound
+    try:  # the same bytes as a Telegram voice note
+        note = decode_voice(data, sample_rate=16000, max_s=60)
+    except VoiceError as exc:
+        assert str(exc).startswith("the voice note ")  # its own one-line reason
+    else:
+        assert note.ndim == 1
 
 
 # --- the Telegram importer --------------------------------------------------------------------
