@@ -27,16 +27,11 @@ from pathlib import Path
 import httpx
 
 from device.bench.footprint import proc_memory_mb, served
+from device.bench.load import percentile
 
 TOKEN = "bench"
 MB = 1_000_000
 _BLOCK = 64 * 1024
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _memory(pid: int) -> dict:
@@ -137,7 +132,7 @@ async def _flood(url: str, requests: int, connections: int) -> dict:
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "p50_ms": round(statistics.median(times) * 1000, 1) if times else None,
-        "p99_ms": round(_percentile(times, 99) * 1000, 1) if times else None,
+        "p99_ms": round(percentile(times, 99) * 1000, 1) if times else None,
         "wall_s": round(wall, 2),
     }
 

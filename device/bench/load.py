@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``values`` (one of them, not an interpolation)."""
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
@@ -52,6 +53,6 @@ def server_load(data_dir: Path, *, conversations: int = 16, turns: int = 25) -> 
         "conversations": conversations,
         "requests": len(times),
         "p50_ms": round(statistics.median(times) * 1000, 1),
-        "p99_ms": round(_percentile(times, 99) * 1000, 1),
+        "p99_ms": round(percentile(times, 99) * 1000, 1),
         "requests_per_s": round(len(times) / wall, 1),
     }
