@@ -104,7 +104,8 @@ async def failed_turn(rig: Rig, samples) -> float:
     return thinking
 
 
-async def answered_turn(rig: Rig, samples) -> None:
+async def answered_turn(rig: Rig, samples, backend: str = "phrasebook") -> str:
+    """She presses and talks; he answers from ``backend``. Returns what the doll heard."""
     await rig.press()
     await rig.listening_with_open_ears()
     rig.say(samples)
@@ -112,7 +113,8 @@ async def answered_turn(rig: Rig, samples) -> None:
     await rig.release()
     await rig.until_state(DollState.SPEAKING, 10.0)
     await rig.until_state(DollState.IDLE)
-    assert rig.doll.last_backend == "phrasebook"
+    assert rig.doll.last_backend == backend
+    return rig.doll.last_transcript.text
 
 
 DOWN_S = 600.0  # the first outage: ten simulated minutes
@@ -233,15 +235,7 @@ def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
 
         async def restarted() -> str:
             async with Rig(server.url, token, transcriber, engine, settings=settings) as rig:
-                await rig.press()
-                await rig.listening_with_open_ears()
-                rig.say(speech)
-                await rig.until_state(DollState.THINKING, 6.0)
-                await rig.release()
-                await rig.until_state(DollState.SPEAKING, 10.0)
-                await rig.until_state(DollState.IDLE)
-                assert rig.doll.last_backend == "gemini"
-                return rig.doll.last_transcript.text
+                return await answered_turn(rig, speech, "gemini")
 
         heard_again = run(restarted())
     assert fake.requests[-1].history == [("user", heard), ("model", f"{said} …"), ("user", heard_again)]
