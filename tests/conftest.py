@@ -99,3 +99,34 @@ def start_server(
     yield start
     for server in started:
         server.stop()
+
+
+# --- the live doll's parts (module-scoped: the models load once per test module) ---------------
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    """Vosk, the doll's live recogniser."""
+    from device.stt.auto import create_transcriber
+    from device.stt.settings import STTSettings
+
+    return create_transcriber(STTSettings(engine="vosk"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The default voice."""
+    from tts.engines import create_engine
+    from tts.settings import TTSSettings
+
+    return create_engine(TTSSettings())
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """Her Korean sentence, 16 kHz int16 samples."""
+    import soundfile as sf
+
+    samples, rate = sf.read(SAMPLE_WAV, dtype="int16")
+    assert rate == 16000
+    return samples

@@ -23,41 +23,18 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from conftest import ROOT
 from test_live_loop import BUTTON_PIN, SAMPLE, Rig, duration_s, run
 
 from device.doll.loop import OFFLINE_LINE
 from device.doll.settings import LoopSettings
 from device.doll.states import DollState
-from device.stt.auto import create_transcriber
-from device.stt.settings import STTSettings
 from inference_server.store import ConversationStore
-from tts.engines import create_engine
-from tts.settings import TTSSettings
 
 pytestmark = pytest.mark.slow  # real Vosk
 
 DOLL_PROCESS = Path(__file__).resolve().parent / "fakes" / "doll_process.py"
-
-
-@pytest.fixture(scope="module")
-def transcriber():
-    return create_transcriber(STTSettings(engine="vosk"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return create_engine(TTSSettings())
-
-
-@pytest.fixture(scope="module")
-def speech() -> np.ndarray:
-    samples, rate = sf.read(SAMPLE, dtype="int16")
-    assert rate == 16000
-    return samples
 
 
 def _free_port() -> int:

@@ -45,30 +45,11 @@ from device.stt.settings import STTSettings
 from hardware import HardwareSettings, PushToTalkButton, StatusLight
 from hardware.clock import MONOTONIC, Clock, SimulatedClock
 from inference_server.api import InferenceClient
-from tts.engines import create_engine
-from tts.settings import TTSSettings
 
 pytestmark = pytest.mark.slow  # real Vosk
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "ko-read-sentence.wav"
 BUTTON_PIN, LED_PIN = 17, 18
-
-
-@pytest.fixture(scope="module")
-def transcriber():
-    return create_transcriber(STTSettings(engine="vosk"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return create_engine(TTSSettings())
-
-
-@pytest.fixture(scope="module")
-def speech() -> np.ndarray:
-    samples, rate = sf.read(SAMPLE, dtype="int16")
-    assert rate == 16000
-    return samples
 
 
 class Rig:
