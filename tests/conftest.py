@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import secrets
 from collections.abc import Callable, Iterator
@@ -20,6 +21,22 @@ from inference_server.store import ConversationStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_WAV = ROOT / "samples" / "ko-read-sentence.wav"
+
+
+VOICE_TRAIN_MISSING = (
+    "the voice-train extra (Piper's trainer, PyTorch) is not installed: `make test-voice` installs it"
+    " and runs these tests"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked voice_train skip, with one line saying why, where the extra is missing."""
+    if importlib.util.find_spec("piper.train") is not None and importlib.util.find_spec("torch") is not None:
+        return
+    skip = pytest.mark.skip(reason=VOICE_TRAIN_MISSING)
+    for item in items:
+        if item.get_closest_marker("voice_train"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

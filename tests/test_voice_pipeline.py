@@ -51,11 +51,11 @@ def chacha_voice(argv: list[str], config_path: Path | None = None) -> int:
     return args.func(args, config)
 
 
+@pytest.mark.voice_train
 @pytest.mark.timeout(600)
 def test_record_prepare_train_export_install_speak(tmp_path: Path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng)")
-    pytest.importorskip("piper.train.vits.lightning", reason="the voice-train extra is not installed")
     started = time.perf_counter()
 
     sentences = load_script()[:12]

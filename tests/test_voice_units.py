@@ -132,9 +132,10 @@ def test_maximum_path_is_a_monotonic_alignment():
         assert set(np.diff(index)) <= {0, 1}
 
 
+@pytest.mark.voice_train
 def test_piper_trainer_uses_our_alignment():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("piper.train.vits.models")
+    import torch
+
     from tts.voice.piper_patches import install_monotonic_align
 
     install_monotonic_align()
@@ -445,8 +446,8 @@ def test_missing_base_checkpoint(tmp_path: Path):
     assert "docs/voice.md" in message
 
 
+@pytest.mark.voice_train
 def test_base_checkpoint_that_is_not_a_checkpoint(tmp_path: Path):
-    pytest.importorskip("piper.train.vits.lightning")
     vdir = VoiceDir(tmp_path / "voice")
     small_dataset(vdir, MIN_CLIPS)
     bogus = tmp_path / "voice.onnx"
