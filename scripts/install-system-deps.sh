@@ -3,7 +3,9 @@
 # Safe to run again: it does nothing when everything is present.
 set -eu
 
-packages="libportaudio2 espeak-ng"
+# libportaudio2: sounddevice's PortAudio; espeak-ng: the default voice (Piper has its own);
+# libatomic1: Vosk's libvosk.so links it (a minimal Debian, unlike Raspberry Pi OS, lacks it).
+packages="libportaudio2 espeak-ng libatomic1"
 python_bin="${1:-python3}"
 
 missing=""

@@ -78,6 +78,12 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -f "$REPO/pyproject.toml" ] || [ ! -f "$REPO/chacha.example.yaml" ]; then
     die "$REPO does not look like a Chachaping checkout (no pyproject.toml / chacha.example.yaml)"
 fi
+# The Python must be one the lock covers, or pip would skip every locked package in silence.
+if [ -z "$ROOT" ]; then
+    if ! out=$(PYTHON_OPTION="--python " sh "$REPO/scripts/check-python.sh" check "$PYTHON" 2>&1); then
+        die "${out#error: }"
+    fi
+fi
 
 USER_NAME=chachaping
 HOME_DIR=/var/lib/chachaping
@@ -89,6 +95,15 @@ UNITS="chachaping-server.service chachaping-doll.service"
 if [ "$TELEGRAM" -eq 1 ]; then
     UNITS="$UNITS chachaping-telegram.service"
 fi
+
+# What to do where the archives lack python3-lgpio: said once, by apt-install.sh.
+LGPIO_MISSING="gpiozero cannot drive the Pi's pins without it: it is in Raspberry Pi OS's own archive \
+(archive.raspberrypi.com, in /etc/apt/sources.list.d/raspi.sources on Raspberry Pi OS); elsewhere \
+set hardware.pin_factory: mock in /etc/chachaping/chacha.yaml to run the doll without its button and light"
+# Pure-Python packages that the lock has only as source (no wheel): pip builds just these, and
+# refuses to build anything else, so a package without an arm64 build fails the install instead
+# of compiling for an hour on the Pi (tests/test_lock.py keeps this list true to uv.lock).
+SOURCE_ONLY="srt"
 
 CHANGED=0       # something was (or, in a dry run, would be) changed
 UNITS_CHANGED=0 # a unit file was written: systemd must reload
@@ -181,17 +196,20 @@ debian_packages() {
             in_place "Debian packages (libportaudio2, espeak-ng, python3-venv)"
         fi
     fi
-    # gpiozero reaches the pins through lgpio; Raspberry Pi OS packages it for the system
-    # Python, which the virtual environment sees (--system-site-packages).
+    # gpiozero reaches the pins through lgpio (a Pi 5 only so). Raspberry Pi OS packages it for
+    # the system Python in its own archive, and the virtual environment sees it
+    # (--system-site-packages). Debian's own archive has no python3-lgpio, and PyPI's lgpio has
+    # no build for Python 3.13: on plain Debian the doll runs, without its button and light.
     if dpkg-query -W -f='${Status}' python3-lgpio 2>/dev/null | grep -q "install ok installed"; then
         in_place "python3-lgpio (GPIO)"
-    elif apt-cache show python3-lgpio >/dev/null 2>&1; then
-        changed "python3-lgpio (GPIO)" "installed"
-        export DEBIAN_FRONTEND=noninteractive
-        run apt-get install -y -qq --no-install-recommends python3-lgpio
+    elif [ "$DRY_RUN" -eq 1 ]; then
+        changed "python3-lgpio (GPIO)" "installed (apt-get, where the archives have it)"
     else
-        say "  python3-lgpio (GPIO): not in this system's package archive; on a Pi use Raspberry Pi OS," \
-            "elsewhere set hardware.pin_factory: mock"
+        out=$(sh "$REPO/scripts/apt-install.sh" --optional "$LGPIO_MISSING" python3-lgpio)
+        if dpkg-query -W -f='${Status}' python3-lgpio 2>/dev/null | grep -q "install ok installed"; then
+            say "$out"
+            changed "python3-lgpio (GPIO)" "installed"
+        fi
     fi
 }
 
@@ -275,9 +293,18 @@ python_package() {
     # shellcheck disable=SC2086  # $extras is a list of options
     "$VENV/bin/uv" export --frozen --project "$build" $extras --no-emit-project --quiet \
         --output-file "$build/locked-requirements.txt"
+    if ! grep -q '^[a-z0-9]' "$build/locked-requirements.txt"; then
+        die "uv.lock has no packages for $PYTHON (Python $("$PYTHON" -V 2>&1)): use a Python the lock covers"
+    fi
     "$VENV/bin/pip" install --disable-pip-version-check --quiet --require-hashes \
-        -r "$build/locked-requirements.txt"
+        --only-binary :all: --no-binary "$SOURCE_ONLY" -r "$build/locked-requirements.txt" ||
+        die "pip could not install the locked packages (above): a package without a wheel for" \
+            "$(uname -m) and Python $("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+            "is refused rather than compiled here"
     "$VENV/bin/pip" install --disable-pip-version-check --quiet --no-deps "$build"
+    # pip skips a requirement whose markers do not fit without a word: prove the doll starts.
+    "$VENV/bin/chacha" --help >/dev/null 2>&1 ||
+        die "the installed doll does not start: run $VENV/bin/chacha --help to see why"
     rm -rf "$build"
     trap - EXIT
     printf '%s\n' "$fingerprint" >"$stamp"

@@ -332,3 +332,101 @@ def test_notify_is_silent_outside_systemd(monkeypatch):
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     assert sd_notify.notify("READY=1") is False
     assert sd_notify.watchdog_interval_s() is None
+
+
+def test_install_refuses_a_python_the_lock_does_not_cover(tmp_path: Path) -> None:
+    """pip would skip every locked package in silence (their markers do not fit) and leave a doll
+    that dies on its first import: the installer stops first, in one line."""
+    python = tmp_path / "python3.10"
+    python.write_text(f'#!/bin/sh\necho "aarch64 3.10 {python}"\n')
+    python.chmod(0o755)
+    result = install("--dry-run", "--python", str(python), env=fake_non_root(tmp_path))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"install.sh: {python} is Python 3.10, which the lock (uv.lock) does not cover: "
+        "use Python 3.11, 3.12 or 3.13 (--python /usr/bin/python3.13)\n"
+    )
+
+
+# -- Debian packages: scripts/apt-install.sh ---------------------------------------------------
+
+POLICY = """{name}:
+  Installed: (none)
+  Candidate: {version}
+  Version table:
+     {version} 500
+        500 {archive} amd64 Packages
+"""
+
+
+def fake_apt(tmp_path: Path, archives: dict[str, tuple[str, str]]) -> tuple[dict[str, str], Path]:
+    """apt-get and apt-cache stand-ins: apt-cache knows ``archives`` (name → version, archive
+    line); apt-get writes what it was asked to do into a log."""
+    bin_dir = tmp_path / "apt-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt-get.log"
+    cases = "".join(
+        f"    {name}) cat <<'EOF'\n{POLICY.format(name=name, version=version, archive=archive)}EOF\n    ;;\n"
+        for name, (version, archive) in archives.items()
+    )
+    (bin_dir / "apt-cache").write_text(f'#!/bin/sh\ncase "$2" in\n{cases}    *) ;;\nesac\n')
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    for tool in ("apt-cache", "apt-get"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return env, log
+
+
+APT_INSTALL = ROOT / "scripts" / "apt-install.sh"
+TRIXIE = "http://deb.debian.org/debian trixie/main arm64"
+
+
+def test_apt_install_names_each_package_and_its_archive(tmp_path: Path) -> None:
+    env, log = fake_apt(
+        tmp_path, {"libportaudio2": ("19.6.0-1.2+b3", TRIXIE), "espeak-ng": ("1.52.0", TRIXIE)}
+    )
+    result = subprocess.run(
+        ["sh", str(APT_INSTALL), "libportaudio2", "espeak-ng"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "  libportaudio2 19.6.0-1.2+b3 deb.debian.org/debian trixie/main" in result.stdout
+    assert "  espeak-ng 1.52.0 deb.debian.org/debian trixie/main" in result.stdout
+    assert log.read_text().splitlines() == [
+        "update -qq",
+        "install -y -qq --no-install-recommends libportaudio2 espeak-ng",
+    ]
+
+
+def test_apt_install_stops_on_a_needed_package_no_archive_has(tmp_path: Path) -> None:
+    env, log = fake_apt(tmp_path, {"libportaudio2": ("19.6.0-1.2+b3", TRIXIE)})
+    result = subprocess.run(
+        ["sh", str(APT_INSTALL), "libportaudio2", "libatomic1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: not in this system's package archives (")
+    assert "): libatomic1\n" in result.stderr
+    assert log.read_text().splitlines() == ["update -qq"]  # nothing installed
+
+
+def test_apt_install_goes_on_without_an_optional_package_and_says_why(tmp_path: Path) -> None:
+    env, log = fake_apt(tmp_path, {"espeak-ng": ("1.52.0", TRIXIE)})
+    why = "gpiozero cannot drive the Pi's pins without it"
+    result = subprocess.run(
+        ["sh", str(APT_INSTALL), "--optional", why, "python3-lgpio", "espeak-ng"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("note: not in this system's package archives (")
+    assert result.stderr.rstrip().endswith(f"python3-lgpio: {why}")
+    assert log.read_text().splitlines()[-1] == "install -y -qq --no-install-recommends espeak-ng"
