@@ -191,9 +191,9 @@ debian_packages() {
         out=$(sh "$REPO/scripts/install-system-deps.sh" "$PYTHON")
         if [ -n "$out" ]; then
             say "$out"
-            changed "Debian packages (libportaudio2, espeak-ng, python3-venv)" "installed"
+            changed "Debian packages (libportaudio2, espeak-ng, libatomic1, python3-venv)" "installed"
         else
-            in_place "Debian packages (libportaudio2, espeak-ng, python3-venv)"
+            in_place "Debian packages (libportaudio2, espeak-ng, libatomic1, python3-venv)"
         fi
     fi
     # gpiozero reaches the pins through lgpio (a Pi 5 only so). Raspberry Pi OS packages it for
@@ -386,9 +386,17 @@ unit_files() {
     done
 }
 
+# Whether systemd is this system's init (sd_booted's test): not so in a chroot, or in an image
+# being prepared, where the units are enabled all the same and load at its first boot.
+systemd_running() { [ -d /run/systemd/system ]; }
+
 reload_and_enable() {
     if [ "$UNITS_CHANGED" -eq 1 ]; then
-        if ! skipped_under_root "systemd" systemctl daemon-reload; then
+        if skipped_under_root "systemd" systemctl daemon-reload; then
+            :
+        elif ! systemd_running; then
+            say "  systemd: not running here (a chroot, or an image not booted yet): the units load at its next boot"
+        else
             changed "systemd" "reloaded (the units changed)"
             run systemctl daemon-reload
         fi
@@ -421,6 +429,10 @@ start_services() {
     [ "$START" -eq 1 ] || return 0
     for unit in $UNITS; do
         skipped_under_root "$unit" systemctl start "$unit" && continue
+        if ! systemd_running; then
+            say "  $unit: not started: systemd is not running here (it starts at the next boot)"
+            continue
+        fi
         if systemctl is-active --quiet "$unit"; then
             in_place "$unit running"
             continue
