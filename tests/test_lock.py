@@ -208,8 +208,9 @@ def test_every_package_of_the_doll_has_a_wheel_for_every_pi(environment: dict[st
     missing = without_a_wheel(DOLL, environment)
     assert set(missing) == source_only_in_the_installer(), (
         f"no {environment['platform_machine']} wheel for Python {environment['python_version']}: "
-        f"{sorted(set(missing) - source_only_in_the_installer())}; "
-        f"SOURCE_ONLY in systemd/install.sh must list exactly {sorted(missing)}"
+        f"{sorted(set(missing) - source_only_in_the_installer())}, which the Pi's installer refuses to "
+        "compile; only a pure-Python package published as source alone belongs in SOURCE_ONLY "
+        f"(systemd/install.sh), which lists {sorted(source_only_in_the_installer())}"
     )
 
 
