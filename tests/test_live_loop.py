@@ -340,10 +340,11 @@ def test_after_a_barge_in_the_history_keeps_the_sentences_she_heard_begin_not_th
                 await rig.until_state(DollState.THINKING, 5.0)
                 await rig.release()
                 spoke = await rig.until_state(DollState.SPEAKING)
-                # Time stands still once the reply is whole: all three sentences are queued.
-                whole = lambda: rig.doll.last_backend == "gemini"  # noqa: E731
+                # Time stands still once the reply is whole (all three sentences queued) and his
+                # first sentence sounds: the reply may be whole before its first sound is played.
+                whole = lambda: rig.doll.last_backend == "gemini" and bool(rig.fake.sounding(spoke))  # noqa: E731
                 rig._stop_when = whole
-                await rig.until(whole, "the whole reply queued", 2.0)
+                await rig.until(whole, "the whole reply queued while his first sentence sounds", 2.0)
                 assert rig.speaker.queued - rig.speaker.handed > 0 and rig.fake.sounding(spoke)
                 pressed = await rig.press()
                 rig._stop_when = None
