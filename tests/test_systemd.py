@@ -381,17 +381,17 @@ APT_INSTALL = ROOT / "scripts" / "apt-install.sh"
 TRIXIE = "http://deb.debian.org/debian trixie/main arm64"
 
 
+def apt_install(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(APT_INSTALL), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_apt_install_names_each_package_and_its_archive(tmp_path: Path) -> None:
     env, log = fake_apt(
         tmp_path, {"libportaudio2": ("19.6.0-1.2+b3", TRIXIE), "espeak-ng": ("1.52.0", TRIXIE)}
     )
-    result = subprocess.run(
-        ["sh", str(APT_INSTALL), "libportaudio2", "espeak-ng"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = apt_install("libportaudio2", "espeak-ng", env=env)
     assert result.returncode == 0, result.stderr
     assert "  libportaudio2 19.6.0-1.2+b3 deb.debian.org/debian trixie/main" in result.stdout
     assert "  espeak-ng 1.52.0 deb.debian.org/debian trixie/main" in result.stdout
@@ -403,13 +403,7 @@ def test_apt_install_names_each_package_and_its_archive(tmp_path: Path) -> None:
 
 def test_apt_install_stops_on_a_needed_package_no_archive_has(tmp_path: Path) -> None:
     env, log = fake_apt(tmp_path, {"libportaudio2": ("19.6.0-1.2+b3", TRIXIE)})
-    result = subprocess.run(
-        ["sh", str(APT_INSTALL), "libportaudio2", "libatomic1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = apt_install("libportaudio2", "libatomic1", env=env)
     assert result.returncode == 1
     assert result.stderr.startswith("error: not in this system's package archives (")
     assert "): libatomic1\n" in result.stderr
@@ -419,13 +413,7 @@ def test_apt_install_stops_on_a_needed_package_no_archive_has(tmp_path: Path) ->
 def test_apt_install_goes_on_without_an_optional_package_and_says_why(tmp_path: Path) -> None:
     env, log = fake_apt(tmp_path, {"espeak-ng": ("1.52.0", TRIXIE)})
     why = "gpiozero cannot drive the Pi's pins without it"
-    result = subprocess.run(
-        ["sh", str(APT_INSTALL), "--optional", why, "python3-lgpio", "espeak-ng"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = apt_install("--optional", why, "python3-lgpio", "espeak-ng", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("note: not in this system's package archives (")
     assert result.stderr.rstrip().endswith(f"python3-lgpio: {why}")
