@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Query
@@ -41,6 +42,7 @@ from inference_server.api.models import (
 )
 from inference_server.backends.base import AudioClip
 from inference_server.chat import ChatService
+from inference_server.disk import DiskGuard, is_disk_full
 from inference_server.errors import InferenceError
 from inference_server.limits import BodyLimit, validation_failed
 from inference_server.memory import Memory, MemoryService
@@ -75,6 +77,37 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class DiskFullAnswer:
+    """Pure ASGI middleware: a request whose write finds the data folder's disk full
+    (`is_disk_full`) is answered 507 with what to do, not a bare 500 with a traceback, and the
+    guard is told (it logs the state once). Any other error, and one after the answer has begun,
+    goes on as before."""
+
+    def __init__(self, app, guard: DiskGuard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except (sqlite3.Error, OSError) as exc:
+            if started or not is_disk_full(exc):
+                raise
+            status = await asyncio.to_thread(self.guard.failed, exc)
+            refusal = JSONResponse({"detail": self.guard.refusal(status)}, status_code=507)
+            await refusal(scope, receive, send)
 
 
 def _item(memory: Memory) -> MemoryItem:
@@ -113,15 +146,26 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
     )
     app.add_exception_handler(RequestValidationError, validation_failed)
 
+    def disk_is_full(status) -> JSONResponse:
+        return JSONResponse({"detail": chat.disk.refusal(status)}, status_code=507)
+
+    async def no_room() -> JSONResponse | None:
+        """507 before a write that adds something, while the data folder's disk is full."""
+        status = await asyncio.to_thread(chat.disk.check)
+        return disk_is_full(status) if status.full else None
+
     @app.get("/v1/health")
     async def health() -> JSONResponse:
+        disk = await asyncio.to_thread(chat.disk.check)
         answer = Health(
-            status="ok",
+            status="degraded" if disk.full else "ok",
             version=__version__,
             backend=chat.preferred_backend(),
             backends=chat.backend_status(),
             hears_audio=chat.hears_audio(),
             memory=None if chat.memory is None else await asyncio.to_thread(_memory_status, chat.memory),
+            reason=f"the data folder's disk is full: {disk.reason}" if disk.full else None,
+            disk=disk,
         )
         return JSONResponse(answer.model_dump(mode="json"))
 
@@ -138,6 +182,8 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
     @app.patch("/v1/conversations/{conversation}/turns/{turn_id}")
     async def correct_turn(conversation: ConversationId, turn_id: int, body: TurnText) -> JSONResponse:
         """Replace the text of one of her stored turns (the doll's better transcript of it)."""
+        if (full := await no_room()) is not None:
+            return full
         try:
             turn = await asyncio.to_thread(chat.store.correct, turn_id, conversation, body.text)
         except UnknownTurn as exc:
@@ -210,6 +256,8 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
     async def add_memory(body: NewMemory) -> JSONResponse:
         if (service := memory()) is None:
             return _memory_off()
+        if (full := await no_room()) is not None:
+            return full
         added = await asyncio.to_thread(
             service.add,
             body.conversation,
@@ -261,6 +309,8 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         """End the conversation's session now and reflect on every ended session that waits."""
         if (service := memory()) is None:
             return _memory_off()
+        if (full := await no_room()) is not None:
+            return full
         now = chat.now()
         await asyncio.to_thread(service.end_session, body.conversation, now)
         outcomes = await service.reflect_due(now, force=True, conversation=body.conversation)
@@ -283,6 +333,8 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
 
     @app.put("/v1/admin/persona")
     async def put_persona(body: PersonaText) -> JSONResponse:
+        if (full := await no_room()) is not None:
+            return full
         try:
             persona = await asyncio.to_thread(chat.persona.save, body.text)
         except InferenceError as exc:
@@ -300,6 +352,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         return JSONResponse({"path": str(chat.persona.path), "name": persona.name})
 
     # The last added runs first: the token is checked before the body's size.
+    app.add_middleware(DiskFullAnswer, guard=chat.disk)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BearerAuth, token=token)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -26,6 +27,7 @@ from inference_server.backends.base import (
     StreamEnd,
 )
 from inference_server.breaker import CircuitBreaker, Decision, Gate
+from inference_server.disk import DiskGuard, drop_turn, is_disk_full
 from inference_server.history import HistoryWindow, Summariser
 from inference_server.memory import MemoryService, forget_request
 from inference_server.memory.service import FORGOTTEN_TURN
@@ -41,6 +43,9 @@ MEMORY_TICK_S = 60.0
 """How often idle sessions are ended and due reflections run."""
 FORGOT_REPLY = "알았어, 그 얘기는 이제 잊을게."
 NOTHING_TO_FORGET_REPLY = "음, 뭘 잊어 달라는 건지 잘 모르겠어. 조금만 더 자세히 말해 줄래?"
+DISK_FULL_REPLY = "미안, 내 기억 노트가 꽉 차서 자리를 비워 주기 전까지는 더 얘기할 수가 없어."
+"""His one sentence while the data folder's disk is full: nothing of the turn is stored."""
+DISK_FULL_BACKEND = "disk-full"
 PROBE_INSTRUCTION = "This is a health check. Answer with one short Korean word."
 PROBE_TEXT = "안녕"
 PROBE_TOKENS = 16
@@ -78,11 +83,15 @@ class ChatService:
         memory: MemoryService | None = None,
         breaker: BreakerSettings | None = None,
         summary_quota_reserve: int = 4,
+        disk: DiskGuard | None = None,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend is needed")
         self.persona = persona
         self.store = store
+        # The data folder's disk (default: the store's folder, server.min_free_mb's default).
+        self.disk = DiskGuard(store.path.parent) if disk is None else disk
+        self.disk.attach(store)
         self.backends = list(backends)
         self.window = HistoryWindow(store, max_turns=history_turns, max_tokens=history_tokens)
         self.max_sentences = max_sentences
@@ -102,6 +111,7 @@ class ChatService:
                 quota_reserve=summary_quota_reserve,
                 breakers=self.breakers,
                 clock=self.now,
+                disk=self.disk,
             )
             if summarize
             else None
@@ -126,8 +136,11 @@ class ChatService:
         while True:
             try:
                 await self.memory.reflect_due(self.now())
-            except Exception:  # the ticker must outlive a bad minute; the log says what happened
-                _LOGGER.exception("memory upkeep failed; trying again in a minute")
+            except Exception as exc:  # the ticker must outlive a bad minute; the log says what happened
+                if is_disk_full(exc):
+                    self.disk.failed(exc)  # said once in the log, not a traceback a minute
+                else:
+                    _LOGGER.exception("memory upkeep failed; trying again in a minute")
             await asyncio.sleep(MEMORY_TICK_S)
 
     def backend_status(self) -> list[BackendStatus]:
@@ -173,16 +186,37 @@ class ChatService:
         self, conversation: str, text: str, channel: str, *, audio: AudioClip | None = None
     ) -> AsyncIterator[ChatEvent]:
         started = time.perf_counter()
+        disk = await asyncio.to_thread(self.disk.check)
+        if disk.full:  # before anything is stored: no turn of hers is left without his reply
+            async for event in self._disk_full(conversation, channel, started):
+                yield event
+            return
         if self.memory is not None:
             self._start_memory_ticker()
             forget = forget_request(text)
             if forget is not None:
-                async for event in self._forget(conversation, forget, channel, started):
-                    yield event
+                try:
+                    async for event in self._forget(conversation, forget, channel, started):
+                        yield event
+                except (sqlite3.Error, OSError) as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self.disk.failed(exc)
+                    async for event in self._disk_full(conversation, channel, started):
+                        yield event
                 return
-        turn_id = await asyncio.to_thread(
-            self.store.add, conversation, "user", text, channel=channel, source="stt" if audio else "text"
-        )
+        try:
+            turn_id = await asyncio.to_thread(
+                self.store.add, conversation, "user", text, channel=channel, source="stt" if audio else "text"
+            )
+        except (sqlite3.Error, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk.failed(exc)
+            async for event in self._disk_full(conversation, channel, started):
+                yield event
+            return
+        self.disk.succeeded()
         window = await asyncio.to_thread(self.window.build, conversation, turn_id)
         memories = None
         if self.memory is not None:
@@ -195,8 +229,11 @@ class ChatService:
                     now=self.now(),
                 )
                 memories = context.section
-            except Exception:  # he answers without his memories rather than not at all
-                _LOGGER.exception("could not recall memories for this turn; answering without them")
+            except Exception as exc:  # he answers without his memories rather than not at all
+                if is_disk_full(exc):
+                    self.disk.failed(exc)
+                else:
+                    _LOGGER.exception("could not recall memories for this turn; answering without them")
         persona = self.persona.current
         request = LLMRequest(
             conversation=conversation,
@@ -214,6 +251,7 @@ class ChatService:
         used, heard = "none", None
         reply_id: int | None = None
         cut_short = False
+        full, sent = False, 0  # full: a write found the disk full; sent: sentences she was sent
         for backend in self.backends:
             reason = backend.unavailable_reason
             if reason is not None:
@@ -240,6 +278,13 @@ class ChatService:
                             self._record_partial, conversation, reply_id, sentences, channel, backend.name
                         )
                         yield SentenceEvent(index=len(sentences) - 1, text=sentence, reply_id=reply_id)
+                        sent = len(sentences)
+            except (sqlite3.Error, OSError) as exc:
+                if not is_disk_full(exc):
+                    raise
+                self.disk.failed(exc)  # a sentence that could not be put on record is not said
+                full = True
+                break
             except BackendError as exc:
                 fallbacks.append(FallbackInfo(backend=backend.name, reason=exc.reason, detail=exc.detail))
                 if sentences:
@@ -273,13 +318,30 @@ class ChatService:
             if sentences:
                 break
             fallbacks.append(FallbackInfo(backend=backend.name, reason="empty", detail="no speakable text"))
+        if full:
+            del sentences[sent:]
+            if reply_id is None:  # nothing of his is on record: hers is taken back, and he says why
+                if await asyncio.to_thread(drop_turn, self.store, turn_id):
+                    _LOGGER.info(
+                        "turn %d of %s taken back: his reply could not be stored", turn_id, conversation
+                    )
+                else:
+                    _LOGGER.warning(
+                        "turn %d of %s stays without a reply: the full disk kept it from being taken back",
+                        turn_id,
+                        conversation,
+                    )
+                async for event in self._disk_full(conversation, channel, started):
+                    yield event
+                return
+            cut_short = True  # what she heard stays on record, marked cut
         reply = " ".join(sentences)
         if heard:
-            await asyncio.to_thread(self.store.set_heard, turn_id, heard)
+            await self._write(self.store.set_heard, turn_id, heard)
         if reply_id is None:
             used = "none"
         elif not cut_short:
-            await asyncio.to_thread(self.store.finish_reply, reply_id, reply, backend=used)
+            await self._write(self.store.finish_reply, reply_id, reply, backend=used)
         if self.memory is not None:
             await self._remember(conversation, turn_id, heard or text, channel, reply_id)
         total_ms = (time.perf_counter() - started) * 1000
@@ -307,6 +369,35 @@ class ChatService:
                 first_sentence=None if first_ms is None else round(first_ms, 1), total=round(total_ms, 1)
             ),
             fallbacks=tuple(fallbacks),
+        )
+
+    async def _write(self, write: Callable[..., object], *args, **kwargs) -> bool:
+        """A write that finishes a turn whose words are stored already: one that finds the disk full
+        tells the guard and leaves the turn as it is (his reply stays marked cut)."""
+        try:
+            await asyncio.to_thread(write, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk.failed(exc)
+            return False
+        return True
+
+    async def _disk_full(self, conversation: str, channel: str, started: float) -> AsyncIterator[ChatEvent]:
+        """The data folder's disk is full: he says so in one sentence, as a whole reply, and nothing
+        of the turn is stored (no backend is asked)."""
+        total_ms = round((time.perf_counter() - started) * 1000, 1)
+        _LOGGER.info(
+            "turn %s (%s): the disk is full; he said so, and nothing of the turn is kept",
+            conversation,
+            channel,
+        )
+        yield SentenceEvent(index=0, text=DISK_FULL_REPLY)
+        yield FinalEvent(
+            conversation=conversation,
+            reply=DISK_FULL_REPLY,
+            backend=DISK_FULL_BACKEND,
+            timings_ms=Timings(first_sentence=total_ms, total=total_ms),
         )
 
     def _keep(self, task: asyncio.Task) -> None:
@@ -396,8 +487,11 @@ class ChatService:
                 at=self.now(),
                 reply_id=reply_id,
             )
-        except Exception:
-            _LOGGER.exception("could not keep turn %d as a memory", turn_id)
+        except Exception as exc:
+            if is_disk_full(exc):
+                self.disk.failed(exc)
+            else:
+                _LOGGER.exception("could not keep turn %d as a memory", turn_id)
 
     async def _forget(
         self, conversation: str, forget, channel: str, started: float

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from inference_server.backends.base import BackendError, HistoryTurn, LLMBackend, LLMRequest
 from inference_server.breaker import CircuitBreaker
+from inference_server.disk import DiskGuard, is_disk_full
 from inference_server.quota import background_wait
 from inference_server.store import ConversationStore, Turn
 
@@ -102,8 +103,10 @@ class Summariser:
         quota_reserve: int = 4,
         breakers: Mapping[str, CircuitBreaker] | None = None,
         clock: Callable[[], float] = time.time,
+        disk: DiskGuard | None = None,
     ) -> None:
         self.store = store
+        self.disk = disk  # told when a summary finds the disk full (said once, not a traceback)
         self.backends = [b for b in backends if hasattr(b, "complete") and b.name != "phrasebook"]
         self.instruction = SUMMARY_INSTRUCTION.format(name=name, partner=partner)
         self.min_turns = min_turns
@@ -140,8 +143,11 @@ class Summariser:
             through, names = self._wanted.pop(conversation)
             try:
                 await self.summarise(conversation, through, names=names)
-            except Exception:  # a bad summary must not stop the next one; the log says what happened
-                _LOGGER.exception("summary of %s failed", conversation)
+            except Exception as exc:  # a bad summary must not stop the next one; the log says what happened
+                if self.disk is not None and is_disk_full(exc):
+                    self.disk.failed(exc)
+                else:
+                    _LOGGER.exception("summary of %s failed", conversation)
 
     async def summarise(self, conversation: str, through: int, *, names: tuple[str, str]) -> bool:
         """One job: summarise the turns after the newest summary up to turn `through`, if there are

@@ -16,6 +16,7 @@ from inference_server.backends.base import LLMBackend
 from inference_server.backends.gemini import GeminiBackend
 from inference_server.backends.phrasebook import PhrasebookBackend
 from inference_server.chat import ChatService
+from inference_server.disk import DiskGuard
 from inference_server.errors import InferenceError
 from inference_server.limits import guarded_h11
 from inference_server.memory import MemoryService
@@ -74,6 +75,10 @@ def build_chat_service(
     )
     if remembering is not None:
         remembering.embedder.check()  # a missing embedding model stops the server here, clearly
+    # A full disk does not stop the server (a doll that cannot start is mute): it starts, says so
+    # in the log (here, once) and in its health, and 차차 says that his notebook is full.
+    disk = DiskGuard(server.data_dir, server.min_free_mb)
+    disk.check()
     return ChatService(
         book,
         store,
@@ -86,6 +91,7 @@ def build_chat_service(
         memory=remembering,
         breaker=llm.breaker,
         summary_quota_reserve=server.summary_quota_reserve,
+        disk=disk,
     )
 
 

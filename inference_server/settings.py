@@ -47,6 +47,16 @@ class ServerSettings(_Settings):
     data_dir: UserPath = Field(
         default_factory=default_data_dir, description="folder for the conversation database"
     )
+    min_free_mb: float = Field(
+        50.0,
+        ge=0,
+        le=1024 * 1024,
+        description=(
+            "below this much free space on the data folder's disk (MB) the server stores nothing new:"
+            " 차차 says that his notebook is full, writing endpoints answer 507, and health says"
+            " degraded; 0 leaves only the disk's own errors"
+        ),
+    )
     history_turns: int = Field(
         12, ge=0, le=200, description="at most this many earlier turns (hers and his) go to the model"
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference_server.backends.phrasebook import Phrasebook
+from inference_server.disk import MB, free_bytes, megabytes
 from inference_server.errors import InferenceError
 from inference_server.persona import PersonaBook
 from inference_server.settings import LLMSettings, MemorySettings, PersonaSettings, ServerSettings
@@ -30,6 +31,19 @@ def check_data_dir(folder: Path) -> None:
             f"server.data_dir {folder} is not a writable folder ({reason}): "
             "fix its owner or set server.data_dir to a writable folder"
         ) from None
+
+
+def disk_space(server: ServerSettings) -> str:
+    """The data folder's free space against server.min_free_mb, in words. Below it the server
+    still starts (a doll that cannot start is mute), but stores nothing new until space is freed."""
+    free = free_bytes(server.data_dir)
+    line = f"{megabytes(free)} free, server.min_free_mb is {server.min_free_mb:g} MB"
+    if free < server.min_free_mb * MB:
+        line += (
+            ": the disk counts as full, so 차차 will only say that his notebook is full; free space"
+            f" under {server.data_dir} or elsewhere on its disk"
+        )
+    return line
 
 
 def load_phrasebook(llm: LLMSettings) -> Phrasebook:
@@ -61,7 +75,7 @@ def startup_steps(
 
     def data_dir() -> str:
         check_data_dir(server.data_dir)
-        return f"{server.data_dir} takes new files"
+        return f"{server.data_dir} takes new files ({disk_space(server)})"
 
     def phrasebook() -> str:
         book = load_phrasebook(llm)

@@ -131,6 +131,8 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
     assert response.status_code == 200
     health = Health.model_validate_json(response.content)
     assert health.status == "ok" and health.backend == "gemini" and health.hears_audio
+    assert health.reason is None and health.disk is not None and not health.disk.full
+    assert health.disk.path == str(app.chat.store.path.parent) and health.disk.free_bytes > 0
     gemini, phrasebook = health.backends
     assert gemini.name == "gemini" and gemini.quota is not None and gemini.quota.model == "gemini-test-flash"
     assert phrasebook.name == "phrasebook" and phrasebook.quota is None and phrasebook.reason is None
@@ -146,7 +148,7 @@ def test_the_servers_health_is_what_the_client_parses(server, token):
     assert compact.encode() == response.content
     # the client reads the same answer (asked again a moment later: the quota's clock moved on)
     again = asyncio.run(InferenceClient(app.url, token, timeout_s=10).health())
-    moving = {"backends": {0: {"quota": {"resets_in_s", "cooldown_s"}}}}
+    moving = {"backends": {0: {"quota": {"resets_in_s", "cooldown_s"}}}, "disk": {"free_bytes"}}
     assert again.model_dump(exclude=moving) == health.model_dump(exclude=moving)
 
 

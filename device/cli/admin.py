@@ -18,7 +18,7 @@ import yaml
 from device.config import ChachaConfig
 
 if TYPE_CHECKING:
-    from inference_server.api import BreakerStatus
+    from inference_server.api import BreakerStatus, DiskStatus
 
 
 def _with_client(config: ChachaConfig, job):
@@ -41,7 +41,11 @@ def status(args: Namespace, config: ChachaConfig) -> int:
         print(json.dumps(health.model_dump(mode="json"), ensure_ascii=False))
         return 0
     where = config.client.url or "in-process (client.url is not set)"
-    print(f"Server:   {where} · version {health.version}")
+    print(f"Server:   {where} · version {health.version} · {health.status}")
+    if health.reason:
+        print(f"          {health.reason}")
+    if health.disk is not None:
+        print(f"Disk:     {disk_text(health.disk)}")
     print(f"Answers:  {health.backend}  (the first backend that can answer now)")
     if health.memory is not None:
         waiting = health.memory.waiting_sessions
@@ -72,6 +76,16 @@ def status(args: Namespace, config: ChachaConfig) -> int:
                 f"requests, {quota.tokens_last_minute}/{quota.tokens_per_minute} tokens · {cooldown}"
             )
     return 0
+
+
+def disk_text(disk: DiskStatus) -> str:
+    """The data folder's disk in one line: free space against server.min_free_mb, and what to do
+    when it counts as full."""
+    free = "free space unknown" if disk.free_bytes < 0 else f"{disk.free_bytes / 2**20:.1f} MB free"
+    line = f"{free} under {disk.path} (server.min_free_mb: {disk.min_free_bytes / 2**20:g} MB)"
+    if disk.full:
+        line += " · FULL: nothing new is stored and 차차 says his notebook is full; free space there"
+    return line
 
 
 def breaker_text(breaker: BreakerStatus) -> str:

@@ -77,6 +77,7 @@ _BACKEND_WORDS = {
     "gemini": "Gemini",
     "phrasebook": "the offline phrasebook",
     "none": "nobody (nothing was heard, so the doll asked her to say it again)",
+    "disk-full": "nobody: the server's disk is full, so nothing was stored (see `chacha status`)",
 }
 
 

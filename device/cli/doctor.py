@@ -8,10 +8,14 @@ from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.config import ChachaConfig
 from inference_server.shared.paths import cannot_write
 from inference_server.shared.secrets import Secrets, reveal
+
+if TYPE_CHECKING:
+    from inference_server.api import DiskStatus
 
 MIN_FREE_MB = 500
 
@@ -146,6 +150,8 @@ def check_server(config: ChachaConfig) -> Check | list[Check]:
     except ServerUnavailable as exc:
         return _fail("server", str(exc))
     checks = [_ok("server", f"{config.client.url} answers with the token; backend now: {health.backend}")]
+    if health.disk is not None:
+        checks.append(server_disk_check(health.disk))
     if health.memory is not None:
         waiting = health.memory.waiting_sessions
         detail = f"{health.memory.memories} memories, {waiting} session(s) waiting for reflection"
@@ -176,6 +182,19 @@ def check_server_start(config: ChachaConfig) -> list[Check]:
     return checks
 
 
+def server_disk_check(disk: DiskStatus) -> Check:
+    """The server's own view of its data folder's disk (its health): FAIL while it counts as full."""
+    free = "free space unknown" if disk.free_bytes < 0 else f"{disk.free_bytes / 2**20:.1f} MB free"
+    threshold = f"server.min_free_mb {disk.min_free_bytes / 2**20:g} MB"
+    if disk.full:
+        return _fail(
+            "server's disk",
+            f"full: {disk.reason}; 차차 only says that his notebook is full until space is freed under "
+            f"{disk.path} or elsewhere on its disk",
+        )
+    return _ok("server's disk", f"{disk.path} ({free}, {threshold})")
+
+
 def check_disk(config: ChachaConfig) -> list[Check]:
     checks = []
     for what, folder in (("data disk", config.server.data_dir), ("cache folder", config.stt.cache_dir)):
@@ -189,6 +208,15 @@ def check_disk(config: ChachaConfig) -> list[Check]:
         if reason is not None:
             fix = "fix its owner or set another path"
             checks.append(_fail(what, f"{folder} is not writable ({reason}): {fix}"))
+        elif what == "data disk" and free_mb < config.server.min_free_mb:
+            checks.append(
+                _fail(
+                    what,
+                    f"{folder}: only {free_mb} MB free, below server.min_free_mb "
+                    f"({config.server.min_free_mb:g} MB): the server stores nothing new and 차차 only says "
+                    "that his notebook is full; free space on that disk",
+                )
+            )
         elif free_mb < MIN_FREE_MB:
             checks.append(_fail(what, f"{folder}: only {free_mb} MB free (keep {MIN_FREE_MB} MB)"))
         else:

@@ -281,7 +281,20 @@ class MemoryStatus(_Answer):
     last_outcome: str | None = None  # what the newest reflection did or why it waits
 
 
+class DiskStatus(_Answer):
+    """The disk of the server's data folder: when it is full the server stores nothing new (차차
+    says so instead of answering, writing endpoints answer 507) until space is freed."""
+
+    path: str  # the data folder (server.data_dir)
+    free_bytes: int  # free for the server's user on its disk (-1: could not be read)
+    min_free_bytes: int  # server.min_free_mb: below it the disk counts as full
+    full: bool
+    reason: str | None = None  # why it counts as full: too little free space, or a write that failed
+
+
 class Health(_Answer):
+    # "ok", or "degraded" with `reason` (the disk of the data folder is full). Read as text: a
+    # newer server may add a status.
     status: str
     version: str
     backend: str  # the backend that would answer now ("none" if none can)
@@ -290,6 +303,8 @@ class Health(_Answer):
     # transcript; if not it waits for its best transcript. Older servers leave it out: False.
     hears_audio: bool = False
     memory: MemoryStatus | None = None  # None: memory is off (or a server from before it)
+    reason: str | None = None  # why the status is not "ok"
+    disk: DiskStatus | None = None  # None from servers before it
 
 
 # --- /v1/memory: 차차's long-term memory ---------------------------------------------------------
