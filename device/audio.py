@@ -39,12 +39,18 @@ _HINT = "give a recording made by a microphone, e.g. 16 kHz mono WAV"
 
 
 def check_audio_file(path: Path | str, *, max_s: float | None = None) -> float:
-    """Look at an audio file without decoding it: its length in seconds, from its header.
+    """Look at an audio file before any model loads: its length in seconds, from its header.
 
-    Cheap (no samples are read), so a command can refuse a bad file before it loads any model.
+    The header is read first, so a file longer than ``max_s`` is refused before a sample is
+    decoded. Then the file is decoded once, a block at a time, and nothing kept (a few
+    milliseconds for a minute of sound): a file cut short (a copy or a transfer that stopped) or
+    damaged is refused here, not after a speech model has loaded. A WAV whose data is shorter
+    than its header says, and an Ogg file that does not end with its last page, are refused from
+    their bytes, since libsndfile reads both as shorter recordings without complaint.
+
     Raises :class:`~device.errors.AudioError` with a one-line message for a missing file, a
-    folder, an empty file, a file that is not audio, a recording with no samples in it, or one
-    longer than ``max_s`` seconds.
+    folder, an empty file, a file that is not audio, a recording with no samples in it, one
+    longer than ``max_s`` seconds, or one truncated or damaged.
     """
     path = Path(path)
     if not path.exists():
@@ -53,6 +59,7 @@ def check_audio_file(path: Path | str, *, max_s: float | None = None) -> float:
         raise AudioError(f"{path} is a folder, not an audio file — {_HINT}")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file {path} is empty (0 bytes) — record again, and {_HINT}")
+    _check_container(path)
     try:
         info = sf.info(str(path))
     except sf.LibsndfileError as e:
@@ -70,7 +77,98 @@ def check_audio_file(path: Path | str, *, max_s: float | None = None) -> float:
             f"audio file {path} is {duration:.1f} s long, more than stt.max_audio_s ({max_s:g} s): "
             "cut it shorter, or raise stt.max_audio_s in chacha.yaml"
         )
+    _check_decodes(path, info)
     return duration
+
+
+_AGAIN = "copy it again whole, or record it again"
+_DECODE_SLACK_S = 0.1
+"""How much shorter than its header's count a file may decode: an MP3 without a length tag only
+estimates its count. A cut FLAC fails to decode outright; a cut WAV or Ogg is found from its bytes."""
+
+
+def _check_container(path: Path) -> None:
+    """Refuse a WAV or Ogg file cut short, from its bytes (libsndfile reads it as a shorter one)."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+            reason = (
+                _wav_cut(f, size)
+                if head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+                else _ogg_cut(f, size)
+                if head[:4] == b"OggS"
+                else None
+            )
+    except OSError as e:
+        raise AudioError(f"cannot read audio file {path}: {e} — {_HINT}") from None
+    if reason is not None:
+        raise AudioError(f"audio file {path} is truncated: {reason} — {_AGAIN}")
+
+
+def _check_decodes(path: Path, info) -> None:
+    """Refuse a file that does not decode to its end: all of it is decoded, a block at a time."""
+    decoded = 0
+    block = max(1024, (1 << 19) // max(1, info.channels))  # at most 1 MiB of int16 at a time
+    try:
+        with sf.SoundFile(path) as f:
+            while len(samples := f.read(block, dtype="int16", always_2d=True)):
+                decoded += len(samples)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        detail = (getattr(e, "error_string", None) or str(e)).strip().rstrip(".")
+        announced = info.frames / info.samplerate
+        raise AudioError(
+            f"audio file {path} is truncated or damaged: it stops decoding after "
+            f"{decoded / info.samplerate:.1f} s of the {announced:.1f} s its header announces "
+            f"({detail}) — {_AGAIN}"
+        ) from None
+    if decoded < info.frames - _DECODE_SLACK_S * info.samplerate:
+        raise AudioError(
+            f"audio file {path} is truncated or damaged: only {decoded / info.samplerate:.1f} s of "
+            f"the {info.frames / info.samplerate:.1f} s its header announces could be decoded — {_AGAIN}"
+        )
+
+
+def _wav_cut(f, size: int) -> str | None:
+    """Why a RIFF/WAVE file is cut short (its data chunk announces more bytes than follow), or None."""
+    offset = 12
+    for _ in range(64):  # a WAV has a handful of chunks; more is not a recording
+        f.seek(offset)
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return None
+        declared = int.from_bytes(chunk[4:], "little")
+        if chunk[:4] == b"data":
+            there = size - offset - 8
+            # 0x7FFFFFFF and above: a header written before the recording ended (a stream)
+            if there < declared < 0x7FFFFFFF:
+                return f"its header announces {declared:,} bytes of sound, but {there:,} are there"
+            return None
+        offset += 8 + declared + (declared & 1)
+    return None
+
+
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255
+
+
+def _ogg_cut(f, size: int) -> str | None:
+    """Why an Ogg file is cut short, or None: it must end where a page ends, and that last page
+    must carry the end-of-stream mark that every finished Ogg recording ends with."""
+    start = max(0, size - _OGG_MAX_PAGE - 16)
+    f.seek(start)
+    tail = f.read()
+    at = len(tail)
+    while (at := tail.rfind(b"OggS\x00", 0, at)) >= 0:
+        if at + 27 > len(tail):
+            continue
+        segments = tail[at + 26]
+        lacing = tail[at + 27 : at + 27 + segments]
+        end = at + 27 + segments + sum(lacing)
+        if len(lacing) == segments and end == len(tail):
+            if tail[at + 5] & 0x04:
+                return None
+            return "its last Ogg page has no end-of-stream mark, so the recording was cut off"
+    return "it does not end where an Ogg page ends, so the last page was cut off"
 
 
 def load_audio(path: Path | str, *, sample_rate: int = 16000, max_s: float | None = None) -> np.ndarray:

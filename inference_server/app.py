@@ -36,6 +36,7 @@ from inference_server.api.models import (
     Reflect,
     ReflectionReport,
     SessionReflection,
+    StoredId,
     StoredTurn,
     TurnText,
     encode_event,
@@ -180,7 +181,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         return StreamingResponse(events(), media_type=NDJSON)
 
     @app.patch("/v1/conversations/{conversation}/turns/{turn_id}")
-    async def correct_turn(conversation: ConversationId, turn_id: int, body: TurnText) -> JSONResponse:
+    async def correct_turn(conversation: ConversationId, turn_id: StoredId, body: TurnText) -> JSONResponse:
         """Replace the text of one of her stored turns (the doll's better transcript of it)."""
         if (full := await no_room()) is not None:
             return full
@@ -197,7 +198,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
 
     @app.post("/v1/conversations/{conversation}/turns/{turn_id}/heard")
     async def interrupted_reply(
-        conversation: ConversationId, turn_id: int, body: HeardSentences
+        conversation: ConversationId, turn_id: StoredId, body: HeardSentences
     ) -> JSONResponse:
         """She stopped his reply (a barge-in): keep only the sentences she heard of it."""
         try:
@@ -270,7 +271,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         return _answer(_item(added))
 
     @app.delete("/v1/memory/{memory_id}")
-    async def forget_memory(memory_id: int, conversation: ConversationId = "jinju") -> JSONResponse:
+    async def forget_memory(memory_id: StoredId, conversation: ConversationId = "jinju") -> JSONResponse:
         if (service := memory()) is None:
             return _memory_off()
         forgotten = await asyncio.to_thread(service.forget_ids, conversation, [memory_id])

@@ -99,7 +99,8 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel] | Non
     else:
         msg = err["msg"]
         if "input" in err and not isinstance(err["input"], dict | list):
-            msg += f", got {err['input']!r}"
+            got = repr(err["input"])  # a whole file given where a mapping belongs is not repeated
+            msg += f", got {got}" if len(got) <= 80 else f", got {got[:60]}… ({len(got):,} characters)"
     more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
     return f"{name}: {msg}{more}"
 

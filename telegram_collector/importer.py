@@ -13,8 +13,9 @@ are skipped and counted, as are service messages (calls, pins, …), forwarded m
 their words) and anybody but the two of them. Importing the same export again adds nothing.
 
 An export whose shape is not Telegram's (a chat that is not an object, a message id that is
-not a whole number below 2^63, …) is refused as a whole, naming the chat, the message's index
-and the field; nothing is written. A message whose date cannot be read is not imported either,
+not a whole number below 2^63 or has thousands of digits, JSON nested deeper than Python's
+reader follows, …) is refused as a whole, naming the chat, the message's index and the field;
+nothing is written. A message whose date cannot be read is not imported either,
 but counted and listed apart ("bad date") so that it is never lost unseen.
 """
 
@@ -36,6 +37,9 @@ from telegram_collector.store import CollectedMessage, CollectorStore, Speaker
 
 _USER_ID = re.compile(r"^(?:user)?(\d+)$")
 _MAX_ID = 2**63 - 1  # SQLite's INTEGER
+_MAX_DIGITS = 30  # a number with more digits is never an id; it is not even made an int
+_MAX_TEXT_DEPTH = 16  # entities within entities in a message's text; Telegram writes 2
+_EXPORT_DEPTH = 6  # how deep a Telegram Desktop export nests (chats.list[i].messages[j].text[k])
 _EARLIEST = 1_262_304_000.0  # 2010-01-01: before Telegram; earlier dates are not real
 _LATEST = 4_102_444_800.0  # 2100-01-01
 _LISTED = 5  # bad dates named one by one in the summary
@@ -91,6 +95,27 @@ class ImportReport:
         return [mend_text(line) for line in out]  # a chat's name may hold broken Unicode
 
 
+class LongNumber:
+    """A number in the export with more than _MAX_DIGITS digits: never an id, never made an int.
+
+    Python refuses to read an int of more than 4,300 digits (ValueError, not a JSON error), and
+    no id is that long anyway; what it was is kept only to be named in the error.
+    """
+
+    def __init__(self, digits: str) -> None:
+        self.digits = len(digits.lstrip("-+"))
+
+    def __repr__(self) -> str:
+        return f"a number of {self.digits:,} digits"
+
+    __str__ = __repr__
+
+
+def _number(digits: str) -> int | LongNumber:
+    """A JSON integer (or the digits of a from_id) as an int, unless it is far too long to be an id."""
+    return int(digits) if len(digits) <= _MAX_DIGITS else LongNumber(digits)
+
+
 class Person:
     """Who someone is in an export: a user id ("123", "user123", 123) or a display name."""
 
@@ -99,7 +124,13 @@ class Person:
         if not self.spec:
             raise TelegramError("--she and --he need a display name or a Telegram user id")
         found = _USER_ID.match(self.spec)
-        self.user_id = int(found.group(1)) if found else None
+        number = _number(found.group(1)) if found else None
+        if isinstance(number, LongNumber):
+            raise TelegramError(
+                f"--she and --he take a display name or a Telegram user id, not {number}: "
+                "a user id has at most 19 digits"
+            )
+        self.user_id = number
 
     def matches(self, message: dict) -> bool:
         if self.user_id is not None and _user_number(message) == self.user_id:
@@ -155,7 +186,7 @@ def import_export(
     # Every chat is read (and checked) before anything is written: a bad export imports nothing.
     kept = []
     for where, item, messages in picked:
-        report.chats.append(f"{item.get('name') or 'chat'} ({len(messages)} messages)")
+        report.chats.append(f"{_name(item) or 'chat'} ({len(messages)} messages)")
         kept.append(list(_collect(where, item, messages, her, him, report, path)))
     for messages in kept:
         result = store.add_many(messages)
@@ -168,7 +199,13 @@ def import_export(
 def _load(path: Path) -> dict:
     try:
         with path.open(encoding="utf-8") as f:
-            data = json.load(f)
+            data = json.load(f, parse_int=_number)
+    except RecursionError:
+        raise TelegramError(
+            f"{path} nests its JSON more than {_reader_depth():,} levels deep, the most Python's JSON "
+            f"reader follows (a Telegram Desktop export nests {_EXPORT_DEPTH}): it is not a chat "
+            "export — export again with the format 'Machine-readable JSON'"
+        ) from None
     except FileNotFoundError:
         raise TelegramError(
             f"export not found: {path} — give the result.json Telegram Desktop wrote"
@@ -191,6 +228,21 @@ def _load(path: Path) -> dict:
     return data
 
 
+def _reader_depth() -> int:
+    """How deep Python's JSON reader follows nesting here: found by trying, for the error message
+    only (about 1,000 levels on Python 3.11, set by its recursion limit; later Pythons differ)."""
+    low, high = 1, 1 << 17
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            json.loads("[" * middle + "]" * middle)
+        except RecursionError:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
 def _chats(data: dict, only: str | int | None, path: Path) -> Iterator[tuple[str, dict, list[dict]]]:
     """(where in the file, the chat, its messages) for each chat to look at; shape errors name the field."""
     if "messages" in data:
@@ -206,7 +258,7 @@ def _chats(data: dict, only: str | int | None, path: Path) -> Iterator[tuple[str
     for where, item in found:
         if not isinstance(item, dict):
             raise TelegramError(f"{path}: {where} is {_a(item)}, not a chat object — export again")
-        if only is not None and str(only).strip() not in (str(item.get("id")), str(item.get("name")).strip()):
+        if only is not None and str(only).strip() not in (_shown(item.get("id")), _name(item)):
             continue
         messages = item.get("messages", [])
         prefix = f"{where}." if where else ""
@@ -232,7 +284,7 @@ def _collect(
     prefix = f"{where}." if where else ""
     chat_id = chat.get("id")
     if chat_id is None:
-        chat_id = zlib.crc32(str(chat.get("name")).encode()) % 2**31  # exports carry an id; just in case
+        chat_id = zlib.crc32(_name(chat).encode()) % 2**31  # exports carry an id; just in case
     else:
         chat_id = _whole_number(chat_id, f"{path}: {prefix}id (the chat's id)")
     for i, message in enumerate(messages):
@@ -252,7 +304,7 @@ def _collect(
             report.skipped["forwarded"] += 1
             continue
         kind = _kind(message)
-        text = flatten_text(message.get("text", "")).strip()
+        text = _text(message.get("text", ""), f"{at}.text").strip()
         if not text:
             report.skipped[kind if kind != "text" else "empty"] += 1
             continue
@@ -284,16 +336,33 @@ def _collect(
         )
 
 
-def flatten_text(text: object) -> str:
-    """An export's ``text``: a string, or a list of strings and entities ``{type, text}``."""
+def flatten_text(text: object, *, depth: int = _MAX_TEXT_DEPTH) -> str:
+    """An export's ``text`` as plain text: a string, or a list of strings and entities
+    ``{type, text}`` whose text is itself a string or such a list; the pieces are joined in
+    order. Anything else (a number, null, an entity without text) adds nothing.
+
+    Raises ValueError when entities nest more than ``depth`` levels deep.
+    """
     if isinstance(text, str):
         return text
-    if isinstance(text, list):
-        return "".join(
-            part if isinstance(part, str) else str(part.get("text", "")) if isinstance(part, dict) else ""
-            for part in text
-        )
-    return ""
+    if isinstance(text, dict):
+        text = text.get("text", "")
+        if isinstance(text, str):
+            return text
+    if not isinstance(text, list):
+        return ""
+    if depth <= 0:
+        raise ValueError(f"its entities nest more than {_MAX_TEXT_DEPTH} levels deep")
+    return "".join(flatten_text(part, depth=depth - 1) for part in text)
+
+
+def _text(text: object, what: str) -> str:
+    try:
+        return flatten_text(text)
+    except ValueError as exc:
+        raise TelegramError(
+            f"{what}: {exc} (Telegram writes 2) — it is not Telegram's export: export again"
+        ) from None
 
 
 def _kind(message: dict) -> str:
@@ -312,18 +381,37 @@ def _a(value: object) -> str:
     return names.get(type(value), "a number")
 
 
+def _shown(value: object, *, quoted: bool = True) -> str:
+    """A value of the export as an error names it: short, and never a whole list or object."""
+    if isinstance(value, (dict, list)):
+        return _a(value)
+    if isinstance(value, str):
+        shown = repr(value) if quoted else value
+        return shown if len(shown) <= 40 else shown[:39] + "…"
+    return repr(value)
+
+
+def _name(chat: dict) -> str:
+    """A chat's name: its name if that is text, else empty."""
+    name = chat.get("name")
+    return name.strip() if isinstance(name, str) else ""
+
+
 def _whole_number(value: object, what: str) -> int:
     """An id as Telegram writes it: a whole number that fits SQLite's integer (below 2^63)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TelegramError(f"{what} is {value!r}, not a whole number — export again")
-    if not -_MAX_ID <= value <= _MAX_ID:
+    if isinstance(value, LongNumber) or (isinstance(value, int) and not -_MAX_ID <= value <= _MAX_ID):
         raise TelegramError(f"{what} is {value}, too large for an id (at most 2^63 - 1) — export again")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TelegramError(f"{what} is {_shown(value)}, not a whole number — export again")
     return value
 
 
-def _user_number(message: dict) -> int | None:
-    found = _USER_ID.match(str(message.get("from_id", "")))
-    return int(found.group(1)) if found else None
+def _user_number(message: dict) -> int | LongNumber | None:
+    from_id = message.get("from_id", "")
+    if isinstance(from_id, LongNumber):
+        return from_id
+    found = _USER_ID.match(str(from_id)) if isinstance(from_id, (str, int)) else None
+    return _number(found.group(1)) if found else None
 
 
 def _sender_id(message: dict, at: str) -> int | None:
@@ -346,7 +434,9 @@ def _date(message: dict) -> float | None:
 
 def _senders(messages: list[dict]) -> str:
     seen: Counter[tuple[str, str]] = Counter(
-        (str(m.get("from")), str(m.get("from_id"))) for m in messages if m.get("type") == "message"
+        (_shown(m.get("from"), quoted=False), _shown(m.get("from_id"), quoted=False))
+        for m in messages
+        if m.get("type") == "message"
     )
     if not seen:
         return "nobody (no messages)"

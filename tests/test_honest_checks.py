@@ -188,6 +188,115 @@ def test_a_long_recording_is_refused_from_its_header_before_it_is_decoded(tmp_pa
         audio.load_audio(path, max_s=60)
 
 
+# Issue 22, item 4: a FLAC cut in half passed the header check (its header still announces every
+# sample), the speech model loaded (2.5 s, 570 MB), and only then was it "not a WAV/FLAC/OGG file".
+
+
+def _whole_recording(tmp_path: Path, kind: str) -> Path:
+    """samples/ko-read-sentence.wav (3.9 s of her voice) as a WAV, a FLAC or an Ogg Vorbis file."""
+    import soundfile as sf
+    from conftest import ROOT
+
+    samples, rate = sf.read(ROOT / "samples" / "ko-read-sentence.wav", dtype="int16")
+    path = tmp_path / f"her.{kind}"
+    if kind == "ogg":
+        sf.write(path, samples, rate, format="OGG", subtype="VORBIS")
+    else:
+        sf.write(path, samples, rate)
+    return path
+
+
+def _header_bytes(data: bytes, kind: str) -> int:
+    """Where a file's first sound begins: after a WAV's header, a FLAC's metadata, an Ogg's
+    three Vorbis header packets (on the pages before the first page with a granule position)."""
+    if kind == "wav":
+        return data.index(b"data") + 8
+    if kind == "flac":
+        at = 4
+        while True:
+            last, length = data[at] & 0x80, int.from_bytes(data[at + 1 : at + 4], "big")
+            at += 4 + length
+            if last:
+                return at
+    at = 0
+    while int.from_bytes(data[at + 6 : at + 14], "little") == 0:  # granule 0: headers
+        segments = data[at + 26]
+        at += 27 + segments + sum(data[at + 27 : at + 27 + segments])
+    return at
+
+
+def _ogg_page_boundary(data: bytes) -> int:
+    """The start of the Ogg page nearest the middle: a cut there leaves whole pages only."""
+    return data.index(b"OggS", len(data) // 2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "cut"),
+    [
+        (kind, cut)
+        for kind in ("wav", "flac", "ogg")
+        for cut in ("half", "after the header", "at a page boundary", "one byte short")
+        if cut != "at a page boundary" or kind == "ogg"  # only Ogg has pages
+    ],
+)
+def test_a_truncated_recording_is_refused_by_the_check_before_any_model(tmp_path, kind, cut):
+    from device.audio import check_audio_file
+    from device.errors import AudioError
+
+    data = _whole_recording(tmp_path, kind).read_bytes()
+    end = {
+        "half": len(data) // 2,
+        "after the header": _header_bytes(data, kind),
+        "at a page boundary": _ogg_page_boundary(data) if kind == "ogg" else 0,
+        "one byte short": len(data) - 1,
+    }[cut]
+    path = tmp_path / f"cut.{kind}"
+    path.write_bytes(data[:end])
+    with pytest.raises(AudioError, match=r"is truncated") as refused:
+        check_audio_file(path, max_s=60)
+    message = str(refused.value)
+    assert message.startswith(f"audio file {path} is truncated") and "copy it again whole" in message
+    assert "not a WAV/FLAC/OGG" not in message
+
+
+@pytest.mark.parametrize("kind", ["wav", "flac", "ogg"])
+def test_a_whole_recording_passes_the_check(tmp_path, kind):
+    from device.audio import check_audio_file
+
+    assert check_audio_file(_whole_recording(tmp_path, kind), max_s=60) == pytest.approx(3.888)
+
+
+def test_a_recording_damaged_inside_is_refused_by_the_check(tmp_path):
+    from device.audio import check_audio_file
+    from device.errors import AudioError
+
+    path = _whole_recording(tmp_path, "flac")
+    data = bytearray(path.read_bytes())
+    start = _header_bytes(bytes(data), "flac")
+    data[start : len(data) - 100] = bytes(len(data) - 100 - start)  # the frames zeroed, the end kept
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"is truncated or damaged: .* — copy it again whole"):
+        check_audio_file(path)
+
+
+@pytest.mark.parametrize("kind", ["flac", "wav", "ogg"])
+def test_transcribe_refuses_a_truncated_recording_before_loading_a_speech_model(
+    tmp_path, capsys, monkeypatch, kind
+):
+    import device.stt.auto
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a speech model was loaded for a truncated file")
+
+    monkeypatch.setattr(device.stt.auto, "create_transcriber", no_model)
+    data = _whole_recording(tmp_path, kind).read_bytes()
+    path = tmp_path / f"cut.{kind}"
+    path.write_bytes(data[: len(data) // 2])
+    assert main(["--config", str(_no_speech_models(tmp_path)), "transcribe", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: error: audio file {path} is truncated" in err and "Vosk model not found" not in err
+
+
 def test_talk_refuses_a_long_recording_in_one_line(tmp_path, capsys):
     path = _long_wav(tmp_path / "long.wav", 61)
     config = _no_speech_models(tmp_path)

@@ -163,6 +163,30 @@ def test_bad_arguments_are_refused_by_argparse(served):
     assert served.memory.list(CONVERSATION) == []
 
 
+# Issue 22, item 4: DELETE /v1/memory/{id} with an id of 2^63 or more was a 500 (SQLite's
+# OverflowError); `chacha memory forget` sent it and printed the 500.
+@pytest.mark.parametrize("bad", ["0", str(2**63), str(2**64), "9" * 5000])
+def test_forgetting_an_id_no_memory_can_have_is_refused_before_sending(served, bad):
+    result = served("forget", bad)
+    assert result.returncode == 2, result.stderr
+    assert "must be a memory's id, from 1 to 2^63 - 1" in result.stderr and "memory list" in result.stderr
+    assert len(result.stderr) < 1000 and "9" * 100 not in result.stderr  # the input is not repeated
+    assert "500" not in result.stderr
+
+
+def test_the_client_names_the_id_the_server_refuses(served):
+    from inference_server.api.client import ServerUnavailable
+
+    for bad in (2**63, 0, -1):
+        with pytest.raises(ServerUnavailable, match=r"answered 422: path\.memory_id: ") as refused:
+            asyncio.run(served.client.forget_memory(CONVERSATION, bad))
+        assert "\n" not in str(refused.value)
+    with pytest.raises(ServerUnavailable, match=r"answered 422: path\.turn_id: "):
+        asyncio.run(served.client.correct_turn(CONVERSATION, 2**63, "안녕"))
+    with pytest.raises(ServerUnavailable, match=r"answered 422: path\.turn_id: "):
+        asyncio.run(served.client.interrupted(CONVERSATION, 2**64, []))
+
+
 def test_a_server_without_memory_says_so_in_one_line(tmp_path):
     config = tmp_path / "chacha.yaml"
     config.write_text(

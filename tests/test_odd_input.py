@@ -226,6 +226,98 @@ def test_telegram_import_of_an_id_beyond_2_63_is_a_clear_error(tmp_path, collect
     assert collector.count() == 0  # a bad export imports nothing
 
 
+# Issue 22, item 5: Python refuses an int of over 4,300 digits with a ValueError of its own, and
+# json nested 100,000 deep with RecursionError: both were "unexpected error" from the importer.
+@pytest.mark.parametrize(
+    ("field", "raw", "fragment"),
+    [
+        ("id", "9" * 5000, r"messages\[1\]\.id is a number of 5,000 digits, too large for an id"),
+        ("id", "-" + "9" * 5000, r"messages\[1\]\.id is a number of 5,000 digits, too large"),
+        ("reply_to_message_id", "1" * 5000, r"messages\[1\]\.reply_to_message_id is a number of 5,000"),
+        ("from_id", '"user' + "7" * 5000 + '"', r"messages\[1\]\.from_id is a number of 5,000 digits"),
+        ("id", str(2**63), r"messages\[1\]\.id is 9223372036854775808, too large for an id"),
+        ("id", '"' + "x" * 100_000 + '"', r"messages\[1\]\.id is 'x{30,}…, not a whole number"),
+        ("id", "[[1]]", r"messages\[1\]\.id is a list, not a whole number"),
+        ("id", "1.5", r"messages\[1\]\.id is 1\.5, not a whole number"),
+    ],
+)
+def test_telegram_import_of_an_id_of_thousands_of_digits_names_the_field(
+    tmp_path, collector, field, raw, fragment
+):
+    odd = _message(2, "him", "응", **{field: "@@"})
+    path = tmp_path / "result.json"
+    text = json.dumps(_chat(_message(1, "her", "안녕"), odd)).replace('"@@"', raw)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TelegramError, match=fragment) as refused:
+        _import(path, collector)
+    assert len(str(refused.value)) < 300 and str(path) in str(refused.value)
+    assert collector.count() == 0
+
+
+def test_telegram_import_of_a_chat_id_of_thousands_of_digits_is_a_clear_error(tmp_path, collector):
+    path = tmp_path / "result.json"
+    text = json.dumps(_chat(_message(1, "her", "안녕"), _message(2, "him", "응")))
+    path.write_text(text.replace(f'"id": {HER}', '"id": ' + "5" * 5000, 1), encoding="utf-8")
+    with pytest.raises(TelegramError, match=r"id \(the chat's id\) is a number of 5,000 digits"):
+        _import(path, collector)
+
+
+def test_telegram_import_refuses_a_user_id_of_thousands_of_digits_for_she(tmp_path, collector):
+    path = _export(tmp_path, _chat(_message(1, "her", "안녕"), _message(2, "him", "응")))
+    with pytest.raises(TelegramError, match=r"--she and --he .* not a number of 5,000 digits"):
+        import_export(path, collector, she="user" + "1" * 5000, he="차차")
+
+
+@pytest.mark.parametrize("depth", [100_000])
+def test_telegram_import_of_json_nested_too_deep_is_a_clear_error(tmp_path, collector, depth):
+    path = tmp_path / "result.json"
+    deep = "[" * depth + "]" * depth
+    text = json.dumps(_chat(_message(1, "her", "안녕")), ensure_ascii=False).replace('"안녕"', deep)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TelegramError, match=r"nests its JSON more than [\d,]+ levels deep") as refused:
+        _import(path, collector)
+    assert str(refused.value).startswith(str(path))
+
+
+def test_telegram_import_of_entity_text_nested_too_deep_names_the_message_and_the_limit(tmp_path, collector):
+    nested: object = "안녕"
+    for _ in range(40):
+        nested = [{"type": "bold", "text": nested}]
+    path = _export(tmp_path, _chat(_message(1, "her", nested), _message(2, "him", "응")))
+    with pytest.raises(TelegramError, match=r"messages\[0\]\.text: its entities nest more than 16 levels"):
+        _import(path, collector)
+
+
+def test_telegram_import_flattens_nested_entities_to_their_plain_text(tmp_path, collector):
+    text = [
+        "오늘 ",
+        {"type": "bold", "text": ["정말 ", {"type": "italic", "text": "맛있는"}]},
+        " ",
+        {"type": "text_link", "text": "떡볶이", "href": "https://x"},
+        {"type": "custom_emoji", "document_id": 5},  # no text: adds nothing
+        7,
+        None,
+        " 먹었어",
+    ]
+    path = _export(tmp_path, _chat(_message(1, "her", text), _message(2, "him", ["응", {"text": "!"}])))
+    assert _import(path, collector).imported == 2
+    assert [m.text for m in collector.messages()] == ["오늘 정말 맛있는 떡볶이 먹었어", "응!"]
+
+
+def test_chacha_telegram_import_of_a_5000_digit_id_is_one_line_not_unexpected(tmp_path, capsys):
+    from device.cli.main import main
+
+    config = tmp_path / "chacha.yaml"
+    config.write_text(f"server:\n  data_dir: {tmp_path / 'data'}\n", encoding="utf-8")
+    path = tmp_path / "result.json"
+    text = json.dumps(_chat(_message(1, "her", "안녕"), _message(2, "him", "응", id="@@")))
+    path.write_text(text.replace('"@@"', "9" * 5000), encoding="utf-8")
+    code = main(["--config", str(config), "telegram", "import", str(path), "--she", "진주", "--he", "차차"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unexpected" not in err
+    assert "messages[1].id is a number of 5,000 digits" in err and len(err) < 400
+
+
 def test_telegram_import_of_a_message_that_is_not_an_object_names_its_index(tmp_path, collector):
     path = _export(
         tmp_path, {"chats": {"list": [_chat(_message(1, "her", "안녕"), _message(2, "him", "응"), "x")]}}

@@ -36,14 +36,34 @@ def _importance(text: str) -> float:
     return value
 
 
+def _shown(text: str) -> str:
+    """What was typed, for an error: cut short when long (a 5,000-digit id is not repeated)."""
+    return repr(text) if len(text) <= 24 else f"{text[:20]!r}… ({len(text):,} characters)"
+
+
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text.strip()) <= 30 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {_shown(text)}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
+
+
+def _memory_id(text: str) -> int:
+    """A memory's id as the server stores it: a whole number from 1 to 2^63 - 1 (SQLite's INTEGER)."""
+    from inference_server.api.models import MAX_ID
+
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and (len(digits) > 30 or not 1 <= int(digits) <= MAX_ID):
+        raise argparse.ArgumentTypeError(
+            f"must be a memory's id, from 1 to 2^63 - 1 ({MAX_ID}), not {_shown(text)}: "
+            "see `chacha memory list`"
+        )
+    return _positive_int(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -90,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     s = sub.add_parser("forget", help="delete one memory by id, or every one with --all")
     which = s.add_mutually_exclusive_group(required=True)
-    which.add_argument("id", type=_positive_int, nargs="?", metavar="ID", help="the memory's id (see list)")
+    which.add_argument("id", type=_memory_id, nargs="?", metavar="ID", help="the memory's id (see list)")
     which.add_argument("--all", action="store_true", help="every memory of the conversation")
     s.add_argument("--yes", action="store_true", help="with --all: do not ask first")
     s.set_defaults(func=forget)

@@ -72,6 +72,16 @@ class _Request(BaseModel):
         return mend_any(data)
 
 
+MAX_ID = 2**63 - 1
+"""The largest id the server stores: SQLite's INTEGER is a signed 64-bit number."""
+
+StoredId = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""The id of a stored turn or memory wherever a request names one (path, query or body): a whole
+number from 1 to MAX_ID. Anything else (0, negative, 2^63 and above, a string of 5,000 digits)
+is a 422 naming the parameter before SQLite sees it; SQLite cannot hold a larger number, and
+the OverflowError it raised was a 500."""
+
+
 MAX_AUDIO_BYTES = 1_500_000
 """Largest utterance audio accepted (about 90 s of 16 kHz Opus, or 45 s of FLAC)."""
 
