@@ -2,7 +2,8 @@
 PATCH /v1/conversations/{conversation}/turns/{turn_id} corrects what she said;
 POST /v1/conversations/{conversation}/turns/{reply_id}/heard keeps only what she heard of his reply;
 DELETE /v1/conversations/{conversation} deletes a history; /v1/memory lists, searches, adds,
-forgets and reflects on his long-term memory."""
+forgets and reflects on his long-term memory; GET /v1/forgets lists what was forgotten (digests)
+for the Telegram collector."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import hmac
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
@@ -19,8 +21,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from inference_server import __version__
 from inference_server.api.models import (
+    MAX_ID,
     NDJSON,
     ChatRequest,
+    ForgetEntry,
+    ForgetLog,
     Health,
     HeardSentences,
     HistoryDeleted,
@@ -217,6 +222,14 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         turns, summaries = await asyncio.to_thread(chat.store.delete_conversation, conversation)
         _LOGGER.info("history of %s deleted: %d turns, %d summaries", conversation, turns, summaries)
         return _answer(HistoryDeleted(conversation=conversation, turns=turns, summaries=summaries))
+
+    @app.get("/v1/forgets")
+    async def forget_log(after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> JSONResponse:
+        """What was forgotten since forgetting `after`, as digests, for the Telegram collector."""
+        records = await asyncio.to_thread(chat.store.forgets, after)
+        return _answer(
+            ForgetLog(forgets=tuple(ForgetEntry.model_validate(dataclasses.asdict(r)) for r in records))
+        )
 
     def memory() -> MemoryService | None:
         return chat.memory

@@ -522,6 +522,7 @@ class ChatService:
             turn_id=turn_id,
             reply_id=reply_id,
             timings_ms=Timings(first_sentence=total_ms, total=total_ms),
+            forget_id=forgotten.log_id,
         )
 
     @staticmethod

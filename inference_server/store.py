@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from inference_server.errors import InferenceError
-from inference_server.shared.sqlite import add_columns, open_database
-from inference_server.shared.text import mend_text
+from inference_server.shared.sqlite import add_columns, open_database, scrub
+from inference_server.shared.text import mend_text, said_digest
 
 Role = Literal["user", "model"]
 
@@ -80,6 +81,17 @@ MIGRATIONS = (
     add_columns("turns", _ADDED_COLUMNS),
     _MEMORY_SCHEMA,
     add_columns("turns", {"forgotten": "INTEGER NOT NULL DEFAULT 0"}),
+    # What was forgotten, for the other stores that keep her words (the Telegram collector):
+    # digests of the erased turns and of a topic's words, never the words (docs/memory.md).
+    """
+CREATE TABLE IF NOT EXISTS forgets (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT    NOT NULL,
+    created_at   REAL    NOT NULL,
+    said         TEXT    NOT NULL DEFAULT '[]',
+    words        TEXT    NOT NULL DEFAULT '[]'
+);
+""",
 )
 _TURN_COLUMNS = "id, conversation, role, text, channel, backend, created_at, source, heard"
 _REMEMBERED = "forgotten = 0"
@@ -125,6 +137,19 @@ class NotHerTurn(InferenceError):
 
 class NotHisTurn(InferenceError):
     """The turn is hers, or his words do not begin with what she says she heard."""
+
+
+@dataclass(frozen=True)
+class ForgetRecord:
+    """One forgetting, as other stores apply it: digests only (inference_server.shared.text)."""
+
+    id: int
+    conversation: str
+    created_at: float
+    said: tuple[str, ...]
+    """`said_digest` of every erased turn's words."""
+    words: tuple[tuple[int, str], ...]
+    """(length, `word_digest`) of each word of a forgotten topic."""
 
 
 class ConversationStore:
@@ -267,17 +292,23 @@ class ConversationStore:
                 (conversation, through_id, mend_text(text), time.time()),
             )
 
-    def forget_turns(self, conversation: str, turn_ids: list[int]) -> int:
+    def forget_turns(self, conversation: str, turn_ids: list[int]) -> list[str]:
         """Keep these turns out of every prompt from now on, and drop the summaries that may hold them.
 
         The turns stay as rows (the history's order is kept) but their words are erased: what
-        she asked to be forgotten must not come back through the history or a summary.
+        she asked to be forgotten must not come back through the history or a summary. Returns
+        the `said_digest` of every text erased (for the forget log).
         """
         if not turn_ids:
-            return 0
+            return []
         marks = ",".join("?" * len(turn_ids))
         with self._lock:
-            cursor = self._db.execute(
+            rows = self._db.execute(
+                f"SELECT text, heard FROM turns WHERE conversation = ? AND id IN ({marks})",
+                (conversation, *turn_ids),
+            ).fetchall()
+            said = sorted({said_digest(t) for row in rows for t in row if t and t.strip()})
+            self._db.execute(
                 f"UPDATE turns SET forgotten = 1, text = '', heard = NULL"
                 f" WHERE conversation = ? AND id IN ({marks})",
                 (conversation, *turn_ids),
@@ -286,7 +317,36 @@ class ConversationStore:
                 "DELETE FROM summaries WHERE conversation = ? AND through_id >= ?",
                 (conversation, min(turn_ids)),
             )
-            return cursor.rowcount
+        return said
+
+    def log_forget(self, conversation: str, said: list[str], words: list[tuple[int, str]]) -> int | None:
+        """Keep the digests of one forgetting for the other stores; its id (None if nothing to log)."""
+        if not said and not words:
+            return None
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO forgets (conversation, created_at, said, words) VALUES (?, ?, ?, ?)",
+                (conversation, time.time(), json.dumps(sorted(set(said))), json.dumps(words)),
+            )
+            return cursor.lastrowid
+
+    def forgets(self, after: int = 0, *, limit: int = 1000) -> list[ForgetRecord]:
+        """The forget log after id `after`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, conversation, created_at, said, words FROM forgets WHERE id > ?"
+                " ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            ForgetRecord(i, c, at, tuple(json.loads(said)), tuple((int(n), d) for n, d in json.loads(words)))
+            for i, c, at, said, words in rows
+        ]
+
+    def scrub(self) -> bool:
+        """After a forget: empty the WAL, so that the erased words are nowhere in the files."""
+        with self._lock:
+            return scrub(self._db)
 
     def replies_to(self, conversation: str, turn_ids: list[int]) -> list[int]:
         """The ids of 차차's replies that came right after each of these turns of hers."""
@@ -323,6 +383,7 @@ class ConversationStore:
             summaries = self._db.execute(
                 "DELETE FROM summaries WHERE conversation = ?", (conversation,)
             ).rowcount
+            scrub(self._db)
         return turns, summaries
 
     def count(self, conversation: str) -> int:

@@ -37,7 +37,7 @@ from inference_server.settings import MAX_TEXT_CHARS
 from telegram_collector.developer import DEVELOPER_COMMANDS, DeveloperCommands
 from telegram_collector.errors import TelegramError
 from telegram_collector.settings import TelegramSettings, TelegramUser
-from telegram_collector.store import CollectedMessage, CollectorStore
+from telegram_collector.store import CollectedMessage, CollectorStore, Forget
 from telegram_collector.voice import VoiceError, VoiceTooLong, decode_voice, encode_voice, size_limit
 from tts.settings import TTSSettings
 
@@ -76,6 +76,8 @@ VOICE_OFF = (
 )
 ONLY_WORDS = "아직 사진이나 스티커는 잘 못 봐. 말로 해 줄래?"
 GREETING = "나 여기 있어. 여기서도 인형한테 하듯이 말 걸어 줘."
+FORGETS_EVERY_S = 60.0
+"""How often the bot fetches the server's forget log (what she asked the doll to forget too)."""
 
 
 class Lazy:
@@ -163,6 +165,8 @@ class ChachaBot:
         self.speech = Lazy("speech synthesis", speech_factory or self._load_speech)
         self.developer = DeveloperCommands(self)
         self._strangers_told: dict[int, float] = {}
+        self._forgets_task: asyncio.Task | None = None
+        self._forgets_failing = False
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -177,6 +181,7 @@ class ChachaBot:
             self.transcriber.start()
         if self.settings.voice_reply:
             self.speech.start()
+        self._forgets_task = asyncio.create_task(self._follow_forgets(), name="forget-log")
         commands = [BotCommand(name, about) for name, about in DEVELOPER_COMMANDS.items()]
         for user in self.settings.users:
             if user.role != "developer":
@@ -190,6 +195,59 @@ class ChachaBot:
         """At shutdown: stop waiting for speech models still loading."""
         self.transcriber.cancel()
         self.speech.cancel()
+        if self._forgets_task is not None:
+            self._forgets_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._forgets_task
+
+    # --- forgetting ---------------------------------------------------------------------------
+
+    async def sync_forgets(self) -> int:
+        """Apply what the server forgot since last time (on the doll or here): the collector
+        deletes those messages and never takes them in again. Returns messages deleted."""
+        deleted = 0
+        while True:
+            after = await asyncio.to_thread(self.store.forgotten_through)
+            log = await self.client.forgets(after)
+            if not log.forgets:
+                return deleted
+            deleted += await asyncio.to_thread(
+                self.store.apply_forgets,
+                [Forget(f.id, f.conversation, f.created_at, f.said, f.words) for f in log.forgets],
+            )
+            _LOGGER.info(
+                "applied %d forgetting(s) of the server: %d collected message(s) deleted",
+                len(log.forgets),
+                deleted,
+            )
+
+    async def _follow_forgets(self) -> None:
+        """At start and every FORGETS_EVERY_S: the server's forget log into the collector."""
+        while True:
+            try:
+                await self.sync_forgets()
+                if self._forgets_failing:
+                    _LOGGER.info("the server's forget log is read again")
+                self._forgets_failing = False
+            except ServerUnavailable as exc:
+                if not self._forgets_failing:  # once, not every minute while the server is away
+                    _LOGGER.warning("cannot read the server's forget log (tried every minute): %s", exc)
+                self._forgets_failing = True
+            except Exception:
+                _LOGGER.exception("applying the server's forget log failed; trying again in a minute")
+            await asyncio.sleep(FORGETS_EVERY_S)
+
+    async def _forgotten_request(self, message: Message, final: ReplyFinal) -> bool:
+        """Her message asked him to forget: it is not kept (nor is his answer), and the
+        forgetting is applied to the collector now. False for any other reply."""
+        if final.forget_id is None:
+            return False
+        await asyncio.to_thread(self.store.delete, message.chat_id, message.message_id)
+        try:
+            await self.sync_forgets()
+        except ServerUnavailable as exc:
+            _LOGGER.warning("the forgetting is applied at the next reading of the forget log: %s", exc)
+        return True
 
     def conversation(self, user: TelegramUser) -> str:
         """The server conversation this user's words go to."""
@@ -250,7 +308,8 @@ class ChachaBot:
         async with keep_acting(context, message.chat_id, ChatAction.TYPING):
             final = await self._ask(text, user, message)
         if final is not None:
-            await self._answer(message, final.reply, final.backend, context)
+            forgetting = await self._forgotten_request(message, final)
+            await self._answer(message, final.reply, final.backend, context, keep=not forgetting)
 
     async def on_voice(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A voice note: hear it, ask 차차, answer in text and (if configured) in his voice."""
@@ -270,15 +329,22 @@ class ChachaBot:
             if heard is None:
                 return
             await self._collect(message, user, heard, kind="voice")
+            forgetting = False
             if heard:
                 final = await self._ask(heard, user, message)
                 if final is None:
                     return
                 reply, backend = final.reply, final.backend
+                forgetting = await self._forgotten_request(message, final)
             else:  # nothing but silence or noise: the server is not asked, as at the doll
                 reply, backend = NOTHING_HEARD, "none"
         await self._answer(
-            message, f"{HEARD_PREFIX}{heard or '…'}\n\n{reply}", backend, context, stored=reply
+            message,
+            f"{HEARD_PREFIX}{heard or '…'}\n\n{reply}",
+            backend,
+            context,
+            stored=reply,
+            keep=not forgetting,
         )
         if self.settings.voice_reply:
             await self._send_voice(message, reply, context)
@@ -387,9 +453,12 @@ class ChachaBot:
         context: ContextTypes.DEFAULT_TYPE,
         *,
         stored: str | None = None,
+        keep: bool = True,
     ) -> None:
-        """Send 차차's reply and collect it as his words."""
+        """Send 차차's reply and collect it as his words (unless `keep` is False)."""
         sent = await message.reply_text(text[:MAX_MESSAGE_CHARS])
+        if not keep:
+            return
         await self._keep(
             CollectedMessage(
                 chat_id=sent.chat_id,

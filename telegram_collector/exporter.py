@@ -7,6 +7,12 @@ that is dropped, and media (stickers, photos, …) break a turn so a caption nev
 reply to the picture. The bot's own replies count as his words, except those the offline
 phrasebook made: feeding the phrasebook its own lines back would teach nothing.
 
+A request to forget ("잊어줘", "새우 얘기 잊어줘") is never a pair: it would teach him to answer
+it, and put the topic back into a prompt. What it asks to forget goes too: without a topic, her
+turn just before it (and his answer); with one, every earlier pair of that chat naming the
+topic. (What she asked 차차 himself to forget is already gone from the collection: the bot
+applies the server's forget log.)
+
 Everything is written to local files. Nothing here uploads anything anywhere.
 """
 
@@ -35,7 +41,7 @@ DEFAULT_MAX_CHARS = 300
 DEFAULT_EXAMPLES = 12
 
 _WORDS = {"text", "voice"}
-_MADE_BY_RULE = {"phrasebook", "none"}
+_MADE_BY_RULE = {"phrasebook", "none", "memory", "disk-full"}  # his words by rule, not his own
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+|<\S+@\S+>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _HAS_WORD = re.compile(r"[0-9A-Za-z가-힣ㄱ-ㅎㅏ-ㅣ]")
@@ -81,14 +87,26 @@ def build_pairs(
     max_chars: int = DEFAULT_MAX_CHARS,
 ) -> tuple[list[Pair], Counter[str]]:
     """The pairs in the messages, and what was left out and why."""
+    from inference_server.memory.text import forget_request
+
     skipped: Counter[str] = Counter()
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     ordered = sorted(messages, key=lambda m: (m.chat_id, m.source, m.date, m.message_id))
     for (chat_id, source), group in groupby(ordered, key=lambda m: (m.chat_id, m.source)):
         turns = list(_turns(group, max_gap_s, skipped))
+        chat_pairs: list[Pair] = []
         for hers, his in zip(turns, turns[1:], strict=False):
-            if hers.role != "she" or his.role != "he":
+            if hers.role != "she":
+                continue
+            request = forget_request(hers.text)
+            if request is not None:
+                skipped["a request to forget"] += 1
+                dropped = _forgotten(chat_pairs, request.topic)
+                skipped["what she asked to forget"] += len(dropped)
+                chat_pairs = [p for p in chat_pairs if p not in dropped]
+                continue
+            if his.role != "he":
                 continue
             if not (hers.usable and his.usable):
                 skipped["pair next to media or a phrasebook reply"] += 1
@@ -100,8 +118,17 @@ def build_pairs(
                 skipped["duplicate"] += 1
             else:
                 seen.add((hers.text, his.text))
-                pairs.append(Pair(hers.text, his.text, chat_id, source, hers.end))
+                chat_pairs.append(Pair(hers.text, his.text, chat_id, source, hers.end))
+        pairs.extend(chat_pairs)
     return pairs, skipped
+
+
+def _forgotten(pairs: list[Pair], topic: str) -> list[Pair]:
+    """The pairs a request to forget takes back: the last one, or those naming the topic."""
+    if not topic:
+        return pairs[-1:]
+    words = [w for w in topic.split() if len(w) >= 2] or [topic]
+    return [p for p in pairs if sum(w in p.she or w in p.he for w in words) * 2 >= len(words)]
 
 
 def _turns(messages: Iterable[CollectedMessage], max_gap_s: float, skipped: Counter[str]) -> Iterator[_Turn]:

@@ -193,6 +193,8 @@ def import_export(
         report.imported += result.added
         report.updated += result.updated
         report.already_present += result.unchanged
+        if result.forgotten:
+            report.skipped["forgotten at her request"] += result.forgotten
     return report
 
 

@@ -7,14 +7,15 @@ with who said it, when, and where it came from.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from inference_server.shared.sqlite import open_database
-from inference_server.shared.text import mend_text
+from inference_server.shared.sqlite import open_database, scrub
+from inference_server.shared.text import holds_words, mend_text, said_digest
 from telegram_collector.errors import TelegramError
 
 Speaker = Literal["she", "he", "other"]
@@ -39,8 +40,19 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, date, message_id);
 """
+# What the server forgot at her request (GET /v1/forgets): digests, never the words. Kept so
+# that a message forgotten never comes back, from the bot or from a later import.
+_FORGETS = """
+CREATE TABLE IF NOT EXISTS forgets (
+    server_id    INTEGER PRIMARY KEY,
+    conversation TEXT    NOT NULL,
+    created_at   REAL    NOT NULL,
+    said         TEXT    NOT NULL DEFAULT '[]',
+    words        TEXT    NOT NULL DEFAULT '[]'
+);
+"""
 # PRAGMA user_version counts these; files from before it was used say 0 and already hold the table.
-MIGRATIONS = (_SCHEMA,)
+MIGRATIONS = (_SCHEMA, _FORGETS)
 
 _COLUMNS = (
     "chat_id, message_id, source, sender_id, sender_name, role, date, text, reply_to, kind, edited, backend"
@@ -75,6 +87,24 @@ class AddResult:
     added: int
     updated: int
     unchanged: int
+    forgotten: int = 0
+    """Messages not kept because she asked 차차 to forget them (the forget log)."""
+
+
+@dataclass(frozen=True)
+class Forget:
+    """One forgetting of the server's log (inference_server.api.models.ForgetEntry)."""
+
+    server_id: int
+    conversation: str
+    created_at: float
+    said: tuple[str, ...] = ()
+    words: tuple[tuple[int, str], ...] = ()
+
+    def covers(self, text: str, date: float, digest: str) -> bool:
+        """Whether a message (its text, date and `said_digest`) is one this forgetting erases: the
+        same words as an erased turn, or, said before it, words of the forgotten topic."""
+        return digest in self.said or (date <= self.created_at and holds_words(text, list(self.words)))
 
 
 def _open_error(path: Path, exc: Exception) -> TelegramError:
@@ -100,12 +130,26 @@ class CollectorStore:
 
     def add_many(self, messages: Iterable[CollectedMessage]) -> AddResult:
         """Keep many messages in one transaction; a message already there gets its newer text."""
-        added = updated = unchanged = 0
+        added = updated = unchanged = forgotten = 0
         with self._lock:
+            forgets = self._forgets()
+            answered: tuple | None = None  # as in apply_forgets: his answer goes with her words
             self._db.execute("BEGIN")
             try:
                 for m in messages:
                     text = mend_text(m.text)
+                    if (
+                        forgets
+                        and text.strip()
+                        and any(f.covers(text, m.date, said_digest(text)) for f in forgets)
+                    ):
+                        forgotten += 1
+                        answered = (m.chat_id, m.source) if m.role == "she" else answered
+                        continue
+                    if m.role == "he" and answered == (m.chat_id, m.source):
+                        forgotten += 1
+                        continue
+                    answered = None
                     # Only the same message already there is passed over: a row that breaks any
                     # other rule (a NULL date, …) is an error, never counted as "already there".
                     cursor = self._db.execute(
@@ -142,7 +186,7 @@ class CollectorStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return AddResult(added, updated, unchanged)
+        return AddResult(added, updated, unchanged, forgotten)
 
     def edit(self, chat_id: int, message_id: int, text: str, *, source: Source = "bot") -> bool:
         """Replace a message's text with its edited version; False if it was never collected."""
@@ -190,7 +234,76 @@ class CollectorStore:
             cursor = self._db.execute(
                 "DELETE FROM messages WHERE chat_id = ? AND source = ?", (chat_id, source)
             )
+            scrub(self._db)
         return cursor.rowcount
+
+    # --- forgetting ----------------------------------------------------------------------------
+
+    def _forgets(self) -> list[Forget]:
+        rows = self._db.execute(
+            "SELECT server_id, conversation, created_at, said, words FROM forgets ORDER BY server_id"
+        ).fetchall()
+        return [
+            Forget(i, c, at, tuple(json.loads(said)), tuple((int(n), str(d)) for n, d in json.loads(words)))
+            for i, c, at, said, words in rows
+        ]
+
+    def forgotten_through(self) -> int:
+        """The newest forgetting of the server's log this store has applied (0: none)."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(server_id), 0) FROM forgets").fetchone()[0]
+
+    def apply_forgets(self, forgets: Iterable[Forget]) -> int:
+        """Keep these forgettings and delete every message they cover, in every chat and from
+        every source (the bot and imports), with his messages answering her forgotten ones; the
+        file is scrubbed after. Returns messages deleted."""
+        new = list(forgets)
+        if not new:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for f in new:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO forgets (server_id, conversation, created_at, said, words)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (f.server_id, f.conversation, f.created_at, json.dumps(f.said), json.dumps(f.words)),
+                    )
+                rows = self._db.execute(
+                    "SELECT id, chat_id, source, role, text, date FROM messages"
+                    " ORDER BY chat_id, source, date, message_id, id"
+                ).fetchall()
+                doomed = []
+                answered: tuple | None = None  # (chat, source) where her forgotten words were last
+                for row_id, chat_id, source, role, text, date in rows:
+                    if text.strip() and any(f.covers(text, date, said_digest(text)) for f in new):
+                        doomed.append(row_id)
+                        answered = (chat_id, source) if role == "she" else answered
+                    elif role == "he" and answered == (chat_id, source):
+                        doomed.append(row_id)  # his answer to them goes with them
+                    else:
+                        answered = None
+                for start in range(0, len(doomed), 500):
+                    chunk = doomed[start : start + 500]
+                    self._db.execute(
+                        f"DELETE FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            scrub(self._db)
+        return len(doomed)
+
+    def delete(self, chat_id: int, message_id: int, *, source: Source = "bot") -> bool:
+        """Delete one message (her request to forget, which is never kept); the file is scrubbed."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM messages WHERE chat_id = ? AND message_id = ? AND source = ?",
+                (chat_id, message_id, source),
+            )
+            scrub(self._db)
+        return cursor.rowcount > 0
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from argparse import Namespace
 from pathlib import Path
@@ -151,12 +152,34 @@ def run_bot(args: Namespace, config: ChachaConfig) -> int:
     return 0
 
 
+def _apply_forgets(store, config: ChachaConfig) -> None:
+    """What the server forgot at her request, applied to the collector before an import or an
+    export (the bot applies it too, every minute, but it may not be running)."""
+    from inference_server.runtime import DATABASE_NAME
+    from inference_server.store import ConversationStore
+    from telegram_collector.store import Forget
+
+    path = config.server.data_dir / DATABASE_NAME
+    if not path.is_file():
+        print(
+            f"note: no server history at {path}, so no forget log to apply here; "
+            "the bot applies the server's log when it runs"
+        )
+        return
+    with contextlib.closing(ConversationStore(path)) as conversations:
+        log = conversations.forgets(store.forgotten_through(), limit=1_000_000)
+    deleted = store.apply_forgets([Forget(f.id, f.conversation, f.created_at, f.said, f.words) for f in log])
+    if log:
+        print(f"Applied {len(log)} forgetting(s) of the server: {deleted} collected message(s) deleted.")
+
+
 def import_chat(args: Namespace, config: ChachaConfig) -> int:
     """`chacha telegram import result.json --she NAME_OR_ID --he NAME_OR_ID [--chat NAME_OR_ID]`."""
     from telegram_collector.importer import import_export
     from telegram_collector.store import CollectorStore
 
     with CollectorStore(_database(config)) as store:
+        _apply_forgets(store, config)
         report = import_export(args.export, store, she=args.she, he=args.he, chat=args.chat)
         print("\n".join(report.lines()))
         print(f"The collector now holds {store.count()} messages: {store.path}")
@@ -176,6 +199,7 @@ def export(args: Namespace, config: ChachaConfig) -> int:
         )
     output = args.output or config.server.data_dir / EXPORT_FOLDER
     with CollectorStore(database) as store:
+        _apply_forgets(store, config)
         report = export_all(
             store,
             output,

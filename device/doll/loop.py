@@ -501,12 +501,15 @@ class Doll:
     def _heard(self, turn: Turn, transcript: Transcript) -> None:
         turn.marks["transcribed"] = self._clock.now()
         self.last_transcript = transcript
+        # Her words go to the journal only at debug level: the journal is a copy of them that
+        # "잊어줘" cannot reach (docs/memory.md).
         _LOGGER.info(
-            "heard: %s [%s, final text %.0f ms after the last audio]",
-            transcript.text or "(nothing readable)",
+            "heard: %d characters [%s, final text %.0f ms after the last audio]",
+            len(transcript.text),
             transcript.engine,
             transcript.final_latency_s * 1000,
         )
+        _LOGGER.debug("heard: %s", transcript.text or "(nothing readable)")
 
     async def _listen(self, turn: Turn) -> tuple[Transcript, Future[Transcript] | None] | None:
         self._set_state(DollState.LISTENING, "listening")
@@ -547,7 +550,8 @@ class Doll:
         if final is None:
             self._heard(turn, draft)
         else:
-            _LOGGER.info("heard (quick): %s", draft.text or "(nothing readable)")
+            _LOGGER.info("heard (quick): %d characters", len(draft.text))
+            _LOGGER.debug("heard (quick): %s", draft.text or "(nothing readable)")
         return draft, final
 
     async def _hear(self, turn: Turn, hearing: Hearing) -> str:
@@ -627,8 +631,9 @@ class Doll:
             self._server.answered()
             self.last_reply, self.last_backend, self._last_audio = final.reply, final.backend, spoken
             skipped = "".join(f", {f.backend} skipped: {f.reason}" for f in final.fallbacks)
-            heard = f" (it heard: {final.heard})" if final.heard else ""
-            _LOGGER.info("reply: %d sentence(s) from %s%s%s", sentences, final.backend, skipped, heard)
+            _LOGGER.info("reply: %d sentence(s) from %s%s", sentences, final.backend, skipped)
+            if final.heard:
+                _LOGGER.debug("the model heard: %s", final.heard)
         await self._speaker.drain()
         said.heard_all = final is not None
         if failure is not None:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from inference_server.api.models import (
     FinalEvent,
+    ForgetLog,
     Health,
     HistoryDeleted,
     MemoriesForgotten,
@@ -192,6 +193,10 @@ class InferenceClient:
     async def forget_memory(self, conversation: str, memory_id: int) -> MemoriesForgotten:
         path = f"/v1/memory/{memory_id}?{urlencode({'conversation': conversation})}"
         return await self._typed(MemoriesForgotten, "DELETE", path, what="the forgotten memory")
+
+    async def forgets(self, after: int = 0) -> ForgetLog:
+        """What was forgotten after forgetting `after` (digests; see ForgetEntry)."""
+        return await self._typed(ForgetLog, "GET", f"/v1/forgets?after={after:d}", what="the forget log")
 
     async def forget_all_memories(self, conversation: str) -> MemoriesForgotten:
         path = f"/v1/memory?{urlencode({'conversation': conversation, 'all': 'true'})}"

@@ -196,6 +196,17 @@ class FinalEvent(_Answer):
     reply_id: int | None = None  # his reply's stored id (as in each sentence); None if he said nothing
     timings_ms: Timings
     fallbacks: tuple[FallbackInfo, ...] = ()
+    # Her turn asked him to forget (backend "memory"): the forgetting's id in GET /v1/forgets, so
+    # a client that keeps her words too (the Telegram collector) applies it now; the request and
+    # the reply are never to be kept as words of hers and his. Absent otherwise.
+    forget_id: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_forget_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("forget_id") is None:
+            data.pop("forget_id", None)
+        return data
 
 
 ChatEvent = Annotated[SentenceEvent | FinalEvent, Field(discriminator="type")]
@@ -382,6 +393,25 @@ class MemoriesForgotten(_Answer):
     deleted: int  # memories deleted (insights resting on them included)
     ids: tuple[int, ...] = ()
     turns_erased: int = 0  # turns of the history whose words were erased with them
+
+
+class ForgetEntry(_Answer):
+    """One forgetting, for another store of her words to apply: digests, never the words.
+
+    `said`: `said_digest` of each erased turn's text; a message with the same text is forgotten.
+    `words`: (length, `word_digest`) of each word of a forgotten topic; a message said before
+    `created_at` that holds at least half of them is forgotten (inference_server.shared.text).
+    """
+
+    id: int
+    conversation: str
+    created_at: float
+    said: tuple[str, ...] = ()
+    words: tuple[tuple[int, str], ...] = ()
+
+
+class ForgetLog(_Answer):
+    forgets: tuple[ForgetEntry, ...]
 
 
 class Reflect(_Request):

@@ -40,6 +40,7 @@ from inference_server.memory.text import (
 )
 from inference_server.quota import background_wait
 from inference_server.settings import MemorySettings
+from inference_server.shared.text import word_digest
 from inference_server.store import ConversationStore, Turn
 
 _LOGGER = logging.getLogger(__name__)
@@ -96,6 +97,10 @@ class ReflectionOutcome:
 class Forgotten:
     memories: tuple[Memory, ...]
     turns: tuple[int, ...]
+    said: tuple[str, ...] = ()
+    """`said_digest` of the erased turns' words."""
+    log_id: int | None = None
+    """The forgetting's id in the forget log (None when nothing was erased)."""
 
 
 def _stem(word: str) -> str:
@@ -383,7 +388,22 @@ class MemoryService:
 
     def forget_ids(self, conversation: str, ids: list[int], *, turns: bool = True) -> Forgotten:
         """Delete these memories, the insights that rest on them, and (with `turns`) erase the turns
-        they came from, so that none of it reaches a prompt again."""
+        they came from, so that none of it reaches a prompt again; log it for the other stores and
+        scrub the file."""
+        return self._finish(conversation, self._forget_ids(conversation, ids, turns=turns), [])
+
+    def _finish(self, conversation: str, forgotten: Forgotten, words: list[tuple[int, str]]) -> Forgotten:
+        """Log a forgetting (digests only) for the Telegram collector, and empty the WAL."""
+        if not forgotten.memories and not forgotten.turns:
+            return forgotten
+        log_id = self.conversations.log_forget(conversation, list(forgotten.said), words)
+        if not self.conversations.scrub():
+            _LOGGER.warning(
+                "a reader kept the WAL from being emptied after a forget; a later checkpoint empties it"
+            )
+        return Forgotten(forgotten.memories, forgotten.turns, forgotten.said, log_id)
+
+    def _forget_ids(self, conversation: str, ids: list[int], *, turns: bool = True) -> Forgotten:
         with self._lock:
             doomed = {m.id: m for m in self.store.many(ids) if m.conversation == conversation}
             if not doomed:
@@ -393,15 +413,17 @@ class MemoryService:
                     doomed[memory.id] = memory
             self._remove(conversation, list(doomed))
         turn_ids = sorted({t for m in doomed.values() for t in m.turn_ids}) if turns else []
+        said: list[str] = []
         if turn_ids:
             turn_ids = sorted({*turn_ids, *self.conversations.replies_to(conversation, turn_ids)})
-            self.conversations.forget_turns(conversation, turn_ids)
-        return Forgotten(tuple(doomed.values()), tuple(turn_ids))
+            said = self.conversations.forget_turns(conversation, turn_ids)
+        return Forgotten(tuple(doomed.values()), tuple(turn_ids), tuple(said))
 
     def forget_all(self, conversation: str) -> int:
         with self._lock:
             ids = self.store.delete_all(conversation)
             self._indexes.pop(conversation, None)
+        self.conversations.scrub()
         return len(ids)
 
     # -- "잊어줘" -------------------------------------------------------------------------------------
@@ -415,13 +437,22 @@ class MemoryService:
             near = [f.memory.id for f in found if f.score.similarity >= floor][:5]
             stems = [_stem(w) for w in request.topic.split() if letters(_stem(w)) >= 2]
             named = [m.id for m in self.store.all(conversation) if _names(m.text, stems)]
-            forgotten = self.forget_ids(conversation, list(dict.fromkeys(near + named)))
+            forgotten = self._forget_ids(conversation, list(dict.fromkeys(near + named)))
             # His and her recent words on the topic go too, or the history would bring it back.
-            said = self.conversations.mentioning(conversation, stems, last=RECENT_TURNS)
-            said = sorted(set(said) - set(forgotten.turns))
-            if said:
-                self.conversations.forget_turns(conversation, said)
-            return Forgotten(forgotten.memories, tuple(sorted({*forgotten.turns, *said})))
+            mentioned = self.conversations.mentioning(conversation, stems, last=RECENT_TURNS)
+            mentioned = sorted(set(mentioned) - set(forgotten.turns))
+            digests = self.conversations.forget_turns(conversation, mentioned)
+            # The collector erases every message naming the topic, however old.
+            words = sorted({(len(stem), word_digest(stem)) for stem in stems})
+            return self._finish(
+                conversation,
+                Forgotten(
+                    forgotten.memories,
+                    tuple(sorted({*forgotten.turns, *mentioned})),
+                    tuple(sorted({*forgotten.said, *digests})),
+                ),
+                words,
+            )
         last = [
             t for t in self.conversations.recent(conversation, 4, before_id=before_turn) if t.role == "user"
         ]
@@ -429,11 +460,18 @@ class MemoryService:
             return Forgotten((), ())
         turn = last[-1]
         ids = [m.id for m in self.store.all(conversation) if turn.id in m.turn_ids]
-        forgotten = self.forget_ids(conversation, ids)
+        forgotten = self._forget_ids(conversation, ids)
         erased = {turn.id, *self.conversations.replies_to(conversation, [turn.id])} - set(forgotten.turns)
-        if erased:
-            self.conversations.forget_turns(conversation, sorted(erased))
-        return Forgotten(forgotten.memories, tuple(sorted({*forgotten.turns, *erased})))
+        digests = self.conversations.forget_turns(conversation, sorted(erased))
+        return self._finish(
+            conversation,
+            Forgotten(
+                forgotten.memories,
+                tuple(sorted({*forgotten.turns, *erased})),
+                tuple(sorted({*forgotten.said, *digests})),
+            ),
+            [],
+        )
 
     # -- sessions and reflection ------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Opening the project's SQLite files: one way, with schema versions in PRAGMA user_version.
 
 Every store opens its file with `open_database`: WAL (readers never wait for the writer),
-synchronous=NORMAL (safe under WAL), a 5 s busy timeout, and connections that worker threads may
-share (the stores serialise their calls with a lock).
+synchronous=NORMAL (safe under WAL), a 5 s busy timeout, secure_delete (what is deleted is
+overwritten with zeros, whatever SQLite's build default), and connections that worker threads
+may share (the stores serialise their calls with a lock). After deleting words she asked to have
+forgotten, a store calls `scrub`: the WAL still holds the pages as they were until a checkpoint.
 
 A store's schema is a list of migrations; the file's `PRAGMA user_version` says how many of them
 it has had. Files made before user_version was used say 0 but already hold their tables, so the
@@ -34,12 +36,24 @@ def open_database(
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA secure_delete=ON")
         migrate(db, migrations)
     except (OSError, sqlite3.Error) as exc:
         if db is not None:
             db.close()
         raise wrap_error(exc) from None
     return db
+
+
+def scrub(db: sqlite3.Connection) -> bool:
+    """Write the WAL into the file and empty it, so that deleted words are nowhere on disk.
+
+    With secure_delete the file's freed space is zeroed; the WAL, until this, still holds the
+    pages as they were before the delete. False when a reader kept the WAL from being emptied
+    (the next scrub, or SQLite's own checkpoint after 1000 pages, finishes it).
+    """
+    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0
 
 
 def migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:

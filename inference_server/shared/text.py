@@ -9,6 +9,8 @@ together and turns each one left alone into U+FFFD (�), the usual mark of a ch
 
 from __future__ import annotations
 
+import hashlib
+
 REPLACEMENT = "\ufffd"
 
 
@@ -34,3 +36,35 @@ def mend_any(value: object) -> object:
     if isinstance(value, list):
         return [mend_any(v) for v in value]
     return value
+
+
+# --- what was forgotten, without keeping it ----------------------------------------------------
+
+_FORGOTTEN = b"chachaping forgotten\x00"
+
+
+def said_digest(text: str) -> str:
+    """The SHA-256 of what was said, its spaces folded: how a forgotten message is recognised
+    in another store (the Telegram collector) without the forget log keeping its words."""
+    folded = " ".join(mend_text(text).split())
+    return hashlib.sha256(_FORGOTTEN + folded.encode("utf-8")).hexdigest()
+
+
+def word_digest(word: str) -> str:
+    """The SHA-256 of one word of a forgotten topic (see :func:`holds_words`)."""
+    return hashlib.sha256(_FORGOTTEN + b"word\x00" + mend_text(word).encode("utf-8")).hexdigest()
+
+
+def holds_words(text: str, words: list[tuple[int, str]]) -> bool:
+    """Whether `text` holds at least half of a topic's words, given as (length, word_digest):
+    the rule by which the server erases a topic's turns, applied without the words themselves."""
+    if not words:
+        return False
+    text = mend_text(text)
+    found = 0
+    for length, digest in words:
+        if length <= 0 or length > len(text):
+            continue
+        if any(word_digest(text[i : i + length]) == digest for i in range(len(text) - length + 1)):
+            found += 1
+    return found * 2 >= len(words)
