@@ -172,6 +172,7 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
             memory=None if chat.memory is None else await asyncio.to_thread(_memory_status, chat.memory),
             reason=f"the data folder's disk is full: {disk.reason}" if disk.full else None,
             disk=disk,
+            clock=chat.clock_status(),
         )
         return JSONResponse(answer.model_dump(mode="json"))
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from inference_server.api.models import (
     BackendStatus,
     ChatEvent,
+    ClockStatus,
     FallbackInfo,
     FinalEvent,
     SentenceEvent,
@@ -35,6 +36,7 @@ from inference_server.persona import PersonaBook
 from inference_server.quota import quota_short
 from inference_server.reply import ReplyShaper
 from inference_server.settings import BreakerSettings
+from inference_server.shared.clock import WallClock
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class ChatService:
         max_sentences: int = 3,
         timezone: str = "Asia/Seoul",
         clock: Callable[[], datetime] | None = None,
+        wall_clock: WallClock | None = None,
         memory: MemoryService | None = None,
         breaker: BreakerSettings | None = None,
         summary_quota_reserve: int = 4,
@@ -121,10 +124,21 @@ class ChatService:
         if memory is not None:
             memory.breakers = self.breakers  # reflection skips a sick backend as the turns do
         self._ticker: asyncio.Task | None = None
+        self.wall_clock = wall_clock  # the server's, for the health's clock status
 
     def now(self) -> float:
         """The time now (epoch seconds) by the service's clock."""
         return self._clock().timestamp()
+
+    def clock_status(self) -> ClockStatus | None:
+        """Whether NTP has set the clock, and how far behind the server's the system clock is;
+        None unless the service was given the server's WallClock (`wall_clock`)."""
+        if self.wall_clock is None:
+            return None
+        self.wall_clock()  # read it now, so that behind_s is today's
+        return ClockStatus(
+            synchronized=self.wall_clock.synchronized(), behind_s=round(self.wall_clock.behind_s, 1)
+        )
 
     def _start_memory_ticker(self) -> None:
         """Once per event loop: end idle sessions and reflect on them, every minute."""

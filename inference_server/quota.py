@@ -9,6 +9,7 @@ growing backoff when it did not say.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,11 +21,15 @@ from zoneinfo import ZoneInfo
 from inference_server.api.models import QuotaStatus
 from inference_server.errors import InferenceError
 from inference_server.settings import QuotaSettings
-from inference_server.shared.sqlite import open_database
+from inference_server.shared.sqlite import add_columns, open_database
 from inference_server.shared.text import mend_text
+
+_LOGGER = logging.getLogger(__name__)
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 """Google's daily quotas reset at midnight Pacific time."""
+
+_LONGEST_COOLDOWN_S = 86_400.0 + 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -46,7 +51,22 @@ CREATE TABLE IF NOT EXISTS cooldowns (
 """
 
 # PRAGMA user_version counts these; files from before it was used say 0 and already hold the tables.
-MIGRATIONS = (_SCHEMA,)
+MIGRATIONS = (
+    _SCHEMA,
+    # A request made before NTP set the clock: `boot` is the kernel's boot id, so that the
+    # request can be charged again to the right day once the clock is synchronised.
+    add_columns("requests", {"unsynced_boot": "TEXT"}),
+)
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """This boot of the machine (the kernel's boot id), or "unknown" where it cannot be read."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def _open_error(path: Path, exc: Exception) -> InferenceError:
@@ -116,11 +136,49 @@ def background_wait(
 
 
 class QuotaLedger:
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    """The ledger in one SQLite file.
+
+    `clock` is epoch seconds; the server gives it a :class:`~inference_server.shared.clock.WallClock`,
+    which never runs backwards, so a clock set back at boot cannot put stored requests "in the
+    future" of the per-minute window. `synchronized` says whether NTP has set the clock: a
+    request counted before it did is charged, once it has, to the day NTP says (it was made
+    in this boot, minutes earlier), never left on the day the unset clock read.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        synchronized: Callable[[], bool] = lambda: True,
+        boot: str | None = None,
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._synchronized = synchronized
+        self._boot = boot_id() if boot is None else boot
         self._db = open_database(path, migrations=MIGRATIONS, wrap_error=lambda exc: _open_error(path, exc))
         self._lock = threading.Lock()
+
+    def newest(self) -> float | None:
+        """The newest stamp the ledger holds (epoch seconds), for the clock's floor."""
+        with self._lock:
+            return self._db.execute("SELECT MAX(at) FROM requests").fetchone()[0]
+
+    def _resettle(self, now: float) -> None:
+        """Once NTP has set the clock: this boot's requests made before it go to today."""
+        if not self._synchronized():
+            return
+        cursor = self._db.execute(
+            "UPDATE requests SET day = ?, unsynced_boot = NULL WHERE unsynced_boot = ?",
+            (pacific_day(now), self._boot),
+        )
+        if cursor.rowcount:
+            _LOGGER.info(
+                "the clock is synchronised: %d request(s) made before it are charged to %s",
+                cursor.rowcount,
+                pacific_day(now),
+            )
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -128,9 +186,8 @@ class QuotaLedger:
         """Count a request now if every limit allows it; otherwise say how long to wait or why not."""
         now = self._clock()
         with self._lock:
-            cooldown = self._db.execute(
-                "SELECT until, reason FROM cooldowns WHERE model = ? AND until > ?", (model, now)
-            ).fetchone()
+            self._resettle(now)
+            cooldown = self._cooldown(model, now)
             if cooldown:
                 return Admission(None, reason=f"cooling down for {cooldown[0] - now:.0f} s ({cooldown[1]})")
             day = pacific_day(now)
@@ -143,9 +200,10 @@ class QuotaLedger:
                     return Admission(
                         None, reason=f"the rest of today's requests is kept for the doll ({today}/{share})"
                     )
+            # Only the minute before now: a stamp after it (from a clock that ran ahead) is no slot.
             window = self._db.execute(
-                "SELECT at, tokens FROM requests WHERE model = ? AND at > ? ORDER BY at",
-                (model, now - 60.0),
+                "SELECT at, tokens FROM requests WHERE model = ? AND at > ? AND at <= ? ORDER BY at",
+                (model, now - 60.0, now),
             ).fetchall()
             wait = 0.0
             if len(window) >= limits.requests_per_minute:
@@ -163,8 +221,9 @@ class QuotaLedger:
             if wait > 0:
                 return Admission(None, wait_s=wait, reason=f"per-minute limit: a slot frees in {wait:.1f} s")
             cursor = self._db.execute(
-                "INSERT INTO requests (model, at, day, channel, tokens) VALUES (?, ?, ?, ?, ?)",
-                (model, now, day, channel, tokens),
+                "INSERT INTO requests (model, at, day, channel, tokens, unsynced_boot)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (model, now, day, channel, tokens, None if self._synchronized() else self._boot),
             )
             return Admission(cursor.lastrowid)
 
@@ -204,6 +263,14 @@ class QuotaLedger:
 
     # -- reporting -----------------------------------------------------------------------------
 
+    def _cooldown(self, model: str, now: float) -> tuple[float, str] | None:
+        """(until, reason) of the model's cooldown now. A cooldown is never longer than a day
+        and a minute: one set by a clock that ran ahead does not hold the model for days."""
+        return self._db.execute(
+            "SELECT until, reason FROM cooldowns WHERE model = ? AND until > ? AND until <= ?",
+            (model, now, now + _LONGEST_COOLDOWN_S),
+        ).fetchone()
+
     def _count_day(self, model: str, day: str) -> int:
         return self._db.execute(
             "SELECT COUNT(*) FROM requests WHERE model = ? AND day = ?", (model, day)
@@ -212,14 +279,14 @@ class QuotaLedger:
     def status(self, model: str, limits: QuotaSettings) -> QuotaStatus:
         now = self._clock()
         with self._lock:
+            self._resettle(now)
             today = self._count_day(model, pacific_day(now))
             minute = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM requests WHERE model = ? AND at > ?",
-                (model, now - 60.0),
+                "SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM requests"
+                " WHERE model = ? AND at > ? AND at <= ?",
+                (model, now - 60.0, now),
             ).fetchone()
-            cooldown = self._db.execute(
-                "SELECT until, reason FROM cooldowns WHERE model = ? AND until > ?", (model, now)
-            ).fetchone()
+            cooldown = self._cooldown(model, now)
         telegram_share = int(limits.requests_per_day * (1.0 - limits.doll_reserve))
         return QuotaStatus(
             model=model,

@@ -7,6 +7,8 @@ import errno
 import logging
 import socket
 import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
@@ -22,6 +24,7 @@ from inference_server.limits import guarded_h11
 from inference_server.memory import MemoryService
 from inference_server.quota import QuotaLedger
 from inference_server.settings import LLMSettings, MemorySettings, PersonaSettings, ServerSettings
+from inference_server.shared.clock import WallClock
 from inference_server.shared.secrets import Secrets, reveal
 from inference_server.startup import check_data_dir, load_persona, load_phrasebook
 from inference_server.store import ConversationStore
@@ -47,10 +50,13 @@ def build_chat_service(
     """
     secrets = Secrets() if secrets is None else secrets
     check_data_dir(server.data_dir)
+    # One clock for every stamp and window: it never runs backwards (a Pi has no real-time clock).
+    clock = WallClock()
     backends: list[LLMBackend] = []
     for name in llm.backends:
         if name == "gemini":
-            ledger = QuotaLedger(server.data_dir / QUOTA_NAME)
+            ledger = QuotaLedger(server.data_dir / QUOTA_NAME, clock=clock, synchronized=clock.synchronized)
+            clock.seen(ledger.newest())
             backends.append(GeminiBackend(llm.gemini, reveal(secrets.gemini_api_key), ledger))
         elif name == "openai":
             from inference_server.backends.openai_compat import OpenAICompatibleBackend
@@ -60,7 +66,8 @@ def build_chat_service(
             backends.append(PhrasebookBackend(load_phrasebook(llm)))
     memory = MemorySettings() if memory is None else memory
     book = load_persona(persona, server)
-    store = ConversationStore(server.data_dir / DATABASE_NAME)
+    store = ConversationStore(server.data_dir / DATABASE_NAME, clock=clock)
+    clock.seen(store.newest())
     remembering = (
         MemoryService(
             store,
@@ -79,6 +86,7 @@ def build_chat_service(
     # in the log (here, once) and in its health, and 차차 says that his notebook is full.
     disk = DiskGuard(server.data_dir, server.min_free_mb)
     disk.check()
+    zone = ZoneInfo(persona.timezone)
     return ChatService(
         book,
         store,
@@ -88,6 +96,8 @@ def build_chat_service(
         summarize=server.summarize_history,
         max_sentences=server.max_sentences,
         timezone=persona.timezone,
+        clock=lambda: datetime.fromtimestamp(clock(), zone),
+        wall_clock=clock,
         memory=remembering,
         breaker=llm.breaker,
         summary_quota_reserve=server.summary_quota_reserve,

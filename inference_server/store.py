@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -153,12 +154,25 @@ class ForgetRecord:
 
 
 class ConversationStore:
-    """One SQLite file; calls are short and serialised, so worker threads may share it."""
+    """One SQLite file; calls are short and serialised, so worker threads may share it.
 
-    def __init__(self, path: Path) -> None:
+    `clock` stamps turns and summaries (epoch seconds); the server gives it a
+    :class:`~inference_server.shared.clock.WallClock`, which never runs backwards.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock
         self._db = open_database(path, migrations=MIGRATIONS, wrap_error=lambda exc: _open_error(path, exc))
         self._lock = threading.Lock()
+
+    def newest(self) -> float | None:
+        """The newest stamp the file holds (turns, memories), for the clock's floor."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT MAX(at) FROM (SELECT MAX(created_at) AS at FROM turns"
+                " UNION ALL SELECT MAX(created_at) FROM memories)"
+            ).fetchone()[0]
 
     @property
     def database(self) -> tuple[sqlite3.Connection, threading.Lock]:
@@ -179,7 +193,7 @@ class ConversationStore:
             cursor = self._db.execute(
                 "INSERT INTO turns (conversation, role, text, channel, backend, created_at, source)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation, role, mend_text(text), channel, backend, time.time(), source),
+                (conversation, role, mend_text(text), channel, backend, self.clock(), source),
             )
             return cursor.lastrowid
 
@@ -289,7 +303,7 @@ class ConversationStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO summaries (conversation, through_id, text, created_at) VALUES (?, ?, ?, ?)",
-                (conversation, through_id, mend_text(text), time.time()),
+                (conversation, through_id, mend_text(text), self.clock()),
             )
 
     def forget_turns(self, conversation: str, turn_ids: list[int]) -> list[str]:
@@ -326,7 +340,7 @@ class ConversationStore:
         with self._lock:
             cursor = self._db.execute(
                 "INSERT INTO forgets (conversation, created_at, said, words) VALUES (?, ?, ?, ?)",
-                (conversation, time.time(), json.dumps(sorted(set(said))), json.dumps(words)),
+                (conversation, self.clock(), json.dumps(sorted(set(said))), json.dumps(words)),
             )
             return cursor.lastrowid
 

@@ -46,6 +46,13 @@ def status(args: Namespace, config: ChachaConfig) -> int:
         print(f"          {health.reason}")
     if health.disk is not None:
         print(f"Disk:     {disk_text(health.disk)}")
+    if health.clock is not None and (not health.clock.synchronized or health.clock.behind_s):
+        behind = (
+            f"; the system clock reads {health.clock.behind_s:.0f} s before the newest stamp, which is used"
+            if health.clock.behind_s
+            else ""
+        )
+        print(f"Clock:    NTP has not set the time yet{behind} (docs/reliability.md)")
     print(f"Answers:  {health.backend}  (the first backend that can answer now)")
     if health.memory is not None:
         waiting = health.memory.waiting_sessions

@@ -313,6 +313,13 @@ class DiskStatus(_Answer):
     reason: str | None = None  # why it counts as full: too little free space, or a write that failed
 
 
+class ClockStatus(_Answer):
+    """The server's clock (a Pi has no real-time clock; docs/reliability.md)."""
+
+    synchronized: bool  # NTP has set the system clock (True where it cannot be told)
+    behind_s: float = 0.0  # > 0: the system clock reads this far before the server's, which is used
+
+
 class Health(_Answer):
     # "ok", or "degraded" with `reason` (the disk of the data folder is full). Read as text: a
     # newer server may add a status.
@@ -326,6 +333,7 @@ class Health(_Answer):
     memory: MemoryStatus | None = None  # None: memory is off (or a server from before it)
     reason: str | None = None  # why the status is not "ok"
     disk: DiskStatus | None = None  # None from servers before it
+    clock: ClockStatus | None = None  # None from servers before it, or one given a plain clock
 
 
 # --- /v1/memory: 차차's long-term memory ---------------------------------------------------------
