@@ -10,7 +10,6 @@ full and once when it has room again.
 
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 import sqlite3
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference_server.api.models import DiskStatus
+from inference_server.shared.sqlite import is_disk_full
 
 if TYPE_CHECKING:
     from inference_server.store import ConversationStore
@@ -29,19 +29,8 @@ _LOGGER = logging.getLogger(__name__)
 MB = 2**20
 DEFAULT_MIN_FREE_MB = 50.0
 """server.min_free_mb's default: a day of talking takes far less (docs/reliability.md)."""
-SQLITE_FULL = 13
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 ROOM_PROBE_BYTES = 8192
 """What the room test asks the conversation database for: a few pages, never kept."""
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether `exc` is a write that failed for want of room: SQLite's SQLITE_FULL ("database or
-    disk is full": the disk, or the file's own page limit) or an OSError ENOSPC, EDQUOT or EFBIG."""
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        return (code is not None and code & 0xFF == SQLITE_FULL) or "database or disk is full" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from inference_server.api.models import QuotaStatus
 from inference_server.errors import InferenceError
 from inference_server.settings import QuotaSettings
-from inference_server.shared.sqlite import add_columns, open_database
+from inference_server.shared.sqlite import add_columns, open_database, open_fix
 from inference_server.shared.text import mend_text
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ def boot_id() -> str:
 
 def _open_error(path: Path, exc: Exception) -> InferenceError:
     return InferenceError(
-        f"cannot open the quota ledger {path}: {exc} — set server.data_dir to a writable folder"
+        f"cannot open the quota ledger {path}: {exc} — "
+        + open_fix(exc, "set server.data_dir to a writable folder")
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from inference_server.errors import InferenceError
-from inference_server.shared.sqlite import add_columns, open_database, scrub
+from inference_server.shared.sqlite import add_columns, open_database, open_fix, scrub
 from inference_server.shared.text import mend_text, said_digest
 
 Role = Literal["user", "model"]
@@ -124,7 +124,8 @@ class Turn:
 
 def _open_error(path: Path, exc: Exception) -> InferenceError:
     return InferenceError(
-        f"cannot open the conversation database {path}: {exc} — set server.data_dir to a writable folder"
+        f"cannot open the conversation database {path}: {exc} — "
+        + open_fix(exc, "set server.data_dir to a writable folder")
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from inference_server.shared.sqlite import open_database, scrub
+from inference_server.shared.sqlite import open_database, open_fix, scrub
 from inference_server.shared.text import holds_words, mend_text, said_digest
 from telegram_collector.errors import TelegramError
 
@@ -110,7 +110,7 @@ class Forget:
 def _open_error(path: Path, exc: Exception) -> TelegramError:
     return TelegramError(
         f"cannot open the Telegram collector database {path}: {exc} — "
-        "set telegram.database (or server.data_dir) to a writable place"
+        + open_fix(exc, "set telegram.database (or server.data_dir) to a writable place")
     )
 
 

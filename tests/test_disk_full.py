@@ -359,3 +359,15 @@ def test_an_older_servers_health_has_no_disk():
     health = Health.model_validate(older)
     assert health.disk is None and health.reason is None
     assert json.loads(health.model_dump_json())["disk"] is None
+
+
+def test_a_store_that_cannot_be_opened_on_a_full_disk_says_to_free_space(tmp_path):
+    import errno as errnos
+    import sqlite3
+
+    from inference_server.shared.sqlite import open_fix
+
+    writable = "set server.data_dir to a writable folder"
+    assert "free space" in open_fix(sqlite3.OperationalError("database or disk is full"), writable)
+    assert "free space" in open_fix(OSError(errnos.ENOSPC, "No space left on device"), writable)
+    assert open_fix(PermissionError(errnos.EACCES, "Permission denied"), writable) == writable

@@ -14,6 +14,7 @@ look at `PRAGMA table_info` first (`add_columns`).
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,26 @@ def open_database(
             db.close()
         raise wrap_error(exc) from None
     return db
+
+
+SQLITE_FULL = 13
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is a write that failed for want of room: SQLite's SQLITE_FULL ("database or
+    disk is full": the disk, or the file's own page limit) or an OSError ENOSPC, EDQUOT or EFBIG."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == SQLITE_FULL) or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
+
+
+def open_fix(exc: BaseException, otherwise: str) -> str:
+    """What to do when a store cannot be opened: free space when its disk is full, else `otherwise`."""
+    if is_disk_full(exc):
+        return "its disk is full: free space on it (see `df -h` and docs/reliability.md)"
+    return otherwise
 
 
 def scrub(db: sqlite3.Connection) -> bool:
