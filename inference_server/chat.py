@@ -471,8 +471,11 @@ class ChatService:
             _LOGGER.info("%s probe failed (%s: %s)", backend.name, exc.reason, exc.detail)
             breaker.failed(exc.reason, exc.detail, trial=True)
             settled = True
-        except Exception:  # a broken probe must not leave the breaker half-open for good
-            _LOGGER.exception("%s probe broke", backend.name)
+        except Exception as exc:  # a broken probe must not leave the breaker half-open for good
+            if is_disk_full(exc):  # the ledger could not count it: the full disk is said once
+                self.disk.failed(exc)
+            else:
+                _LOGGER.exception("%s probe broke", backend.name)
         finally:
             if not settled:
                 breaker.release()

@@ -371,3 +371,22 @@ def test_a_store_that_cannot_be_opened_on_a_full_disk_says_to_free_space(tmp_pat
     assert "free space" in open_fix(sqlite3.OperationalError("database or disk is full"), writable)
     assert "free space" in open_fix(OSError(errnos.ENOSPC, "No space left on device"), writable)
     assert open_fix(PermissionError(errnos.EACCES, "Permission denied"), writable) == writable
+
+
+def test_a_breaker_probe_whose_ledger_finds_the_disk_full_says_so_once_without_a_traceback(
+    tmp_path, phrasebook, caplog
+):
+    class LedgerOnAFullDisk(PhrasebookBackend):
+        name = "gemini"
+
+        async def stream(self, request):
+            raise sqlite3.OperationalError("database or disk is full")
+            yield ""  # an async generator, as every backend's stream
+
+    caplog.set_level(logging.INFO)
+    store = ConversationStore(tmp_path / "conversations.sqlite3")
+    backend = LedgerOnAFullDisk(phrasebook)
+    chat = ChatService(PersonaBook(None, tmp_path), store, [backend], summarize=False)
+    asyncio.run(chat._probe(backend, chat.breakers["gemini"]))
+    _no_tracebacks(caplog)
+    assert len(_warnings(caplog, "disk is full")) == 1
