@@ -213,10 +213,7 @@ class ChatService:
                     async for event in self._forget(conversation, forget, channel, started):
                         yield event
                 except (sqlite3.Error, OSError) as exc:
-                    if not is_disk_full(exc):
-                        raise
-                    self.disk.failed(exc)
-                    async for event in self._disk_full(conversation, channel, started):
+                    async for event in self._write_failed(exc, conversation, channel, started):
                         yield event
                 return
         try:
@@ -224,10 +221,7 @@ class ChatService:
                 self.store.add, conversation, "user", text, channel=channel, source="stt" if audio else "text"
             )
         except (sqlite3.Error, OSError) as exc:
-            if not is_disk_full(exc):
-                raise
-            self.disk.failed(exc)
-            async for event in self._disk_full(conversation, channel, started):
+            async for event in self._write_failed(exc, conversation, channel, started):
                 yield event
             return
         self.disk.succeeded()
@@ -396,6 +390,16 @@ class ChatService:
             self.disk.failed(exc)
             return False
         return True
+
+    async def _write_failed(
+        self, exc: BaseException, conversation: str, channel: str, started: float
+    ) -> AsyncIterator[ChatEvent]:
+        """A write of the turn failed: on a full disk, his one sentence about it; else the error."""
+        if not is_disk_full(exc):
+            raise exc
+        self.disk.failed(exc)
+        async for event in self._disk_full(conversation, channel, started):
+            yield event
 
     async def _disk_full(self, conversation: str, channel: str, started: float) -> AsyncIterator[ChatEvent]:
         """The data folder's disk is full: he says so in one sentence, as a whole reply, and nothing

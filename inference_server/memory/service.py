@@ -440,19 +440,9 @@ class MemoryService:
             forgotten = self._forget_ids(conversation, list(dict.fromkeys(near + named)))
             # His and her recent words on the topic go too, or the history would bring it back.
             mentioned = self.conversations.mentioning(conversation, stems, last=RECENT_TURNS)
-            mentioned = sorted(set(mentioned) - set(forgotten.turns))
-            digests = self.conversations.forget_turns(conversation, mentioned)
             # The collector erases every message naming the topic, however old.
             words = sorted({(len(stem), word_digest(stem)) for stem in stems})
-            return self._finish(
-                conversation,
-                Forgotten(
-                    forgotten.memories,
-                    tuple(sorted({*forgotten.turns, *mentioned})),
-                    tuple(sorted({*forgotten.said, *digests})),
-                ),
-                words,
-            )
+            return self._also_turns(conversation, forgotten, set(mentioned), words)
         last = [
             t for t in self.conversations.recent(conversation, 4, before_id=before_turn) if t.role == "user"
         ]
@@ -461,8 +451,15 @@ class MemoryService:
         turn = last[-1]
         ids = [m.id for m in self.store.all(conversation) if turn.id in m.turn_ids]
         forgotten = self._forget_ids(conversation, ids)
-        erased = {turn.id, *self.conversations.replies_to(conversation, [turn.id])} - set(forgotten.turns)
-        digests = self.conversations.forget_turns(conversation, sorted(erased))
+        erased = {turn.id, *self.conversations.replies_to(conversation, [turn.id])}
+        return self._also_turns(conversation, forgotten, erased, [])
+
+    def _also_turns(
+        self, conversation: str, forgotten: Forgotten, turn_ids: set[int], words: list[tuple[int, str]]
+    ) -> Forgotten:
+        """`forgotten` with these turns erased too, logged and scrubbed."""
+        erased = sorted(turn_ids - set(forgotten.turns))
+        digests = self.conversations.forget_turns(conversation, erased)
         return self._finish(
             conversation,
             Forgotten(
@@ -470,7 +467,7 @@ class MemoryService:
                 tuple(sorted({*forgotten.turns, *erased})),
                 tuple(sorted({*forgotten.said, *digests})),
             ),
-            [],
+            words,
         )
 
     # -- sessions and reflection ------------------------------------------------------------------
