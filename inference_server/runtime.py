@@ -14,9 +14,9 @@ import uvicorn
 
 from inference_server import sd_notify
 from inference_server.app import create_app
+from inference_server.backends import registry
 from inference_server.backends.base import LLMBackend
-from inference_server.backends.gemini import GeminiBackend
-from inference_server.backends.phrasebook import PhrasebookBackend
+from inference_server.backends.registry import BuildContext
 from inference_server.chat import ChatService
 from inference_server.disk import DiskGuard
 from inference_server.errors import InferenceError
@@ -25,8 +25,8 @@ from inference_server.memory import MemoryService
 from inference_server.quota import QuotaLedger
 from inference_server.settings import LLMSettings, MemorySettings, PersonaSettings, ServerSettings
 from inference_server.shared.clock import WallClock
-from inference_server.shared.secrets import Secrets, reveal
-from inference_server.startup import check_data_dir, load_persona, load_phrasebook
+from inference_server.shared.secrets import Secrets
+from inference_server.startup import check_data_dir, load_persona
 from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -53,17 +53,14 @@ def build_chat_service(
     # One clock for every stamp and window: it never runs backwards (a Pi has no real-time clock).
     clock = WallClock()
     backends: list[LLMBackend] = []
+    ledger: QuotaLedger | None = None
     for name in llm.backends:
-        if name == "gemini":
+        spec = registry.get(name)
+        if spec.quota and ledger is None:  # one ledger, made only when a backend counts requests
             ledger = QuotaLedger(server.data_dir / QUOTA_NAME, clock=clock, synchronized=clock.synchronized)
             clock.seen(ledger.newest())
-            backends.append(GeminiBackend(llm.gemini, reveal(secrets.gemini_api_key), ledger))
-        elif name == "openai":
-            from inference_server.backends.openai_compat import OpenAICompatibleBackend
-
-            backends.append(OpenAICompatibleBackend(llm.openai))
-        elif name == "phrasebook":
-            backends.append(PhrasebookBackend(load_phrasebook(llm)))
+        context = BuildContext(server, llm, secrets, clock, ledger if spec.quota else None)
+        backends.append(spec.create(context))
     memory = MemorySettings() if memory is None else memory
     book = load_persona(persona, server)
     store = ConversationStore(server.data_dir / DATABASE_NAME, clock=clock)

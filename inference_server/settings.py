@@ -7,9 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from inference_server.backends import registry
 from inference_server.shared import paths
 
-BackendName = Literal["gemini", "openai", "phrasebook"]
+
+def _registered_backend(name: str) -> str:
+    """A name in llm.backends must be a registered backend (inference_server.backends.registry)."""
+    return registry.get(name).name
+
+
+BackendName = Annotated[str, AfterValidator(_registered_backend)]
+"""A backend's name, one of those registered; an unknown one is an error naming them."""
 
 MAX_TEXT_CHARS = 2000
 """Longest utterance the server accepts (characters)."""

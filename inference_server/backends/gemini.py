@@ -14,8 +14,10 @@ from google.genai import errors, types
 
 from inference_server.api.models import QuotaStatus
 from inference_server.backends.base import HEARD_CLOSE, HEARD_OPEN, BackendError, LLMRequest, StreamEnd
+from inference_server.backends.registry import BuildContext
 from inference_server.quota import QuotaLedger
 from inference_server.settings import GeminiSettings
+from inference_server.shared.secrets import reveal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -353,3 +355,8 @@ def _read_chunk(chunk: types.GenerateContentResponse) -> tuple[str, str | None]:
     text = "".join(p.text for p in parts if p.text and not p.thought)
     reason = candidate.finish_reason
     return text, (str(getattr(reason, "value", reason)) if reason else None)
+
+
+def build(context: BuildContext) -> GeminiBackend:
+    """Gemini as the registry builds it: GEMINI_API_KEY from the secrets, the server's ledger."""
+    return GeminiBackend(context.llm.gemini, reveal(context.secrets.gemini_api_key), context.ledger)

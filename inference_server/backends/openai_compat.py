@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from inference_server.backends.base import BackendError, LLMRequest, StreamEnd
+from inference_server.backends.registry import BuildContext
 from inference_server.settings import OpenAISettings
 from inference_server.shared.secrets import env_secret, reveal
 
@@ -140,3 +141,8 @@ class OpenAICompatibleBackend:
         if not text:
             raise BackendError("empty", "no summary text")
         return text
+
+
+def build(context: BuildContext) -> OpenAICompatibleBackend:
+    """The backend as the registry builds it, from ``llm.openai``."""
+    return OpenAICompatibleBackend(context.llm.openai)

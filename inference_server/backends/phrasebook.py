@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inference_server.backends.base import BackendError, LLMRequest
+from inference_server.backends.registry import BuildContext
 from inference_server.errors import InferenceError
 from inference_server.yamlfile import describe_validation_error, load_yaml
 
@@ -148,3 +149,10 @@ class PhrasebookBackend:
         found = self.phrasebook.match(request.text, avoid=recent)
         _LOGGER.debug("phrasebook similarity %.2f for prompt %r", found.similarity, found.prompt)
         yield found.reply
+
+
+def build(context: BuildContext) -> PhrasebookBackend:
+    """The backend as the registry builds it, from ``llm.phrasebook`` (as the server's start checks it)."""
+    from inference_server.startup import load_phrasebook
+
+    return PhrasebookBackend(load_phrasebook(context.llm))
