@@ -27,13 +27,13 @@ from inference_server.backends.base import (
     LLMRequest,
     StreamEnd,
 )
-from inference_server.breaker import CircuitBreaker, Decision, Gate
+from inference_server.backends.chain import BackendChain, hears_audio, reply_pieces
+from inference_server.breaker import CircuitBreaker
 from inference_server.disk import DiskGuard, drop_turn, is_disk_full
 from inference_server.history import HistoryWindow, Summariser
 from inference_server.memory import MemoryService, forget_request
 from inference_server.memory.service import FORGOTTEN_TURN
 from inference_server.persona import PersonaBook
-from inference_server.quota import quota_short
 from inference_server.reply import ReplyShaper
 from inference_server.settings import BreakerSettings
 from inference_server.shared.clock import WallClock
@@ -52,11 +52,6 @@ PROBE_INSTRUCTION = "This is a health check. Answer with one short Korean word."
 PROBE_TEXT = "안녕"
 PROBE_TOKENS = 16
 """A breaker's probe: a tiny request, its answer only proves the backend answers in time."""
-
-
-def _hears_audio(backend: LLMBackend) -> bool:
-    """A backend without the property (an older or a test one) hears no audio."""
-    return bool(getattr(backend, "hears_audio", False))
 
 
 class ChatService:
@@ -95,24 +90,25 @@ class ChatService:
         # The data folder's disk (default: the store's folder, server.min_free_mb's default).
         self.disk = DiskGuard(store.path.parent) if disk is None else disk
         self.disk.attach(store)
-        self.backends = list(backends)
         self.window = HistoryWindow(store, max_turns=history_turns, max_tokens=history_tokens)
         self.max_sentences = max_sentences
         self._zone = ZoneInfo(timezone)
         self._clock = clock or (lambda: datetime.now(self._zone))
         settings = breaker or BreakerSettings()
         # In memory only: a restart starts every breaker closed.
-        self.breakers = {
-            b.name: CircuitBreaker(b.name, settings, clock=self.now, zone=self._zone) for b in self.backends
+        breakers = {
+            b.name: CircuitBreaker(b.name, settings, clock=self.now, zone=self._zone) for b in backends
         }
+        self.chain = BackendChain(backends, breakers, now=self.now, probe=self._start_probe)
+        self.backends = self.chain.backends
+        self.breakers = self.chain.breakers
         self.summariser = (
             Summariser(
                 store,
-                self.backends,
+                self.chain,
                 name=persona.current.name,
                 partner=persona.current.partner,
                 quota_reserve=summary_quota_reserve,
-                breakers=self.breakers,
                 clock=self.now,
                 disk=self.disk,
             )
@@ -122,7 +118,7 @@ class ChatService:
         self._background: set[asyncio.Task] = set()
         self.memory = memory
         if memory is not None:
-            memory.breakers = self.breakers  # reflection skips a sick backend as the turns do
+            memory.chain = memory.chain.sharing(self.chain)  # reflection skips a sick backend as turns do
         self._ticker: asyncio.Task | None = None
         self.wall_clock = wall_clock  # the server's, for the health's clock status
 
@@ -166,35 +162,22 @@ class ChatService:
                     name=b.name,
                     available=b.unavailable_reason is None,
                     reason=b.unavailable_reason,
-                    hears_audio=_hears_audio(b),
+                    hears_audio=hears_audio(b),
                     quota=quota,
                     breaker=self.breakers[b.name].status(),
                 )
             )
         return status
 
-    def _preferred(self) -> LLMBackend | None:
-        """The backend that would answer now: available, its breaker closed, and not out of quota or
-        cooling down."""
-        for b in self.backends:
-            quota = getattr(b, "quota_status", lambda: None)()
-            if (
-                b.unavailable_reason is None
-                and self.breakers[b.name].state == "closed"
-                and not (quota and (quota.cooldown_s or not quota.left_today))
-            ):
-                return b
-        return None
-
     def preferred_backend(self) -> str:
         """The name of the backend that would answer now, or "none"."""
-        backend = self._preferred()
+        backend = self.chain.preferred()
         return backend.name if backend is not None else "none"
 
     def hears_audio(self) -> bool:
         """Whether the backend that would answer now listens to her recording."""
-        backend = self._preferred()
-        return backend is not None and _hears_audio(backend)
+        backend = self.chain.preferred()
+        return backend is not None and hears_audio(backend)
 
     async def reply(
         self, conversation: str, text: str, channel: str, *, audio: AudioClip | None = None
@@ -260,19 +243,15 @@ class ChatService:
         reply_id: int | None = None
         cut_short = False
         full, sent = False, 0  # full: a write found the disk full; sent: sentences she was sent
-        for backend in self.backends:
-            reason = backend.unavailable_reason
-            if reason is not None:
-                fallbacks.append(FallbackInfo(backend=backend.name, reason="unavailable", detail=reason))
+        for attempt in self.chain.for_reply():
+            backend = attempt.backend
+            if attempt.skip is not None:
+                reason, detail = attempt.skip
+                fallbacks.append(FallbackInfo(backend=backend.name, reason=reason, detail=detail))
+                if reason == "circuit_open":
+                    _LOGGER.info("%s skipped: its breaker is open (%s)", backend.name, detail)
                 continue
-            decision = self._gate(backend)
-            if decision.gate is Gate.SKIP:
-                fallbacks.append(
-                    FallbackInfo(backend=backend.name, reason="circuit_open", detail=decision.detail)
-                )
-                _LOGGER.info("%s skipped: its breaker is open (%s)", backend.name, decision.detail)
-                continue
-            breaker, trial, settled = self.breakers[backend.name], decision.gate is Gate.TRIAL, False
+            breaker, trial, settled = attempt.breaker, attempt.trial, False
             used = backend.name
             shaper = ReplyShaper(self.max_sentences, audio=audio is not None)
             try:
@@ -430,25 +409,10 @@ class ChatService:
 
     # -- the breaker's trial ----------------------------------------------------------------------
 
-    def _gate(self, backend: LLMBackend) -> Decision:
-        """Whether this turn asks `backend`: its breaker decides; a half-open breaker's trial is a
-        probe in the background when the quota can spare one (the turn then skips the backend and
-        keeps fast), else this turn itself (it waits for the backend, once per cooling period)."""
-        breaker = self.breakers[backend.name]
-        decision = breaker.decide()
-        if decision.gate is not Gate.TRIAL:
-            return decision
-        short = quota_short(backend, reserve=1, now=self.now())
-        if short is not None:
-            _LOGGER.info(
-                "%s: no request to spare for a probe (%s); this turn is its trial", backend.name, short[0]
-            )
-            return decision
+    def _start_probe(self, backend: LLMBackend, breaker: CircuitBreaker) -> None:
+        """The chain found a half-open breaker whose trial the quota can spare: probe in the
+        background, and this turn skips the backend and keeps fast."""
         self._keep(asyncio.create_task(self._probe(backend, breaker), name=f"probe-{backend.name}"))
-        return Decision(
-            Gate.SKIP,
-            f"its cooling period is over; probing it in the background after {breaker.status().last_failure}",
-        )
 
     async def _probe(self, backend: LLMBackend, breaker: CircuitBreaker) -> None:
         """The breaker's trial: a tiny streamed request (charged to the quota ledger, channel
@@ -551,7 +515,7 @@ class ChatService:
         backend: LLMBackend, request: LLMRequest, shaper: ReplyShaper
     ) -> AsyncIterator[str]:
         """The sentences of one backend's answer as they become ready; BackendError goes through."""
-        pieces = backend.stream(request)
+        pieces = reply_pieces(backend, request)
         truncated = False
         try:
             async for piece in pieces:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from inference_server.backends.base import BackendError, HistoryTurn, LLMBackend, LLMRequest
-from inference_server.breaker import CircuitBreaker
+from inference_server.backends.base import BackendError, HistoryTurn, LLMRequest
+from inference_server.backends.chain import BackendChain
 from inference_server.disk import DiskGuard, is_disk_full
-from inference_server.quota import background_wait
 from inference_server.store import ConversationStore, Turn
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,30 +94,28 @@ class Summariser:
     def __init__(
         self,
         store: ConversationStore,
-        backends: Sequence[LLMBackend],
+        chain: BackendChain,
         *,
         name: str,
         partner: str,
         min_turns: int = SUMMARY_MIN_TURNS,
         quota_reserve: int = 4,
-        breakers: Mapping[str, CircuitBreaker] | None = None,
         clock: Callable[[], float] = time.time,
         disk: DiskGuard | None = None,
     ) -> None:
         self.store = store
         self.disk = disk  # told when a summary finds the disk full (said once, not a traceback)
-        self.backends = [b for b in backends if hasattr(b, "complete") and b.name != "phrasebook"]
+        self.chain = chain  # the server's, with its breakers: a sick backend is not asked
         self.instruction = SUMMARY_INSTRUCTION.format(name=name, partner=partner)
         self.min_turns = min_turns
         self.quota_reserve = quota_reserve
-        self.breakers = breakers or {}
         self._clock = clock
         self._jobs: dict[str, asyncio.Task] = {}
         self._wanted: dict[str, tuple[int, tuple[str, str]]] = {}  # conversation → (through id, names)
         self._not_before: dict[str, float] = {}
 
     def wanted(self, window: Window) -> bool:
-        return bool(self.backends) and len(window.left_out) >= self.min_turns
+        return bool(self.chain.background_backends()) and len(window.left_out) >= self.min_turns
 
     def request(self, conversation: str, window: Window, *, names: tuple[str, str]) -> asyncio.Task | None:
         """Ask for the turns that left `window` to be summarised; the new job, if one was started.
@@ -167,30 +164,23 @@ class Summariser:
         lines = [f"{she if t.role == 'user' else he}: {t.for_model}" for t in turns]
         text = (f"Earlier summary: {latest[1]}\n\n" if latest else "") + "\n".join(lines)
         request = LLMRequest(conversation, text, self.instruction, channel="summary")
-        waits: list[tuple[str, float]] = []
-        for backend in self.backends:
-            if backend.unavailable_reason:
-                continue
-            breaker = self.breakers.get(backend.name)
-            wait = background_wait(backend, breaker, reserve=self.quota_reserve, now=now)
-            if wait is not None:
-                waits.append(wait)
-                continue
+        choice = self.chain.for_background(reserve=self.quota_reserve, now=now)
+        failed: list[tuple[str, float]] = []
+        for backend in choice.ready:
+            breaker = self.chain.breakers.get(backend.name)
             try:
                 summary = await backend.complete(request)
             except BackendError as exc:
                 if breaker is not None:
                     breaker.failed(exc.reason, exc.detail)
-                waits.append((f"{backend.name}: {exc.reason}: {exc.detail}", now + SUMMARY_RETRY_S))
+                failed.append((f"{backend.name}: {exc.reason}: {exc.detail}", now + SUMMARY_RETRY_S))
                 continue
             if breaker is not None:
                 breaker.succeeded()
             await asyncio.to_thread(self.store.save_summary, conversation, turns[-1].id, summary.strip())
             _LOGGER.info("summarised %d older turn(s) of %s with %s", len(turns), conversation, backend.name)
             return True
-        why, until = (
-            min(waits, key=lambda w: w[1]) if waits else ("no backend can summarise", now + SUMMARY_RETRY_S)
-        )
+        why, until = choice.why_not("no backend can summarise", now + SUMMARY_RETRY_S, *failed)
         self._not_before[conversation] = until
         _LOGGER.info(
             "summary of %d turn(s) of %s waits until %s: %s (the window stays bounded meanwhile)",

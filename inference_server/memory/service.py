@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from inference_server.backends.base import BackendError, LLMBackend, LLMRequest
-from inference_server.breaker import CircuitBreaker
+from inference_server.backends.chain import BackendChain
 from inference_server.history import estimate_tokens
 from inference_server.memory import reflect
 from inference_server.memory.embed import Embedder
@@ -38,7 +38,6 @@ from inference_server.memory.text import (
     turn_observation,
     word_terms,
 )
-from inference_server.quota import background_wait
 from inference_server.settings import MemorySettings
 from inference_server.shared.text import word_digest
 from inference_server.store import ConversationStore, Turn
@@ -156,15 +155,15 @@ class MemoryService:
         self.embedder = embedder or Embedder()
         self.form = form  # what of a memory is embedded and counted: its canonical form
         self.use_cues = use_cues  # … and the cues reflection gave it
-        self.backends = [b for b in backends if hasattr(b, "complete") and b.name != "phrasebook"]
+        self.chain = BackendChain(backends)
+        """The backends reflection may ask; the chat service shares its breakers with it
+        (`BackendChain.sharing`): reflection does not ask a backend whose breaker is not closed,
+        and tells it how the request went."""
         self.name, self.partner = name, partner
         self._zone = ZoneInfo(timezone)
         self._indexes: dict[str, MemoryIndex] = {}
         self._lock = threading.RLock()
         self._reflecting: asyncio.Lock | None = None  # made in the server's event loop, on first use
-        self.breakers: Mapping[str, CircuitBreaker] = {}
-        """The backends' circuit breakers, by name (the chat service shares its own): reflection
-        does not ask a backend whose breaker is not closed, and tells it how the request went."""
 
     # -- the index -------------------------------------------------------------------------------
 
@@ -515,24 +514,12 @@ class MemoryService:
         if not any(t.role == "user" and letters(t.for_model) >= self.settings.min_turn_chars for t in turns):
             await asyncio.to_thread(self.store.reflected, session.id, now, "nothing to remember")
             return ReflectionOutcome(session.id, "nothing", "no words of hers to remember")
-        backend, why, until = (
-            None,
-            "no LLM backend can reflect (Gemini or openai)",
-            now + self.settings.retry_min * 60,
-        )
-        for candidate in self.backends:
-            if candidate.unavailable_reason:
-                why = f"{candidate.name}: {candidate.unavailable_reason}"
-                continue
-            wait = background_wait(
-                candidate, self.breakers.get(candidate.name), reserve=self.settings.quota_reserve, now=now
-            )
-            if wait is not None:
-                why, until = wait
-                continue
-            backend = candidate
-            break
+        choice = self.chain.for_background(reserve=self.settings.quota_reserve, now=now)
+        backend = choice.backend
         if backend is None:
+            why, until = choice.why_not(
+                "no LLM backend can reflect (Gemini or openai)", now + self.settings.retry_min * 60
+            )
             await asyncio.to_thread(self.store.postpone, session.id, until, f"waiting: {why}")
             _LOGGER.info("reflection on session %d postponed: %s (raw memories kept)", session.id, why)
             return ReflectionOutcome(session.id, "postponed", why)
@@ -549,7 +536,7 @@ class MemoryService:
             json=True,
         )
         attempts = await asyncio.to_thread(self.store.attempted, session.id)
-        breaker = self.breakers.get(backend.name)
+        breaker = self.chain.breakers.get(backend.name)
         try:
             try:
                 answer = await backend.complete(request)
