@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from fakes.chat import chat_final, send_chat
 from pydantic import ValidationError
 
 from device.bench.fake_gemini import FakeGemini, Reply
@@ -69,12 +70,8 @@ def server(start_server, phrasebook, tmp_path):
 
 
 def _post_chat(server, token: str, text: str) -> list[bytes]:
-    response = httpx.post(
-        f"{server.url}/v1/chat",
-        json={"conversation": "jinju", "text": text, "channel": "cli"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+    """The answer's lines as the server wrote them, byte for byte (this module checks the wire)."""
+    response = send_chat(server, token, {"conversation": "jinju", "text": text, "channel": "cli"})
     assert response.status_code == 200
     return [line + b"\n" for line in response.content.split(b"\n") if line.strip()]
 
@@ -219,7 +216,7 @@ def test_the_lines_keep_todays_format():
 def test_while_gemini_cools_down_health_says_no_audio_is_heard(server, token):
     fake, app = server
     fake.push(Reply.error(429, "RESOURCE_EXHAUSTED", "quota", retry_delay="20s"))
-    assert json.loads(_post_chat(app, token, "배고파")[-1])["backend"] == "phrasebook"
+    assert chat_final(app, token, "배고파").backend == "phrasebook"
     health = asyncio.run(InferenceClient(app.url, token, timeout_s=10).health())
     assert health.backend == "phrasebook" and health.hears_audio is False
     assert health.backends[0].hears_audio, "Gemini would still hear it, once it may answer again"

@@ -4,29 +4,18 @@ audio mode, persona management and a history that stays bounded."""
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import socket
 
 import httpx
 import pytest
 from conftest import gemini_backend
+from fakes.chat import chat, chat_final, send_chat
 
 from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.backends.phrasebook import PhrasebookBackend
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def turn(server, token, text, **extra) -> list[dict]:
-    response = httpx.post(
-        f"{server.url}/v1/chat",
-        json={"text": text, **extra},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
 @pytest.fixture
@@ -60,10 +49,10 @@ def test_every_failure_gives_an_in_persona_reply_and_a_log_line(
     caplog.set_level(logging.INFO)
     fake.push(reply)
     server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook))
-    final = turn(server, token, "오늘 너무 피곤해")[-1]
-    assert final["backend"] == "phrasebook"
-    assert final["reply"] in {he for _, he in phrasebook.pairs} | set(phrasebook.not_understood)
-    assert final["fallbacks"][0]["reason"] == reason
+    final = chat_final(server, token, "오늘 너무 피곤해")
+    assert final.backend == "phrasebook"
+    assert final.reply in {he for _, he in phrasebook.pairs} | set(phrasebook.not_understood)
+    assert final.fallbacks[0].reason == reason
     assert any(f"gemini could not answer ({reason}" in r.getMessage() for r in caplog.records)
 
 
@@ -73,7 +62,7 @@ def test_an_unreachable_gemini_is_logged_too(start_server, token, phrasebook, ca
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     server = start_server(gemini_backend(f"http://127.0.0.1:{port}"), PhrasebookBackend(phrasebook))
-    assert turn(server, token, "안녕")[-1]["backend"] == "phrasebook"
+    assert chat_final(server, token, "안녕").backend == "phrasebook"
     assert any("gemini could not answer (network" in r.getMessage() for r in caplog.records)
 
 
@@ -83,7 +72,7 @@ def test_a_rejected_key_turns_gemini_off_with_one_error_and_no_retries(
     fake.push(Reply.error(403, "PERMISSION_DENIED", "API key not valid"))
     server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook))
     for _ in range(3):
-        assert turn(server, token, "안녕")[-1]["backend"] == "phrasebook"
+        assert chat_final(server, token, "안녕").backend == "phrasebook"
     assert len(fake.requests) == 1
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "GEMINI_API_KEY" in r.getMessage()]
     assert len(errors) == 1
@@ -95,9 +84,9 @@ def test_a_reply_cut_at_max_tokens_ends_at_the_last_whole_sentence(start_server,
     caplog.set_level(logging.INFO)
     fake.push(Reply.stream(["진주야 오늘 고생했어. 저녁은 ", "뭐 먹"], finish_reason="MAX_TOKENS"))
     server = start_server(gemini_backend(fake.base_url))
-    events = turn(server, token, "배고파")
-    assert [e["text"] for e in events[:-1]] == ["진주야 오늘 고생했어."]
-    assert events[-1]["reply"] == "진주야 오늘 고생했어." and events[-1]["backend"] == "gemini"
+    events = chat(server, token, "배고파")
+    assert [e.text for e in events[:-1]] == ["진주야 오늘 고생했어."]
+    assert events[-1].reply == "진주야 오늘 고생했어." and events[-1].backend == "gemini"
     assert any("token limit" in r.getMessage() for r in caplog.records)
 
 
@@ -113,9 +102,9 @@ def test_unspeakable_text_is_removed_and_long_replies_are_cut(start_server, toke
         )
     )
     server = start_server(gemini_backend(fake.base_url), max_sentences=3)
-    final = turn(server, token, "뭐 해")[-1]
-    assert final["reply"] == "진주야 보고 싶어! 밥 먹기 잠 자기"
-    assert "*" not in final["reply"] and "😊" not in final["reply"] and "http" not in final["reply"]
+    final = chat_final(server, token, "뭐 해")
+    assert final.reply == "진주야 보고 싶어! 밥 먹기 잠 자기"
+    assert "*" not in final.reply and "😊" not in final.reply and "http" not in final.reply
 
 
 # --- audio mode -----------------------------------------------------------------------------
@@ -128,14 +117,14 @@ def test_audio_mode_sends_the_recording_with_persona_and_history(start_server, t
     fake.push(Reply.stream(["응, 나 여기 있어."]), Reply.stream(["⟦배고파 죽겠어⟧ 얼른 ", "밥 먹으러 가자."]))
     gemini = GeminiBackend(GeminiSettings(base_url=fake.base_url, send_audio=True), "test-key")
     server = start_server(gemini, PhrasebookBackend(phrasebook))
-    turn(server, token, "차차 있어?")
+    chat(server, token, "차차 있어?")
     recording = b"OggS" + bytes(range(200))
-    final = turn(
+    final = chat_final(
         server,
         token,
         "배 고파 죽 겠 어",
         audio={"mime_type": "audio/ogg", "data": base64.b64encode(recording).decode()},
-    )[-1]
+    )
 
     sent = fake.requests[-1].body
     user = sent["contents"][-1]
@@ -151,28 +140,18 @@ def test_audio_mode_sends_the_recording_with_persona_and_history(start_server, t
     assert [c["role"] for c in sent["contents"]] == ["user", "model", "user"]
     assert "You are 차차" in fake.requests[-1].system_text
     assert "⟦" in fake.requests[-1].system_text
-    assert final["reply"] == "얼른 밥 먹으러 가자." and final["heard"] == "배고파 죽겠어"
+    assert final.reply == "얼른 밥 먹으러 가자." and final.heard == "배고파 죽겠어"
     turns = server.chat.store.recent("jinju", 10)
     assert (turns[-2].text, turns[-2].source, turns[-2].heard) == ("배 고파 죽 겠 어", "stt", "배고파 죽겠어")
 
 
 def test_audio_that_is_too_large_or_not_base64_is_422(start_server, token):
     server = start_server()
-    headers = {"Authorization": f"Bearer {token}"}
-    bad = httpx.post(
-        f"{server.url}/v1/chat",
-        headers=headers,
-        json={"text": "안녕", "audio": {"mime_type": "audio/ogg", "data": "%%%"}},
-    )
+    bad = send_chat(server, token, {"text": "안녕", "audio": {"mime_type": "audio/ogg", "data": "%%%"}})
     assert bad.status_code == 422
     # over MAX_AUDIO_BYTES (1.5 MB), under the body limit (2 MiB); a body over that is 413 (test_limits)
     huge = base64.b64encode(b"x" * 1_520_000).decode()
-    too_big = httpx.post(
-        f"{server.url}/v1/chat",
-        headers=headers,
-        timeout=30,
-        json={"text": "안녕", "audio": {"mime_type": "audio/ogg", "data": huge}},
-    )
+    too_big = send_chat(server, token, {"text": "안녕", "audio": {"mime_type": "audio/ogg", "data": huge}})
     assert too_big.status_code == 422
 
 
@@ -190,14 +169,14 @@ def test_persona_is_replaced_and_reloaded_without_a_restart(start_server, token,
     changed = current["text"].replace("name: 차차", "name: 차돌이")
     saved = httpx.put(f"{server.url}/v1/admin/persona", headers=headers, json={"text": changed})
     assert saved.status_code == 200 and saved.json()["path"] == str(tmp_path / "d" / "persona.yaml")
-    turn(server, token, "안녕")
+    chat(server, token, "안녕")
     assert "You are 차돌이" in fake.requests[-1].system_text
 
     (tmp_path / "d" / "persona.yaml").write_text(
         current["text"].replace("name: 차차", "name: 차순이"), encoding="utf-8"
     )
     assert httpx.post(f"{server.url}/v1/admin/persona/reload", headers=headers).json()["name"] == "차순이"
-    turn(server, token, "안녕")
+    chat(server, token, "안녕")
     assert "You are 차순이" in fake.requests[-1].system_text
     assert httpx.get(f"{server.url}/v1/admin/persona").status_code == 401
 
@@ -209,7 +188,7 @@ def test_history_stays_within_its_token_budget_and_old_turns_are_summarised(star
     fake.default = Reply.stream(["응, 그랬구나. 더 얘기해 줘."])
     server = start_server(gemini_backend(fake.base_url), history_turns=40, history_tokens=120)
     for i in range(12):
-        turn(server, token, f"오늘 있었던 일 {i}번째 이야기를 들려줄게 정말 길게 말하는 중이야")
+        chat(server, token, f"오늘 있었던 일 {i}번째 이야기를 들려줄게 정말 길게 말하는 중이야")
     chats = [r for r in fake.requests if r.action == "streamGenerateContent"]
     sizes = [sum(len(t) for _, t in r.history) for r in chats]
     assert max(sizes) < 400, "the prompt must not grow with the day"
@@ -222,7 +201,7 @@ def test_history_stays_within_its_token_budget_and_old_turns_are_summarised(star
 def test_without_a_summariser_old_turns_are_dropped_oldest_first(start_server, token, phrasebook):
     server = start_server(PhrasebookBackend(phrasebook), history_turns=40, history_tokens=60)
     for i in range(8):
-        turn(server, token, f"이야기 {i}")
+        chat(server, token, f"이야기 {i}")
     window = server.chat.window.build("jinju", 10**9)
     assert window.turns and window.turns[-1].text
     assert sum(len(t.text) / 1.5 + 4 for t in window.turns) <= 60

@@ -8,7 +8,6 @@ talking to the local fake Gemini, whose recorded requests prove which turns neve
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from conftest import gemini_backend
+from fakes.chat import chat_final
 
 from device.bench.fake_gemini import FakeGemini, Reply
 from device.cli.admin import breaker_text
@@ -315,27 +315,16 @@ def test_without_a_request_to_spare_for_a_probe_the_next_turn_is_the_trial(tmp_p
 # --- over HTTP: the turn's fallbacks and GET /v1/health --------------------------------------------
 
 
-def _post(server, token: str, text: str) -> dict:
-    response = httpx.post(
-        f"{server.url}/v1/chat",
-        json={"text": text},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return json.loads(response.text.splitlines()[-1])
-
-
 def test_health_and_the_turns_fallbacks_show_an_open_breaker(start_server, token, fake, phrasebook):
     calendar = Calendar()
     fake.push(*[Reply.error(500, "INTERNAL", "boom")] * 2)
     server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), clock=calendar.now)
-    _post(server, token, "안녕")
-    _post(server, token, "안녕")
-    final = _post(server, token, "배고파")
-    assert final["backend"] == "phrasebook" and len(fake.requests) == 2
-    assert [(f["backend"], f["reason"]) for f in final["fallbacks"]] == [("gemini", "circuit_open")]
-    assert "skipped until 09:00:30" in final["fallbacks"][0]["detail"]
+    chat_final(server, token, "안녕")
+    chat_final(server, token, "안녕")
+    final = chat_final(server, token, "배고파")
+    assert final.backend == "phrasebook" and len(fake.requests) == 2
+    assert [(f.backend, f.reason) for f in final.fallbacks] == [("gemini", "circuit_open")]
+    assert "skipped until 09:00:30" in final.fallbacks[0].detail
     health = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {token}"}).json()
     assert health["backend"] == "phrasebook" and health["hears_audio"] is False
     gemini = health["backends"][0]
@@ -363,14 +352,14 @@ def test_after_the_breaker_opens_the_fallback_comes_in_well_under_a_second_and_a
     slow = []
     for _ in range(2):
         started = time.monotonic()
-        assert [f["reason"] for f in _post(server, token, "배고파")["fallbacks"]] == ["timeout"]
+        assert [f.reason for f in chat_final(server, token, "배고파").fallbacks] == ["timeout"]
         slow.append(time.monotonic() - started)
     fast = []
     for _ in range(5):
         started = time.monotonic()
-        final = _post(server, token, "배고파")
+        final = chat_final(server, token, "배고파")
         fast.append(time.monotonic() - started)
-        assert final["backend"] == "phrasebook" and final["fallbacks"][0]["reason"] == "circuit_open"
+        assert final.backend == "phrasebook" and final.fallbacks[0].reason == "circuit_open"
     assert len(fake.requests) == 2
     assert min(slow) >= timeout_s
     # Each skipped turn takes a few milliseconds here; 1.5 s holds at 4x slowdown with room to spare.

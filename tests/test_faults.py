@@ -7,7 +7,6 @@ truthfully (her, his cut reply, her).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.chat import ChatEvent, chat, stream_chat
 
 from device.bench.fake_gemini import FakeGemini, Reply
+from inference_server.api.models import SentenceEvent
 from inference_server.store import ConversationStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -73,28 +74,21 @@ def test_a_server_killed_mid_reply_keeps_what_she_said_and_what_she_heard(tmp_pa
             Reply.stream(["진주야, 오늘 ", "어땠어? 나는 ", "너 생각만 했지."], gate=gate, gate_after=2)
         )
         proc, url = _start(tmp_path, fake)
-        heard: list[dict] = []
+        heard: list[ChatEvent] = []
         try:
-            with httpx.stream(
-                "POST",
-                f"{url}/v1/chat",
-                json={"conversation": "jinju", "text": "나 오늘 면접 봤어", "channel": "doll"},
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                timeout=30,
-            ) as response:
-                assert response.status_code == 200
-                for line in response.iter_lines():
-                    if line.strip():
-                        heard.append(json.loads(line))
-                        break  # the first sentence has reached her: now the server dies
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            turn = stream_chat(url, TOKEN, "나 오늘 면접 봤어", conversation="jinju", channel="doll")
+            for _, event in turn:
+                heard.append(event)
+                break  # the first sentence has reached her: now the server dies
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            turn.close()
         finally:
             gate.set()
             if proc.poll() is None:
                 proc.kill()
-        reply_id = heard[0]["reply_id"]
-        assert heard == [{"type": "sentence", "index": 0, "text": "진주야,", "reply_id": reply_id}]
+        reply_id = heard[0].reply_id
+        assert heard == [SentenceEvent(index=0, text="진주야,", reply_id=reply_id)]
 
         store = ConversationStore(tmp_path / "data" / "conversations.sqlite3")
         try:
@@ -111,13 +105,7 @@ def test_a_server_killed_mid_reply_keeps_what_she_said_and_what_she_heard(tmp_pa
         fake.push(Reply.stream(["괜찮아, 잘했을 거야."]))
         proc, url = _start(tmp_path, fake)
         try:
-            answer = httpx.post(
-                f"{url}/v1/chat",
-                json={"conversation": "jinju", "text": "아까 말하다 끊겼어", "channel": "doll"},
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                timeout=30,
-            )
-            assert answer.status_code == 200
+            chat(url, TOKEN, "아까 말하다 끊겼어", conversation="jinju", channel="doll")
         finally:
             proc.terminate()
             proc.wait(timeout=15)

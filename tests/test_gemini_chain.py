@@ -3,15 +3,15 @@ chain to the phrasebook within the same turn."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
-import httpx
 import pytest
 from conftest import gemini_backend
+from fakes.chat import stream_chat
 
 from device.bench.fake_gemini import FakeGemini, Reply
+from inference_server.api.models import FallbackInfo, SentenceEvent
 from inference_server.backends.phrasebook import PhrasebookBackend
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,21 +23,6 @@ def fake_gemini():
         yield fake
 
 
-def _stream_chat(server, token, text, conversation="jinju"):
-    """Yield (arrival time, event) as the server streams them."""
-    with httpx.stream(
-        "POST",
-        f"{server.url}/v1/chat",
-        json={"conversation": conversation, "text": text},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=20,
-    ) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.strip():
-                yield time.monotonic(), json.loads(line)
-
-
 def test_sentences_reach_the_client_before_the_model_has_finished(
     start_server, token, fake_gemini, phrasebook
 ):
@@ -47,25 +32,25 @@ def test_sentences_reach_the_client_before_the_model_has_finished(
     )
     server = start_server(gemini_backend(fake_gemini.base_url), PhrasebookBackend(phrasebook))
     events = []
-    for _, event in _stream_chat(server, token, "나 왔어"):
+    for _, event in stream_chat(server, token, "나 왔어"):
         if not events:
             # The model is still held at the gate: this sentence came out while it was "thinking".
             # the first clause goes out at its comma, so the doll can start speaking early
-            assert event == {"type": "sentence", "index": 0, "text": "진주야,", "reply_id": event["reply_id"]}
+            assert event == SentenceEvent(index=0, text="진주야,", reply_id=event.reply_id)
             assert not gate.is_set()
             gate.set()
         events.append(event)
-    assert [e["text"] for e in events[:-1]] == ["진주야,", "오늘 하루 어땠어?", "나는 너 생각만 했지."]
+    assert [e.text for e in events[:-1]] == ["진주야,", "오늘 하루 어땠어?", "나는 너 생각만 했지."]
     final = events[-1]
-    assert final["backend"] == "gemini" and final["fallbacks"] == []
-    assert final["reply"] == "진주야, 오늘 하루 어땠어? 나는 너 생각만 했지."
+    assert final.backend == "gemini" and final.fallbacks == ()
+    assert final.reply == "진주야, 오늘 하루 어땠어? 나는 너 생각만 했지."
 
 
 def test_the_model_gets_persona_clock_and_history(start_server, token, fake_gemini):
     fake_gemini.push(Reply.stream(["응, 나 여기 있어."]), Reply.stream(["또 왔네?"]))
     server = start_server(gemini_backend(fake_gemini.base_url))
-    list(_stream_chat(server, token, "차차 있어?"))
-    list(_stream_chat(server, token, "나 또 왔어"))
+    list(stream_chat(server, token, "차차 있어?"))
+    list(stream_chat(server, token, "나 또 왔어"))
     second = fake_gemini.requests[-1]
     assert second.api_key == "test-key"
     assert "You are 차차" in second.system_text and "(Asia/Seoul)" in second.system_text
@@ -94,13 +79,13 @@ def test_gemini_failures_fall_back_to_the_phrasebook_in_the_same_turn(
     gemini = gemini_backend(fake_gemini.base_url, first_token_timeout_s=0.5)
     server = start_server(gemini, PhrasebookBackend(phrasebook))
     started = time.monotonic()
-    events = [e for _, e in _stream_chat(server, token, "배고파")]
+    events = [e for _, e in stream_chat(server, token, "배고파")]
     elapsed = time.monotonic() - started
     final = events[-1]
-    assert final["backend"] == "phrasebook"
-    assert final["reply"] and len(events) >= 2
-    assert [f["backend"] for f in final["fallbacks"]] == ["gemini"]
-    assert final["fallbacks"][0]["reason"] == reason
+    assert final.backend == "phrasebook"
+    assert final.reply and len(events) >= 2
+    assert [f.backend for f in final.fallbacks] == ["gemini"]
+    assert final.fallbacks[0].reason == reason
     assert elapsed < 4.0, "a failing Gemini must not hold her waiting"
     assert len(fake_gemini.requests) == 1, "no retry loop against a failing Gemini"
 
@@ -111,22 +96,22 @@ def test_no_api_key_skips_gemini_without_a_request(start_server, token, fake_gem
 
     keyless = GeminiBackend(GeminiSettings(base_url=fake_gemini.base_url), api_key=None)
     server = start_server(keyless, PhrasebookBackend(phrasebook))
-    final = [e for _, e in _stream_chat(server, token, "잘 자")][-1]
-    assert final["backend"] == "phrasebook"
-    assert final["fallbacks"] == [
-        {"backend": "gemini", "reason": "unavailable", "detail": "GEMINI_API_KEY is not set"}
-    ]
+    final = [e for _, e in stream_chat(server, token, "잘 자")][-1]
+    assert final.backend == "phrasebook"
+    assert final.fallbacks == (
+        FallbackInfo(backend="gemini", reason="unavailable", detail="GEMINI_API_KEY is not set"),
+    )
     assert fake_gemini.requests == []
 
 
 def test_a_failure_after_a_sentence_ends_the_reply_there(start_server, token, fake_gemini, phrasebook):
     fake_gemini.push(Reply.stream_then_error(["보고 싶었어. 오늘은 ", "그래서"]))
     server = start_server(gemini_backend(fake_gemini.base_url), PhrasebookBackend(phrasebook))
-    events = [e for _, e in _stream_chat(server, token, "보고 싶어")]
+    events = [e for _, e in stream_chat(server, token, "보고 싶어")]
     final = events[-1]
-    assert final["backend"] == "gemini"
-    assert final["reply"] == "보고 싶었어."
-    assert final["fallbacks"] and final["fallbacks"][0]["backend"] == "gemini"
+    assert final.backend == "gemini"
+    assert final.reply == "보고 싶었어."
+    assert final.fallbacks and final.fallbacks[0].backend == "gemini"
 
 
 def test_an_unreachable_gemini_falls_back(start_server, token, phrasebook):
@@ -136,6 +121,6 @@ def test_an_unreachable_gemini_falls_back(start_server, token, phrasebook):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     server = start_server(gemini_backend(f"http://127.0.0.1:{port}"), PhrasebookBackend(phrasebook))
-    final = [e for _, e in _stream_chat(server, token, "안녕")][-1]
-    assert final["backend"] == "phrasebook"
-    assert final["fallbacks"][0]["reason"] == "network"
+    final = [e for _, e in stream_chat(server, token, "안녕")][-1]
+    assert final.backend == "phrasebook"
+    assert final.fallbacks[0].reason == "network"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.chat import chat_final
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -377,8 +378,7 @@ def test_the_largest_id_sqlite_holds_is_looked_up_and_not_found(server, method, 
 
 
 def test_the_server_still_talks_after_the_fuzzing(server) -> None:
-    response = _send(server, "POST", "/v1/chat", {"conversation": "jinju", "text": "안녕"})
-    assert response.status_code == 200 and '"type": "final"' in response.text
+    assert chat_final(server, "hostile-token", "안녕", conversation="jinju").reply
 
 
 # --- audio decoders ------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.chat import chat_final, read_events, send_chat
 
 from device.config import ConfigError, load_config
+from inference_server.api.models import FinalEvent
 from inference_server.backends.phrasebook import Phrasebook, default_phrasebook_path
 from inference_server.errors import InferenceError
 from inference_server.persona import Persona, default_persona_path
@@ -83,9 +85,8 @@ def _post(server, token: str, path: str, raw: bytes, method: str = "POST") -> ht
 
 def test_a_lone_surrogate_in_chat_text_is_answered_not_a_500(start_server, token):
     server = start_server()
-    response = _post(server, token, "/v1/chat", b'{"text": "\\ud800abc \\ud83d\\ude00"}')
-    assert response.status_code == 200, response.text
-    assert json.loads(response.text.splitlines()[-1])["type"] == "final"
+    response = send_chat(server, token, raw=b'{"text": "\\ud800abc \\ud83d\\ude00"}')
+    assert isinstance(read_events(response)[-1], FinalEvent)
     hers = server.chat.store.recent("jinju", 2)[0]
     assert hers.text == "\ufffdabc 😀"  # the lone half marked lost, the escaped pair joined
 
@@ -109,11 +110,11 @@ def test_a_lone_surrogate_in_a_refused_field_is_a_422_not_a_500(start_server, to
 
 def test_a_lone_surrogate_in_a_corrected_turn_is_mended(start_server, token):
     server = start_server()
-    final = json.loads(_post(server, token, "/v1/chat", '{"text": "배고파"}'.encode()).text.splitlines()[-1])
+    final = chat_final(server, token, "배고파")
     response = _post(
         server,
         token,
-        f"/v1/conversations/jinju/turns/{final['turn_id']}",
+        f"/v1/conversations/jinju/turns/{final.turn_id}",
         b'{"text": "\\ud800\\uc548\\ub155"}',
         method="PATCH",
     )

@@ -3,11 +3,11 @@ against a fake Gemini that enforces Google's limits itself."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import httpx
 import pytest
+from fakes.chat import chat_final
 
 from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.backends.phrasebook import PhrasebookBackend
@@ -106,17 +106,6 @@ def test_counts_survive_a_restart(tmp_path, clock):
 # --- the whole server against a Gemini that enforces its own limits --------------------------
 
 
-def _turn(server, token, text, channel="doll") -> dict:
-    response = httpx.post(
-        f"{server.url}/v1/chat",
-        json={"text": text, "channel": channel},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert response.status_code == 200
-    return [json.loads(line) for line in response.text.splitlines() if line.strip()][-1]
-
-
 def _ledger_backend(fake, tmp_path, **quota):
     from inference_server.backends.gemini import GeminiBackend
     from inference_server.settings import GeminiSettings
@@ -133,12 +122,12 @@ def test_fifty_rapid_turns_never_provoke_a_429_and_every_turn_is_answered(
     ) as fake:
         gemini = _ledger_backend(fake, tmp_path, requests_per_minute=5, requests_per_day=100)
         server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
-        finals = [_turn(server, token, f"배고파 {i}") for i in range(50)]
+        finals = [chat_final(server, token, f"배고파 {i}") for i in range(50)]
         assert fake.rate_limited == 0, "the ledger must stop us before Google has to"
-        assert all(f["reply"] for f in finals)
-        by = [f["backend"] for f in finals]
+        assert all(f.reply for f in finals)
+        by = [f.backend for f in finals]
         assert by.count("gemini") == 5 and by.count("phrasebook") == 45
-        assert all(f["fallbacks"][0]["reason"] == "quota" for f in finals if f["backend"] == "phrasebook")
+        assert all(f.fallbacks[0].reason == "quota" for f in finals if f.backend == "phrasebook")
         assert gemini.ledger.requests_today("gemini-test-flash") == len(fake.accepted_at) == 5
         health = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {token}"}).json()
         quota = health["backends"][0]["quota"]
@@ -156,10 +145,10 @@ def test_a_429_from_google_puts_gemini_in_cooldown_without_a_retry_loop(
         fake.push(Reply.error(429, "RESOURCE_EXHAUSTED", "quota", retry_delay="37s"))
         gemini = _ledger_backend(fake, tmp_path)
         server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
-        first = _turn(server, token, "안녕")
-        assert first["backend"] == "phrasebook" and first["fallbacks"][0]["reason"] == "rate_limited"
-        second = _turn(server, token, "안녕")
-        assert second["backend"] == "phrasebook" and "cooling down" in second["fallbacks"][0]["detail"]
+        first = chat_final(server, token, "안녕")
+        assert first.backend == "phrasebook" and first.fallbacks[0].reason == "rate_limited"
+        second = chat_final(server, token, "안녕")
+        assert second.backend == "phrasebook" and "cooling down" in second.fallbacks[0].detail
         assert len(fake.requests) == 1
         quota = gemini.quota_status()
         assert 30 < quota.cooldown_s <= 37
@@ -169,7 +158,7 @@ def test_telegram_cannot_spend_the_dolls_share(start_server, token, phrasebook, 
     with FakeGemini(default=Reply.stream(["응."])) as fake:
         gemini = _ledger_backend(fake, tmp_path, requests_per_day=10, doll_reserve=0.5)
         server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
-        telegram = [_turn(server, token, "뭐 해", channel="telegram")["backend"] for _ in range(7)]
+        telegram = [chat_final(server, token, "뭐 해", channel="telegram").backend for _ in range(7)]
         assert telegram == ["gemini"] * 5 + ["phrasebook"] * 2
-        doll = [_turn(server, token, "뭐 해")["backend"] for _ in range(6)]
+        doll = [chat_final(server, token, "뭐 해").backend for _ in range(6)]
         assert doll == ["gemini"] * 5 + ["phrasebook"]

@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
+from fakes.chat import read_events, send_chat
 
+from inference_server.api.models import FinalEvent, SentenceEvent
 from inference_server.backends.phrasebook import PhrasebookBackend
-
-
-def _chat(server, token: str | None, body, *, raw: bytes | None = None) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    if raw is not None:
-        headers["Content-Type"] = "application/json"
-        return httpx.post(f"{server.url}/v1/chat", content=raw, headers=headers, timeout=10)
-    return httpx.post(f"{server.url}/v1/chat", json=body, headers=headers, timeout=10)
-
-
-def _events(response: httpx.Response) -> list[dict]:
-    assert response.headers["content-type"].startswith("application/x-ndjson")
-    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
 def test_chat_streams_sentences_then_a_final_event(start_server, token):
     server = start_server()
-    response = _chat(server, token, {"conversation": "jinju", "text": "오늘 너무 피곤해"})
+    response = send_chat(server, token, {"conversation": "jinju", "text": "오늘 너무 피곤해"})
     assert response.status_code == 200
-    events = _events(response)
+    events = read_events(response)
     *sentences, final = events
-    assert sentences and all(e["type"] == "sentence" for e in sentences)
-    assert [e["index"] for e in sentences] == list(range(len(sentences)))
-    assert final["type"] == "final"
-    assert final["backend"] == "phrasebook"
-    assert final["reply"] == " ".join(e["text"] for e in sentences)
-    assert final["timings_ms"]["total"] >= final["timings_ms"]["first_sentence"] >= 0
+    assert sentences and all(isinstance(e, SentenceEvent) for e in sentences)
+    assert [e.index for e in sentences] == list(range(len(sentences)))
+    assert isinstance(final, FinalEvent)
+    assert final.backend == "phrasebook"
+    assert final.reply == " ".join(e.text for e in sentences)
+    assert final.timings_ms.total >= final.timings_ms.first_sentence >= 0
     hers, his = server.chat.store.recent("jinju", 2)
-    assert final["turn_id"] == hers.id and (hers.role, hers.text) == ("user", "오늘 너무 피곤해")
+    assert final.turn_id == hers.id and (hers.role, hers.text) == ("user", "오늘 너무 피곤해")
     assert his.role == "model" and his.id > hers.id
 
 
@@ -51,7 +38,7 @@ def test_missing_or_wrong_token_is_401_everywhere(start_server, headers):
 
 def test_401_comes_before_validation(start_server):
     server = start_server()
-    assert _chat(server, None, None, raw=b"{not json").status_code == 401
+    assert send_chat(server, None, None, raw=b"{not json").status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -69,20 +56,20 @@ def test_401_comes_before_validation(start_server):
 )
 def test_bad_requests_are_422(start_server, token, body):
     server = start_server()
-    response = _chat(server, token, body)
+    response = send_chat(server, token, body)
     assert response.status_code == 422, response.text
 
 
 def test_malformed_json_is_422(start_server, token):
     server = start_server()
-    assert _chat(server, token, None, raw='{"text": "안녕"'.encode()).status_code == 422
+    assert send_chat(server, token, None, raw='{"text": "안녕"'.encode()).status_code == 422
 
 
 def test_text_of_exactly_2000_characters_is_accepted(start_server, token):
     server = start_server()
-    response = _chat(server, token, {"text": "배고파" + "아" * 1997})
+    response = send_chat(server, token, {"text": "배고파" + "아" * 1997})
     assert response.status_code == 200
-    assert _events(response)[-1]["reply"]
+    assert read_events(response)[-1].reply
 
 
 def test_health_reports_the_chain(start_server, token, phrasebook):
@@ -129,8 +116,8 @@ def test_health_of_the_phrasebook_alone_hears_no_audio(start_server, token):
 def test_history_survives_a_server_restart(start_server, token, tmp_path):
     data = tmp_path / "persisted"
     first = start_server(data_dir=data)
-    assert _chat(first, token, {"conversation": "c1", "text": "보고 싶어"}).status_code == 200
-    reply = _events(_chat(first, token, {"conversation": "c1", "text": "잘 자"}))[-1]["reply"]
+    assert send_chat(first, token, {"conversation": "c1", "text": "보고 싶어"}).status_code == 200
+    reply = read_events(send_chat(first, token, {"conversation": "c1", "text": "잘 자"}))[-1].reply
     first.stop()
 
     second = start_server(data_dir=data)
