@@ -204,6 +204,11 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._run, name="inference-server", daemon=True)
         self._error: BaseException | None = None
 
+    @property
+    def config(self) -> uvicorn.Config:
+        """What uvicorn serves it with: the limits of its `settings`, as `chacha serve` has them."""
+        return self._server.config
+
     def _run(self) -> None:
         try:
             asyncio.run(self._server.serve(sockets=[self._sock]))

@@ -233,7 +233,7 @@ def test_serve_and_the_background_server_apply_the_limits_of_their_settings(
     settings = ServerSettings(
         header_timeout_s=3.5, body_timeout_s=12.0, max_connections=9, max_header_bytes=8192, keep_alive_s=7.0
     )
-    configs = [start_server(settings=settings)._server.config]
+    configs = [start_server(settings=settings).config]
 
     async def not_serving(server, sock, status):
         configs.append(server.config)

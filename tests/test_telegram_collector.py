@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -329,7 +331,7 @@ def test_export_with_nothing_collected_says_what_to_do(store, tmp_path):
 # --- the store -----------------------------------------------------------------------------------
 
 
-def test_store_is_wal_and_unique_per_source(store):
+def test_store_is_wal_and_unique_per_source(store, tmp_path):
     message = CollectedMessage(1, 1, "bot", 9, "진주", "she", T0, "안녕")
     assert store.add(message) and not store.add(message)
     assert store.add(CollectedMessage(1, 1, "import", 9, "진주", "she", T0, "안녕"))
@@ -340,8 +342,8 @@ def test_store_is_wal_and_unique_per_source(store):
         ("import", "안녕", False),
     ]
     assert store.clear_chat(1) == 1 and store.count() == 1
-    mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    with closing(sqlite3.connect(tmp_path / "telegram.sqlite3")) as db:  # WAL is kept in the file
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 # --- settings and the command line --------------------------------------------------------------
