@@ -12,7 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+import telegram_collector.settings
 from device.doll.settings import AudioSettings, LoopSettings
+from device.stt import registry as stt_registry
 from device.stt.settings import STTSettings
 from hardware.settings import HardwareSettings
 from inference_server.errors import InferenceError
@@ -26,6 +28,10 @@ from inference_server.settings import (
 from inference_server.yamlfile import describe_validation_error, load_yaml
 from telegram_collector.settings import TelegramSettings
 from tts.settings import TTSSettings
+
+# telegram.stt_engine names a speech recogniser of the doll's registry, which the bot may not
+# import: this module, which composes both, hands the bot the registry's choices.
+telegram_collector.settings.stt_engines = stt_registry.choices
 
 CONFIG_ENV = "CHACHA_CONFIG"
 SEARCH_PATHS = (

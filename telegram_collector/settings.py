@@ -5,6 +5,7 @@ The bot token is a secret and never lives here: it comes from ``TELEGRAM_BOT_TOK
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,18 @@ from inference_server.settings import ConversationId
 DATABASE_NAME = "telegram.sqlite3"
 
 Role = Literal["partner", "developer"]
+
+STT_OFF = "off"
+"""telegram.stt_engine's own choice: voice notes get a polite request to type."""
+
+stt_engines: Callable[[], list[str]] | None = None
+"""The speech recognisers ``telegram.stt_engine`` may name, or None while nobody has said.
+
+The engines are registered in device.stt.registry, which the bot may not import (contract
+telegram-not-device): device.config, which composes the bot's settings with the doll's, sets
+this to that registry's ``choices`` when it is imported, so an engine registered there (a new
+module, or a test's toy one) is accepted here too, and an unknown name is an error naming them.
+"""
 
 
 class TelegramUser(BaseModel):
@@ -63,7 +76,7 @@ class TelegramSettings(BaseModel):
     max_voice_s: float = Field(
         60.0, gt=0, le=600, description="longest voice note the bot listens to (seconds)"
     )
-    stt_engine: Literal["auto", "hybrid", "whisper", "vosk", "off"] | None = Field(
+    stt_engine: str | None = Field(
         None,
         description="speech recogniser for voice notes; None = stt.engine. 'whisper' needs the least "
         "memory (~300 MB; Vosk's Korean model ~550 MB); 'off' = voice notes get a polite request to type",
@@ -79,6 +92,16 @@ class TelegramSettings(BaseModel):
         ids = [user.id for user in value]
         if len(set(ids)) != len(ids):
             raise ValueError("each user id may appear once")
+        return value
+
+    @field_validator("stt_engine")
+    @classmethod
+    def _known_engine(cls, value: str | None) -> str | None:
+        if value is None or value == STT_OFF or stt_engines is None:
+            return value
+        allowed = [*stt_engines(), STT_OFF]
+        if value not in allowed:
+            raise ValueError(f"unknown speech recogniser {value!r}: choose from {', '.join(allowed)}")
         return value
 
     @field_validator("database")

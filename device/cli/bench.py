@@ -9,6 +9,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from device.config import ChachaConfig
+from device.stt import registry as stt_registry
 
 DEFAULT_RECORDING = Path("samples/ko-read-sentence.wav")
 
@@ -210,11 +211,11 @@ def bench_stt(args: Namespace, config: ChachaConfig) -> int:
     from device.stt.auto import create_engines
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = sorted(set(engines) - {"vosk", "whisper", "hybrid"})
+    known = stt_registry.names()
+    unknown = sorted(set(engines) - set(known))
     if unknown or not engines:
-        raise CommandError(
-            f"unknown engine(s) {', '.join(unknown) or '(none)'}: choose from vosk, whisper, hybrid"
-        )
+        named = ", ".join(unknown) or "(none)"
+        raise CommandError(f"unknown engine(s) {named}: choose from {', '.join(known)}")
     if args.repeat < 1:
         raise CommandError(f"--repeat {args.repeat}: give at least 1")
     load_transcripts(args.folder)  # a bad folder fails before minutes of model loading

@@ -12,6 +12,7 @@ from pathlib import Path
 from device.cli.errors import CommandError
 from device.cli.server import server_client
 from device.config import ChachaConfig
+from inference_server.backends import registry as backend_registry
 from inference_server.settings import MAX_TEXT_CHARS
 from inference_server.shared.secrets import Secrets
 
@@ -73,9 +74,7 @@ def talk(args: Namespace, config: ChachaConfig) -> int:
     return 0
 
 
-_BACKEND_WORDS = {
-    "gemini": "Gemini",
-    "phrasebook": "the offline phrasebook",
+_BACKEND_WORDS = {  # who answered when no backend did; a backend's own label is in its registration
     "none": "nobody (nothing was heard, so the doll asked her to say it again)",
     "disk-full": "nobody: the server's disk is full, so nothing was stored (see `chacha status`)",
 }
@@ -97,7 +96,8 @@ def _explain_turn(result, output: Path | None, config: ChachaConfig) -> None:
     else:
         lines.append(f"She said:     {result.text}")
     lines.append(f"차차:         {result.reply}")
-    lines.append(f"Answered by:  {_BACKEND_WORDS.get(result.backend, result.backend)}")
+    answered = _BACKEND_WORDS.get(result.backend) or backend_registry.label(result.backend)
+    lines.append(f"Answered by:  {answered}")
     for fallback in result.fallbacks:
         lines.append(
             f"              ({fallback['backend']} skipped: {fallback['reason']} — {fallback['detail']})"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from device.cli.errors import CommandError
 from device.config import ConfigError, load_config
+from device.stt import registry as stt_registry
 
 _LOGGER = logging.getLogger("chacha")
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=conversation.talk)
 
-    engines = ["auto", "hybrid", "whisper", "vosk"]
+    engines = stt_registry.choices()
     p = sub.add_parser("transcribe", help="speech recognition on audio files")
     p.add_argument("files", type=Path, nargs="+", metavar="WAV")
     p.add_argument("--engine", choices=engines, help="recogniser (default: stt.engine)")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.stt import registry as stt_registry
 from tts.voice.errors import UnreadableAudio, VoiceError
 from tts.voice.workspace import VoiceDir
 
@@ -275,7 +276,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine",
-        choices=["whisper", "hybrid", "vosk", "auto"],
+        choices=stt_registry.choices(),
         help="speech recogniser for the transcripts (default: whisper, else stt.engine)",
     )
     p.set_defaults(func=commands.import_)

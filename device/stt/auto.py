@@ -1,4 +1,4 @@
-"""Choosing the speech recogniser: vosk, whisper, hybrid, or auto; loading it, cleaned.
+"""Choosing the speech recogniser (one of ``device.stt.registry``, or auto); loading it, cleaned.
 
 Hybrid (``device.stt.hybrid``) is what the doll uses where the machine allows; ``auto`` picks
 it when this machine runs Whisper fast enough (see :func:`choose_engine`).
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device.stt import registry
 from device.stt.cleanup import CleanTranscriber
-from device.stt.hybrid import HybridTranscriber
 from device.stt.settings import STTSettings
-from device.stt.vosk import VoskTranscriber
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ _SPEED_FILE = "stt-speed.json"
 
 @dataclass(frozen=True)
 class Choice:
-    engine: str  # vosk | whisper | hybrid
+    engine: str  # a registered engine (auto's choice: hybrid or vosk)
     reason: str
 
 
@@ -200,55 +199,16 @@ def create_transcriber(
 ) -> CleanTranscriber:
     """The recogniser the settings ask for (after resolving 'auto'), loaded and ready."""
     if engine is not None:
-        settings = settings.model_copy(update={"engine": engine})
-
-    def load_whisper():
-        from device.stt.whisper.transcriber import WhisperTranscriber
-
-        return WhisperTranscriber(
-            settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate
-        )
-
-    choice, whisper = choose_engine(settings, load_whisper)
+        settings = settings.model_copy(update={"engine": registry.check_choice(engine)})
+    context = registry.BuildContext(settings, debug=debug)
+    choice, whisper = choose_engine(settings, lambda: context.engine("whisper"))
     _LOGGER.info("speech recognition: %s (%s)", choice.engine, choice.reason)
-    if choice.engine == "vosk":
-        inner = VoskTranscriber(settings, debug=debug)
-    elif choice.engine == "whisper":
-        inner = whisper or load_whisper()
-    else:
-        inner = HybridTranscriber(
-            VoskTranscriber(settings, debug=debug),
-            whisper or load_whisper(),
-            tail_s=settings.hybrid_tail_ms / 1000,
-        )
-    return CleanTranscriber(inner, choice)
+    if whisper is None:
+        context.loaded.pop("whisper", None)  # measured, but not chosen: not kept
+    return CleanTranscriber(registry.get(choice.engine).create(context), choice)
 
 
 def create_engines(settings: STTSettings, names: list[str], *, debug: bool = False) -> dict:
     """Several recognisers sharing one loaded Vosk and one loaded Whisper (for comparisons)."""
-    loaded: dict[str, object] = {}
-
-    def vosk() -> VoskTranscriber:
-        if "vosk" not in loaded:
-            loaded["vosk"] = VoskTranscriber(settings, debug=debug)
-        return loaded["vosk"]
-
-    def whisper():
-        if "whisper" not in loaded:
-            from device.stt.whisper.transcriber import WhisperTranscriber
-
-            loaded["whisper"] = WhisperTranscriber(
-                settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate
-            )
-        return loaded["whisper"]
-
-    engines = {}
-    for name in names:
-        if name == "vosk":
-            inner = vosk()
-        elif name == "whisper":
-            inner = whisper()
-        else:
-            inner = HybridTranscriber(vosk(), whisper(), tail_s=settings.hybrid_tail_ms / 1000)
-        engines[name] = CleanTranscriber(inner, Choice(name, "asked for"))
-    return engines
+    context = registry.BuildContext(settings, debug=debug)
+    return {name: CleanTranscriber(context.engine(name), Choice(name, "asked for")) for name in names}

@@ -44,6 +44,7 @@ equals ``clean_transcript(t, e)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from device.stt import registry
 from device.stt.transcript import Transcript, then
 
 if TYPE_CHECKING:
@@ -58,7 +60,6 @@ if TYPE_CHECKING:
 
 import re
 import unicodedata
-from collections.abc import Callable
 
 __all__ = ["clean_transcript"]
 
@@ -407,16 +408,25 @@ def _clean_whisper(text: str) -> str:
 def clean_transcript(text: str, engine: str) -> str:
     """Recognised ``text`` tidied for the LLM and the logs; "" stays "".
 
-    ``engine`` is the recogniser that wrote it: "vosk" (re-spacing of split
-    particles and endings), "whisper" or "hybrid" (whitespace, punctuation and
-    loops); for any other engine only whitespace is collapsed.
+    ``engine`` is the recogniser that wrote it; its registration
+    (``device.stt.registry``) says how its text is cleaned: "vosk" (re-spacing of
+    split particles and endings), "whisper" (whitespace, punctuation and loops),
+    "plain" (whitespace only, as for an engine nobody registered) or a function.
     """
     text = unicodedata.normalize("NFC", text)
-    if engine == "vosk":
-        return _rejoin_vosk(text)
-    if engine in ("whisper", "hybrid"):
-        return _clean_whisper(" ".join(text.split()))
-    return " ".join(text.split())
+    spec = registry.find(engine)
+    cleanup = spec.cleanup if spec is not None else "plain"
+    if callable(cleanup):
+        return cleanup(text)
+    return CLEANUPS[cleanup](text)
+
+
+CLEANUPS: dict[str, Callable[[str], str]] = {
+    "vosk": lambda text: _rejoin_vosk(text),
+    "whisper": lambda text: _clean_whisper(" ".join(text.split())),
+    "plain": lambda text: " ".join(text.split()),
+}
+"""The ways an engine's text is cleaned, by the name its registration gives."""
 
 
 # --- recognisers whose text comes out cleaned -------------------------------------------------
@@ -435,8 +445,11 @@ class CleanTranscriber:
         return self._clean(self.inner.transcribe(samples))
 
     def stream(self) -> CleanUtterance:
-        """Hear one utterance live: ``feed(chunk) -> partial``, ``finish() -> Transcript``."""
-        if not hasattr(self.inner, "stream"):
+        """Hear one utterance live: ``feed(chunk) -> partial``, ``finish() -> Transcript``.
+
+        A recogniser registered as not streaming gets the whole utterance when she stops."""
+        spec = registry.find(self.engine)
+        if not (spec.streams if spec is not None else hasattr(self.inner, "stream")):
             return CleanUtterance(self, _BufferedUtterance(self.inner))
         return CleanUtterance(self, self.inner.stream())
 

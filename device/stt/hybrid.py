@@ -18,12 +18,16 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from device.audio import chunks, load_audio
 from device.stt.transcript import Transcript, then
 from device.stt.vosk import VoskTranscriber
+
+if TYPE_CHECKING:
+    from device.stt.registry import BuildContext
 
 
 class HybridTranscriber:
@@ -157,3 +161,10 @@ class HybridUtterance:
         if self._pass is not None:
             self._pass.future.cancel()  # only stops a pass still queued; a running one finishes
             self._pass = None
+
+
+def build(context: BuildContext) -> HybridTranscriber:
+    """Hybrid as the registry builds it: the context's Vosk and Whisper (shared, loaded once)."""
+    return HybridTranscriber(
+        context.engine("vosk"), context.engine("whisper"), tail_s=context.settings.hybrid_tail_ms / 1000
+    )

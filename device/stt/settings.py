@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from device.stt import registry
 from device.stt.whisper.settings import WhisperSettings
 from inference_server.shared import paths
 
@@ -22,10 +22,11 @@ class STTSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["auto", "hybrid", "whisper", "vosk"] = Field(
+    engine: str = Field(
         default="auto",
         description=(
-            "Speech recogniser. 'vosk': streams, fast, often wrong on conversational Korean. "
+            "Speech recogniser: 'auto' or one registered in device.stt.registry. "
+            "'vosk': streams, fast, often wrong on conversational Korean. "
             "'whisper': Whisper after she stops, far fewer errors. 'hybrid': Vosk while she "
             "speaks (endpoint, partials), Whisper for the final text. 'auto': hybrid where this "
             "machine is fast enough and has the memory for both, else vosk."
@@ -87,6 +88,11 @@ class STTSettings(BaseModel):
         default_factory=default_cache_dir,
         description="Folder for the assembled Whisper model and the speed measurement.",
     )
+
+    @field_validator("engine")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return registry.check_choice(value)
 
     @field_validator("cache_dir")
     @classmethod

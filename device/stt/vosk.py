@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from device.audio import as_pcm, chunks, load_audio
 from device.errors import STTError
 from device.stt.settings import STTSettings
 from device.stt.transcript import Transcript
+
+if TYPE_CHECKING:
+    from device.stt.registry import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -290,3 +294,8 @@ class Utterance:
 
 def _clean(text: str) -> str:
     return " ".join(text.split())
+
+
+def build(context: BuildContext) -> VoskTranscriber:
+    """Vosk as the registry builds it (``device.stt.registry``)."""
+    return VoskTranscriber(context.settings, debug=context.debug)

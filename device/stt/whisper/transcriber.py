@@ -51,6 +51,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -59,6 +60,9 @@ from device.errors import STTError
 from device.stt.transcript import Transcript
 from device.stt.whisper.model import bundled_base_model, check_whisper_model
 from device.stt.whisper.settings import WhisperSettings
+
+if TYPE_CHECKING:
+    from device.stt.registry import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -487,3 +491,9 @@ def _cpu_compute_types() -> list[str]:
         return sorted(ctranslate2.get_supported_compute_types("cpu"))
     except Exception:  # an old or broken CTranslate2: name the usual ones
         return ["float32", "int8", "int8_float32"]
+
+
+def build(context: BuildContext) -> WhisperTranscriber:
+    """Whisper as the registry builds it (``device.stt.registry``), from ``stt.whisper``."""
+    settings = context.settings
+    return WhisperTranscriber(settings.whisper, data_dir=settings.cache_dir, sample_rate=settings.sample_rate)

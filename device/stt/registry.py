@@ -1,0 +1,145 @@
+"""Every speech recogniser the doll knows, registered once with what it can do.
+
+An engine is one module (its recogniser and a ``build(context)`` function) plus one line in
+``_BUILT_IN`` below, or one :func:`register` call made before the config is read (a test's toy
+engine). ``stt.engine`` and ``telegram.stt_engine`` are validated against the registry,
+``create_transcriber`` builds from it, the text is cleaned as the engine's registration says,
+and the command line offers its names; nothing else lists engines by name.
+
+"auto" is no engine of its own: it picks hybrid or vosk for this machine (``device.stt.auto``).
+
+This module imports no recogniser: a built-in one is imported when it is built, so reading the
+config does not load Vosk or Whisper.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from device.stt.settings import STTSettings
+    from device.stt.transcript import Transcriber
+
+AUTO = "auto"
+"""stt.engine's choice of hybrid or vosk by this machine's speed and memory."""
+
+
+@dataclass
+class BuildContext:
+    """What an engine's ``build`` may use: the settings, the debug flag, and :meth:`engine`, the
+    other engines it is made of, each loaded once per context (hybrid shares Vosk and Whisper)."""
+
+    settings: STTSettings
+    debug: bool = False
+    loaded: dict[str, Transcriber] = field(default_factory=dict)
+
+    def engine(self, name: str) -> Transcriber:
+        """The engine ``name``, loaded now or given by an earlier call (or by auto's choice)."""
+        if name not in self.loaded:
+            self.loaded[name] = get(name).create(self)
+        return self.loaded[name]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One recogniser: its name in ``stt.engine``, how it is built, and what it can do."""
+
+    name: str
+    build: Callable[[BuildContext], Transcriber] | str
+    """Makes the recogniser; or "module:function", imported only when it is built."""
+    label: str
+    """In English, for the command line's help."""
+    streams: bool = False
+    """It hears while she speaks (``stream()``: partial text, an endpoint); one that does not is
+    given the whole utterance when she stops."""
+    cleanup: str | Callable[[str], str] = "plain"
+    """How its text is made fit for the LLM (``device.stt.cleanup``): "vosk" (re-spacing of the
+    particles Vosk splits off), "whisper" (punctuation and repeated loops), "plain" (whitespace
+    only), or a function of the text."""
+    needs_download: bool = False
+    """Its model is fetched or assembled into stt.cache_dir on first use, not installed ready."""
+
+    def create(self, context: BuildContext) -> Transcriber:
+        build = self.build
+        if isinstance(build, str):
+            module, _, function = build.partition(":")
+            build = getattr(importlib.import_module(module), function)
+        return build(context)
+
+
+class RegistryError(ValueError):
+    """A name registered twice, or a name nobody registered."""
+
+
+_BUILT_IN = (
+    EngineSpec(
+        "hybrid",
+        "device.stt.hybrid:build",
+        label="Vosk while she speaks, Whisper for the final text",
+        streams=True,
+        cleanup="whisper",
+        needs_download=True,
+    ),
+    EngineSpec(
+        "whisper",
+        "device.stt.whisper.transcriber:build",
+        label="Whisper after she stops",
+        cleanup="whisper",
+        needs_download=True,
+    ),
+    EngineSpec("vosk", "device.stt.vosk:build", label="Vosk, streamed", streams=True, cleanup="vosk"),
+)
+
+_REGISTRY: dict[str, EngineSpec] = {}
+
+
+def register(spec: EngineSpec) -> EngineSpec:
+    """Add an engine; its name must be new (and not "auto")."""
+    if spec.name in _REGISTRY or spec.name == AUTO:
+        raise RegistryError(f"a speech recogniser named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove an engine (a test's toy one); an unknown name is ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def names() -> list[str]:
+    """The registered engines' names, in the order they were registered."""
+    return list(_REGISTRY)
+
+
+def choices() -> list[str]:
+    """What stt.engine and the command line's --engine take: "auto", then every engine."""
+    return [AUTO, *names()]
+
+
+def get(name: str) -> EngineSpec:
+    """The engine registered as ``name``; an unknown name is an error naming the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RegistryError(f"unknown speech recogniser {name!r}: choose from {', '.join(names())}") from None
+
+
+def find(name: str) -> EngineSpec | None:
+    """The engine registered as ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
+def check_choice(name: str, *, extra: tuple[str, ...] = ()) -> str:
+    """``name`` when it is "auto", a registered engine or one of ``extra``; else an error naming
+    every choice."""
+    allowed = [AUTO, *names(), *extra]
+    if name not in allowed:
+        raise RegistryError(f"unknown speech recogniser {name!r}: choose from {', '.join(allowed)}")
+    return name
+
+
+for _spec in _BUILT_IN:
+    register(_spec)
