@@ -39,7 +39,7 @@ def espeak(text: str) -> np.ndarray:
 
 
 def chacha_voice(argv: list[str], config_path: Path | None = None) -> int:
-    """`chacha voice …` as device/cli.py will run it: parse, then handler(args, config)."""
+    """`chacha voice …` as device/cli/main.py runs it: parse, then handler(args, config)."""
     from device.config import load_config
 
     parser = argparse.ArgumentParser(prog="chacha")

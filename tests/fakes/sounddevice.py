@@ -1,4 +1,4 @@
-"""The tests' sound card: the product's simulated one (device/simulated_audio.py), on simulated time.
+"""The tests' sound card: the product's simulated one (device/bench/simulated_audio.py), on simulated time.
 
 ``FakeSoundDevice(...)`` is a ``SimulatedSoundCard`` with a fresh ``SimulatedClock`` unless a
 ``clock`` is given (``clock=MONOTONIC`` for the few tests that need real time): its blocks
