@@ -20,7 +20,7 @@ from device import audio
 from device.cli.live import run as live_run
 from device.cli.live import test_hardware as chacha_test
 from device.config import ChachaConfig
-from device.doll.audio_io import Microphone, Speaker, find_device
+from device.doll.audio_io import Listener, Microphone, Speaker, find_device
 from device.doll.earcons import LEVEL_DBFS, make_earcon, make_earcons
 from device.doll.settings import AudioSettings, LoopSettings
 from device.doll.states import DollState
@@ -55,11 +55,11 @@ def peak_hz(samples: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
 
 
-async def read_samples(mic: Microphone, count: int, timeout: float = 5.0) -> tuple[np.ndarray, list[int]]:
+async def read_samples(ears: Listener, count: int, timeout: float = 5.0) -> tuple[np.ndarray, list[int]]:
     blocks: list[np.ndarray] = []
     got = 0
     while got < count:
-        block = await asyncio.wait_for(mic.read(), timeout)
+        block = await asyncio.wait_for(ears.read(), timeout)
         if block is not None:
             blocks.append(block)
             got += len(block)
@@ -76,9 +76,10 @@ def test_microphone_delivers_30ms_blocks_of_what_was_said() -> None:
 
     async def scenario():
         mic = Microphone(AudioSettings(), backend=fake)
+        ears = mic.listen()
         mic.start()
         try:
-            return await read_samples(mic, len(said))
+            return await read_samples(ears, len(said))
         finally:
             mic.stop()
 
@@ -91,24 +92,94 @@ def test_microphone_delivers_30ms_blocks_of_what_was_said() -> None:
     assert stream.closed
 
 
-def test_muted_microphone_drops_blocks_and_unmuting_resumes() -> None:
+def test_a_microphone_nobody_listens_to_drops_blocks_and_a_new_listener_gets_the_next() -> None:
     fake = FakeSoundDevice(input_speed=4.0)
 
     async def scenario():
         mic = Microphone(AudioSettings(), backend=fake)
-        mic.muted = True
         mic.start()
         try:
-            await fake.clock.sleep_async(0.2)  # 6 blocks captured while muted
+            await fake.clock.sleep_async(0.2)  # 6 blocks captured with nobody listening
             assert fake.input_blocks >= 6
-            assert mic.read_pending() == []
-            mic.muted = False
-            block = await asyncio.wait_for(mic.read(), 2.0)
-            assert block is not None and len(block) == BLOCK
+            assert mic.listeners == 0 and mic.caught_up
+            with mic.listen() as ears:
+                assert mic.listeners == 1
+                assert ears.read_pending() == []
+                block = await asyncio.wait_for(ears.read(), 2.0)
+                assert block is not None and len(block) == BLOCK
+            assert mic.listeners == 0
         finally:
             mic.stop()
 
     run(scenario())
+
+
+def test_several_listeners_get_the_same_blocks_and_one_that_leaves_stops_getting_them() -> None:
+    """The turn's hearing, a wake-word listener, an echo canceller: each gets every block from
+    its subscription on, and one closing (or clearing, or waking) takes nothing from the others."""
+    fake = FakeSoundDevice(input_speed=4.0)
+    said = tone(RATE, 1.2)
+    fake.say(said)
+
+    async def scenario():
+        mic = Microphone(AudioSettings(), backend=fake)
+        first, second = mic.listen(), mic.listen()
+        mic.start()
+        try:
+            early, _ = await read_samples(second, RATE // 2)
+            second.wake()  # a wake-up is the second's own: the first reads on
+            second.close()
+            assert mic.listeners == 1
+            heard, _ = await read_samples(first, len(said))
+            await fake.clock.sleep_async(0.1)
+            return early, heard, second.read_pending(), first.read_pending()
+        finally:
+            first.close()
+            mic.stop()
+
+    early, heard, left_over, more = run(scenario())
+    np.testing.assert_array_equal(heard[: len(said)], said)
+    np.testing.assert_array_equal(early, heard[: len(early)])  # the same blocks, in order
+    assert sum(len(b) for b in left_over) <= BLOCK, "a closed listener gets nothing more"
+    assert more, "the other one still does"
+
+
+def test_the_speakers_reference_is_what_the_card_played_at_its_sample_positions() -> None:
+    """Every block the card took, silence included, with its position among all samples the
+    card played: the far-end reference an echo canceller lines the microphone up with."""
+    fake = FakeSoundDevice()
+    sound = tone(48000, 0.25, hz=500.0)
+
+    async def scenario():
+        speaker = Speaker(AudioSettings(), backend=fake)
+        speaker.start()
+        try:
+            await fake.clock.sleep_async(0.1)  # some silence before anyone listens
+            with speaker.reference() as reference:
+                speaker.play(sound, 48000)
+                await asyncio.wait_for(speaker.drain(), 3.0)
+                await fake.clock.sleep_async(0.1)
+                with fake.frozen():
+                    reference.close()
+                    played = list(fake.played)
+                await asyncio.sleep(0.05)  # the blocks in flight reach the loop
+                return reference.read_pending(), played
+        finally:
+            speaker.close()
+
+    blocks, played = run(scenario())
+    card = np.concatenate([b.samples for b in played])
+    assert blocks and all(b.rate == 48000 for b in blocks)
+    assert all(b.position + len(b.samples) == n.position for b, n in zip(blocks, blocks[1:], strict=False))
+    assert blocks[0].position >= 48000 * 0.1 - 1440  # it subscribed after the first silence
+    for block in blocks:
+        np.testing.assert_array_equal(
+            block.samples, card[block.position : block.position + len(block.samples)]
+        )
+    assert blocks[-1].position + len(blocks[-1].samples) == len(card)  # to the last block it took
+    reference = np.concatenate([b.samples for b in blocks])
+    start = np.flatnonzero(reference)[0] - np.flatnonzero(sound)[0]
+    np.testing.assert_array_equal(reference[start : start + len(sound)], sound)
 
 
 def test_wake_makes_a_pending_read_return_none_and_clear_drops_it() -> None:
@@ -116,16 +187,18 @@ def test_wake_makes_a_pending_read_return_none_and_clear_drops_it() -> None:
 
     async def scenario():
         mic = Microphone(AudioSettings(), backend=fake)
-        mic.muted = True
         mic.start()
         try:
-            reading = asyncio.create_task(mic.read())
-            await asyncio.sleep(0.05)
-            mic.wake()
-            assert await asyncio.wait_for(reading, 1.0) is None
-            mic.wake()
-            mic.clear()
-            assert mic.read_pending() == []
+            with fake.frozen(), mic.listen() as ears:  # no block comes while frozen
+                await asyncio.sleep(0.01)  # the blocks in flight arrive ...
+                ears.clear()  # ... and go
+                reading = asyncio.create_task(ears.read())
+                await asyncio.sleep(0.05)
+                ears.wake()
+                assert await asyncio.wait_for(reading, 1.0) is None
+                ears.wake()
+                ears.clear()
+                assert ears.read_pending() == []
         finally:
             mic.stop()
 
@@ -138,9 +211,10 @@ def test_microphone_resamples_when_the_card_refuses_the_rate() -> None:
 
     async def scenario():
         mic = Microphone(AudioSettings(), backend=fake)
+        ears = mic.listen()
         mic.start()
         try:
-            return mic, (await read_samples(mic, RATE // 2))[0]
+            return mic, (await read_samples(ears, RATE // 2))[0]
         finally:
             mic.stop()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_live_loop import BUTTON_PIN, SAMPLE, Rig, duration_s, run
+from fakes.rig import BUTTON_PIN, SAMPLE, Rig, duration_s, run
 
 from device.doll.loop import OFFLINE_LINE
 from device.doll.settings import LoopSettings
@@ -90,8 +90,8 @@ async def answered_turn(rig: Rig, samples, backend: str = "phrasebook") -> str:
     await rig.release()
     await rig.until_state(DollState.SPEAKING, 10.0)
     await rig.until_state(DollState.IDLE)
-    assert rig.doll.last_backend == backend
-    return rig.doll.last_transcript.text
+    assert rig.report.backend == backend
+    return rig.report.transcript.text
 
 
 DOWN_S = 600.0  # the first outage: ten simulated minutes
@@ -184,12 +184,12 @@ def test_the_doll_stopped_dead_mid_reply_leaves_a_truthful_history(
                 await rig.until_state(DollState.SPEAKING, 10.0)
                 await rig.sleep(0.2)
                 assert rig.speaker.playing
-                heard = rig.doll.last_transcript.text
+                heard = rig.doll.current.transcript.text
                 rig.task.cancel()  # the doll dies mid-sentence
                 with contextlib.suppress(asyncio.CancelledError):
                     await rig.task
                 # what the dying loop still sends (where his reply was cut) lands before we look
-                await asyncio.gather(*rig.doll._background, return_exceptions=True)
+                await rig.doll.settle()
             finally:
                 rig.button.close()
                 rig.light.close()

@@ -21,199 +21,30 @@ import socket
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
+from fakes.rig import BUTTON_PIN, LED_PIN, REAL_LIMIT_S, Rig, duration_s, run
 from fakes.sounddevice import FakeSoundDevice
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device import audio
 from device.cli import live as live_commands
 from device.config import ChachaConfig
-from device.doll import loop as live
-from device.doll.audio_io import Microphone, Speaker
-from device.doll.loop import OFFLINE_LINE, Doll
+from device.doll import conversation
+from device.doll.loop import OFFLINE_LINE
 from device.doll.settings import AudioSettings, LoopSettings
 from device.doll.states import DollState
 from device.stt import auto as recognizers
 from device.stt.auto import create_transcriber
 from device.stt.settings import STTSettings
-from hardware import HardwareSettings, PushToTalkButton, StatusLight
-from hardware.clock import MONOTONIC, Clock, SimulatedClock
+from hardware import HardwareSettings
+from hardware.clock import MONOTONIC
 from inference_server.api import InferenceClient
 
 pytestmark = pytest.mark.slow  # real Vosk
-
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "ko-read-sentence.wav"
-BUTTON_PIN, LED_PIN = 17, 18
-
-
-class Rig:
-    """One doll on a simulated sound card and mock pins, on one simulated clock, its loop a task.
-
-    The card is the clock: time moves one audio block at a time, at most ``speed`` times real
-    time, and waits (lockstep) while the doll has not heard the last block. The button, the
-    light and the doll note times on the same clock, so everything here is asserted in
-    simulated seconds, whatever the machine's load.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        transcriber,
-        engine,
-        *,
-        settings: LoopSettings | None = None,
-        hold_s: float = 1.5,
-        speed: float = 4.0,
-        clock: Clock | None = None,
-    ) -> None:
-        self.clock = clock if clock is not None else SimulatedClock()
-        self.fake = FakeSoundDevice(input_speed=speed, clock=self.clock)
-        self.factory = MockFactory(pin_class=MockPWMPin)
-        hardware = HardwareSettings(button_pin=BUTTON_PIN, hold_s=hold_s, pin_factory="mock")
-        self.button = PushToTalkButton(hardware, pin_factory=self.factory, clock=self.clock)
-        self.light = StatusLight(hardware.led, pin_factory=self.factory, clock=self.clock)
-        self.mic = Microphone(AudioSettings(), backend=self.fake)
-        self.speaker = Speaker(AudioSettings(), backend=self.fake)
-        self.doll = Doll(
-            mic=self.mic,
-            speaker=self.speaker,
-            transcriber=transcriber,
-            engine=engine,
-            client=InferenceClient(url, token, timeout_s=10),
-            light=self.light,
-            button=self.button,
-            settings=settings or LoopSettings(),
-            clock=self.clock,
-        )
-        self.task: asyncio.Task | None = None
-        self._stop_when: Callable[[], bool] | None = None
-
-    async def __aenter__(self) -> Rig:
-        if self.fake.simulated:
-            self.fake.lockstep(asyncio.get_running_loop(), self._caught_up)
-        self.task = asyncio.create_task(self.doll.run_forever())
-        await self.until(self.doll.ready.is_set, "the doll to start")
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self._stop_when = None
-        self.doll.shutdown()
-        try:
-            await asyncio.wait_for(self.task, REAL_LIMIT_S)
-        finally:
-            self.button.close()
-            self.light.close()
-
-    def _caught_up(self) -> bool:
-        if self._stop_when is not None and self._stop_when():
-            return False  # time stands still until the test has acted
-        return self.mic.caught_up
-
-    async def press(self) -> float:
-        """Press the button at one instant; returns when the doll has taken it (simulated time)."""
-        with self.fake.frozen():
-            at = self.clock.now()
-            before = self.doll.turns
-            self.factory.pin(BUTTON_PIN).drive_low()
-            await self.until(lambda: self.doll.turns > before, "the doll to take the press")
-        return at
-
-    async def release(self) -> float:
-        with self.fake.frozen():
-            at = self.clock.now()
-            self.factory.pin(BUTTON_PIN).drive_high()
-
-            def taken() -> bool:
-                turn = self.doll._turn
-                return not self.button.is_pressed and (turn is None or turn.released)
-
-            await self.until(taken, "the doll to take the release")
-        return at
-
-    @property
-    def led(self) -> float:
-        return float(self.factory.pin(LED_PIN).state)
-
-    async def until(self, predicate: Callable[[], bool], what: str, within_s: float | None = None) -> float:
-        """Wait until ``predicate()``; fail if ``within_s`` simulated seconds pass first.
-
-        Returns the simulated time it held. A real-time limit guards against a hang only.
-        """
-        give_up = None if within_s is None else self.clock.now() + within_s
-        real_limit = time.monotonic() + REAL_LIMIT_S
-        while not predicate():
-            if self.task is not None and self.task.done():
-                self.task.result()  # raises what killed the loop
-                raise AssertionError(f"the doll stopped while waiting for {what}")
-            if give_up is not None and self.clock.now() > give_up:
-                raise AssertionError(
-                    f"{within_s} simulated seconds passed waiting for {what} (state {self.doll.state})"
-                )
-            if time.monotonic() > real_limit:
-                raise AssertionError(
-                    f"hung for {REAL_LIMIT_S} s waiting for {what} (state {self.doll.state})"
-                )
-            await asyncio.sleep(0.002)
-        return self.clock.now()
-
-    async def until_state(self, state: DollState, within_s: float | None = None) -> float:
-        return await self.until(lambda: self.doll.state is state, f"state {state.value}", within_s)
-
-    async def sleep(self, seconds: float) -> float:
-        """Let ``seconds`` of simulated time pass."""
-        end = self.clock.now() + seconds
-        return await self.until(lambda: self.clock.now() >= end, f"{seconds} simulated seconds")
-
-    async def listening_with_open_ears(self) -> float:
-        """Wait until the doll listens with the microphone open (after the earcon); time stops
-        there, at the first block she could be heard in, until :meth:`say`."""
-        self._stop_when = lambda: not self.mic.muted
-        await self.until_state(DollState.LISTENING, 2.0)
-        return await self.until(lambda: not self.mic.muted, "the microphone to open", 2.0)
-
-    def say(self, samples: np.ndarray) -> float:
-        """She speaks from now on (the simulated time it starts); time moves again."""
-        self.fake.say(samples)
-        return self.resume()
-
-    async def held_turn(self, samples: np.ndarray, within_s: float) -> float:
-        """Press, say ``samples`` with the button held until the doll stops listening (within
-        ``within_s`` simulated seconds), release, wait for idle; returns how long it listened."""
-        await self.press()
-        await self.listening_with_open_ears()
-        fed = self.say(samples)
-        await self.until_state(DollState.THINKING, within_s)
-        assert self.button.is_pressed, "the doll, not a release, ended listening"
-        await self.release()
-        await self.until_state(DollState.IDLE)
-        return self.doll.last_marks["stopped"] - fed
-
-    def resume(self) -> float:
-        """Let time move again after :meth:`listening_with_open_ears` (she says nothing)."""
-        self._stop_when = None
-        return self.clock.now()
-
-    def states(self) -> list[DollState]:
-        return [state for _, state in self.doll.history]
-
-
-REAL_LIMIT_S = 60.0  # real seconds before a wait is a hang, not a slow machine
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 5 * REAL_LIMIT_S))
-
-
-def duration_s(blocks) -> float:
-    return sum(len(b.samples) for b in blocks) / 48000
-
 
 # --- a whole turn -------------------------------------------------------------------------------
 
@@ -258,9 +89,9 @@ def test_press_speak_release_thinking_speaking_idle(
         DollState.SPEAKING,
         DollState.IDLE,
     ]
-    assert rig.doll.last_listen_end == "release"
-    assert rig.doll.last_transcript is not None and rig.doll.last_transcript.text
-    assert rig.doll.last_backend == "phrasebook" and rig.doll.last_reply
+    assert rig.report.listen_end == "release"
+    assert rig.report.transcript is not None and rig.report.transcript.text
+    assert rig.report.backend == "phrasebook" and rig.report.reply
     reply = rig.fake.sounding(released, idle)
     assert duration_s(reply) > 0.5, "the reply reached the speaker"
     assert reply[0].time >= speaking  # nothing sounds before the doll says it speaks
@@ -311,7 +142,7 @@ def test_press_while_speaking_stops_the_reply_at_once(
     assert before, "the reply was playing when she pressed"
     assert not rig.fake.sounding(pressed), "nothing of the old reply after the press, ever"
     assert rig.states()[-3:] == [DollState.SPEAKING, DollState.LISTENING, DollState.IDLE]
-    assert rig.doll.last_listen_end == "release"  # the second, silent turn
+    assert rig.report.listen_end == "release"  # the second, silent turn
 
 
 def test_after_a_barge_in_the_history_keeps_the_sentences_she_heard_begin_not_those_only_queued(
@@ -340,9 +171,15 @@ def test_after_a_barge_in_the_history_keeps_the_sentences_she_heard_begin_not_th
                 await rig.until_state(DollState.THINKING, 5.0)
                 await rig.release()
                 spoke = await rig.until_state(DollState.SPEAKING)
+
                 # Time stands still once the reply is whole (all three sentences queued) and his
                 # first sentence sounds: the reply may be whole before its first sound is played.
-                whole = lambda: rig.doll.last_backend == "gemini" and bool(rig.fake.sounding(spoke))  # noqa: E731
+                def whole() -> bool:
+                    current = rig.doll.current
+                    return (
+                        current is not None and current.backend == "gemini" and bool(rig.fake.sounding(spoke))
+                    )
+
                 rig._stop_when = whole
                 await rig.until(whole, "the whole reply queued while his first sentence sounds", 2.0)
                 assert rig.speaker.queued - rig.speaker.handed > 0 and rig.fake.sounding(spoke)
@@ -415,7 +252,7 @@ def test_vad_silence_ends_listening_while_the_button_is_held(
             return rig, await rig.held_turn(speech, 6.0)
 
     rig, heard_for = run(scenario())
-    assert rig.doll.last_listen_end == "silence"
+    assert rig.report.listen_end == "silence"
     assert low < heard_for < high, heard_for
     assert DollState.SPEAKING in rig.states()
 
@@ -446,7 +283,7 @@ def test_a_pause_mid_sentence_ends_the_turn_only_when_fixed(
             return rig, await rig.held_turn(utterance, 8.0)
 
     rig, heard_for = run(scenario())
-    transcript = rig.doll.last_transcript
+    transcript = rig.report.transcript
     if cut:
         assert heard_for < AFTER_HAMYEONSEO_S + 0.9, heard_for  # ended inside the pause
         assert "걸어" not in transcript.text
@@ -465,9 +302,9 @@ def test_max_utterance_caps_listening(start_server, token, transcriber, engine, 
             return rig, await rig.held_turn(speech, 2.0)
 
     rig, heard_for = run(scenario())
-    assert rig.doll.last_listen_end == "max_length"
+    assert rig.report.listen_end == "max_length"
     assert 1.45 < heard_for < 1.6, heard_for  # 1.5 s of audio, to the block
-    assert rig.doll.last_transcript is not None
+    assert rig.report.transcript is not None
 
 
 def test_a_tap_without_speech_goes_back_to_idle_quietly(start_server, token, transcriber, engine) -> None:
@@ -489,6 +326,46 @@ def test_a_tap_without_speech_goes_back_to_idle_quietly(start_server, token, tra
     assert duration_s(rig.fake.sounding(pressed)) < 0.2  # only the listening earcon
 
 
+# --- a part that fails to start ------------------------------------------------------------------
+
+
+def test_a_part_that_fails_to_start_is_shown_and_tried_again_with_backoff(
+    start_server, token, transcriber, engine, caplog
+) -> None:
+    """No microphone at first: the doll logs it, shows ERROR with the error earcon, tries again
+    after 1 s, then 2 s, and runs once it opens; `chacha run` does not end."""
+    from device.errors import AudioDeviceError
+
+    server = start_server()
+
+    async def scenario():
+        rig = Rig(server.url, token, transcriber, engine)
+        tries: list[float] = []
+        opened = rig.mic.start
+
+        def start() -> None:
+            tries.append(rig.clock.now())
+            if len(tries) < 3:
+                raise AudioDeviceError("no sound card with an input found")
+            opened()
+
+        rig.mic.start = start
+        async with rig:
+            await rig.until(
+                lambda: rig.doll.state is DollState.IDLE and len(tries) == 3, "the third try", 10.0
+            )
+            assert rig.light.state is DollState.IDLE
+            return rig, tries
+
+    rig, tries = run(scenario())
+    assert rig.states() == [DollState.ERROR, DollState.ERROR, DollState.IDLE]
+    first, second = tries[1] - tries[0], tries[2] - tries[1]  # the earcon, then 1 s; then 2 s
+    assert 1.0 <= first < 1.8, first
+    assert 2.0 <= second < 2.4, second
+    assert rig.fake.sounding(tries[0], tries[1]), "the error earcon"
+    assert "starting the doll failed: no sound card with an input found" in caplog.text
+
+
 # --- long press ------------------------------------------------------------------------------
 
 
@@ -501,7 +378,7 @@ def test_long_press_repeats_the_last_reply(start_server, token, transcriber, eng
             # Nothing said yet: a long press says so.
             pressed = await rig.press()
             await rig.until(lambda: rig.doll.turns == 2, "the long press", 1.0)
-            held = rig.doll._turn.pressed_at - pressed
+            held = rig.doll.current.pressed_at - pressed
             assert 0.6 <= held < 0.63, held  # the long press fired at hold_s, to the block
             await rig.until_state(DollState.SPEAKING)
             await rig.release()
@@ -527,7 +404,7 @@ def test_long_press_repeats_the_last_reply(start_server, token, transcriber, eng
 
     rig, nothing_yet, reply, again = run(scenario())
     assert nothing_yet > 0.5  # NOTHING_TO_REPEAT was spoken
-    assert rig.doll.last_reply
+    assert [r for r in rig.doll.reports if r.reply], "the real turn's reply"
     loud = 64
 
     def sounding_s(samples: np.ndarray) -> float:
@@ -535,7 +412,9 @@ def test_long_press_repeats_the_last_reply(start_server, token, transcriber, eng
         return (idx[-1] - idx[0]) / 48000 if len(idx) else 0.0
 
     assert sounding_s(again) == pytest.approx(sounding_s(reply), abs=0.05)
-    assert rig.doll.last_listen_end == "silence"  # the long press did not listen
+    assert [r.listen_end for r in rig.doll.reports if r.listen_end] == [
+        "silence"
+    ]  # long presses did not listen
 
 
 def test_long_press_status_says_the_server_answers(
@@ -544,13 +423,13 @@ def test_long_press_status_says_the_server_answers(
     server = start_server()
     settings = LoopSettings(long_press="status")
     said: list[str] = []
-    original = live.status_line
+    original = conversation.status_line
 
     async def spy(client, last_backend):
         said.append(await original(client, last_backend))
         return said[-1]
 
-    monkeypatch.setattr(live, "status_line", spy)
+    monkeypatch.setattr(conversation, "status_line", spy)
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=0.5) as rig:
@@ -656,7 +535,7 @@ def test_server_down_offline_line_error_light_then_recovers_by_itself(
     rig, offline, blinks, levels, recovered = run(scenario())
     assert duration_s(offline) > 2.0, f"the offline line ({OFFLINE_LINE}) was spoken"
     assert blinks == 4, levels  # two quick blinks per 1.2 s, over 2.4 s
-    assert rig.doll.last_backend == "phrasebook"
+    assert rig.report.backend == "phrasebook"
     assert rig.states()[-3:] == [DollState.THINKING, DollState.SPEAKING, DollState.IDLE]
 
 
@@ -682,18 +561,17 @@ def test_whisper_reads_at_each_pause_and_drops_the_pass_she_talked_over(
             await rig.listening_with_open_ears()
             rig.say(paused(speech, AFTER_HAMYEONSEO_S, 0.9))
             await rig.until_state(DollState.THINKING, 8.0)
-            hearing = rig.doll._turn.hearing
             await rig.release()
             await rig.until_state(DollState.IDLE)
-            return rig, hearing
+            return rig, rig.report
 
     rig, hearing = run(scenario())
     assert hearing.pauses == 2 and hearing.resumptions == 1  # the breath, then the end
     assert hybrid.inner.passes - passes_before == 2  # one pass a pause: none more at the end
-    transcript = rig.doll.last_transcript
+    transcript = rig.report.transcript
     assert transcript.engine == "hybrid"
     assert "걸어" in transcript.text, transcript.text  # the whole sentence, not the first pass's half
-    assert rig.doll.last_backend == "phrasebook"
+    assert rig.report.backend == "phrasebook"
 
 
 def gated(hybrid, gate: threading.Event):
@@ -760,11 +638,9 @@ def test_the_reply_starts_from_her_recording_when_gemini_hears_it_else_from_whis
         server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
 
         async def scenario():
-            async with Rig(server.url, token, recogniser, engine) as rig:
-                client = TextRecordingClient(server.url, token, timeout_s=10)
-                client.sent = []
-                rig.doll._client = client
-                rig.doll._send_audio = "auto"
+            client = TextRecordingClient(server.url, token, timeout_s=10)
+            client.sent = []
+            async with Rig(server.url, token, recogniser, engine, client=client, send_audio="auto") as rig:
                 await rig.press()
                 await rig.listening_with_open_ears()
                 rig.say(speech)
@@ -778,31 +654,32 @@ def test_the_reply_starts_from_her_recording_when_gemini_hears_it_else_from_whis
                 await rig.release()
                 await rig.until_state(DollState.SPEAKING)
                 await rig.until_state(DollState.IDLE)
-                await rig.until(lambda: "transcribed" in rig.doll.last_marks, "Whisper's text")
+                await rig.until(lambda: len(rig.doll.reports) == 1, "Whisper's text (the turn's report)")
+                assert "transcribed" in rig.report.marks
                 await rig.until(
-                    lambda: stored_user_text(tmp_path / "data") == rig.doll.last_transcript.text,
+                    lambda: stored_user_text(tmp_path / "data") == rig.report.transcript.text,
                     "Whisper's text in the history",
                 )
                 return rig, client.sent
 
         rig, sent = run(scenario())
     ((text, audio),) = sent
-    draft, final = rig.doll.last_draft, rig.doll.last_transcript
+    draft, final = rig.report.draft, rig.report.transcript
     assert final.engine == "hybrid" and final.text and final.text != draft.text
     assert stored_user_text(tmp_path / "data") == final.text
     if gemini_up:
-        assert rig.doll.last_audio_mode and audio is not None and audio[0] == "audio/flac"
+        assert rig.report.audio_mode and audio is not None and audio[0] == "audio/flac"
         assert text == draft.text  # Vosk's quick text went with the recording
         request = fake.requests[0].body["contents"][-1]["parts"]
         assert "inlineData" in request[0] and draft.text in request[1]["text"]
-        assert rig.doll.last_backend == "gemini"
-        assert rig.doll.last_marks["asked"] < rig.doll.last_marks["transcribed"]
+        assert rig.report.backend == "gemini"
+        assert rig.report.marks["asked"] < rig.report.marks["transcribed"]
     else:
-        assert not rig.doll.last_audio_mode and audio is None
+        assert not rig.report.audio_mode and audio is None
         assert text == final.text  # Whisper's text, and only text
         assert fake.requests == []
-        assert rig.doll.last_backend == "phrasebook"
-        assert rig.doll.last_marks["transcribed"] <= rig.doll.last_marks["asked"]
+        assert rig.report.backend == "phrasebook"
+        assert rig.report.marks["transcribed"] <= rig.report.marks["asked"]
 
 
 def test_press_while_speaking_stops_the_reply_at_once_with_whisper_still_reading(
@@ -823,8 +700,9 @@ def test_press_while_speaking_stops_the_reply_at_once_with_whisper_still_reading
         server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook))
 
         async def scenario():
-            async with Rig(server.url, token, recogniser, engine, settings=settings, hold_s=10.0) as rig:
-                rig.doll._send_audio = "auto"
+            async with Rig(
+                server.url, token, recogniser, engine, settings=settings, hold_s=10.0, send_audio="auto"
+            ) as rig:
                 await rig.press()
                 await rig.listening_with_open_ears()
                 rig.say(speech)
@@ -839,13 +717,14 @@ def test_press_while_speaking_stops_the_reply_at_once_with_whisper_still_reading
                 await rig.sleep(1.5)  # anything stale would play now
                 await rig.release()
                 await rig.until_state(DollState.IDLE, 0.5)
+                await rig.until(lambda: any(r.number == 1 for r in rig.doll.reports), "the cut turn's report")
                 return rig, pressed
 
         rig, pressed = run(scenario())
     assert rig.fake.sounding(pressed - 0.2, pressed), "the reply was playing when she pressed"
     assert not rig.fake.sounding(pressed), "nothing of the old reply after the press, ever"
     assert rig.states()[-3:] == [DollState.SPEAKING, DollState.LISTENING, DollState.IDLE]
-    assert rig.doll.last_audio_mode
+    assert next(r for r in rig.doll.reports if r.number == 1).audio_mode
 
 
 # --- her recording for a server in audio mode ----------------------------------------------------
@@ -867,11 +746,9 @@ def test_send_audio_sends_her_recording_with_the_text(
     server = start_server()
 
     async def scenario():
-        async with Rig(server.url, token, transcriber, engine) as rig:
-            client = RecordingClient(server.url, token, timeout_s=10)
-            client.sent = []
-            rig.doll._client = client
-            rig.doll._send_audio = "on"
+        client = RecordingClient(server.url, token, timeout_s=10)
+        client.sent = []
+        async with Rig(server.url, token, transcriber, engine, client=client, send_audio="on") as rig:
             await rig.press()
             await rig.listening_with_open_ears()
             rig.say(speech)

@@ -197,7 +197,7 @@ class Bench:
 
         from device.bench.simulated_audio import SimulatedSoundCard
         from device.doll.audio_io import Microphone, Speaker
-        from device.doll.loop import Doll
+        from device.doll.loop import Doll, DollOptions
         from hardware import PushToTalkButton, StatusLight
         from hardware.settings import HardwareSettings
         from inference_server.api import InferenceClient
@@ -240,25 +240,30 @@ class Bench:
                     update={k: v for k, v in MODES[scenario.mode].items() if k != "send_audio"}
                 )
                 send_audio = MODES[scenario.mode].get("send_audio", self.config.client.send_audio)
+                mic = Microphone(self.config.audio, backend=card)
                 doll = Doll(
-                    mic=Microphone(self.config.audio, backend=card),
+                    mic=mic,
                     speaker=Speaker(self.config.audio, backend=card),
                     transcriber=self.stt[scenario.stt],
                     engine=self.tts[scenario.tts],
                     client=client,
                     light=light,
                     button=button,
-                    settings=loop_settings,
-                    send_audio=send_audio,
-                    conversation="bench",
-                    sentence_gap_ms=self.config.tts.sentence_gap_ms,
-                    stt_chunk_ms=self.config.stt.chunk_ms,
+                    options=DollOptions(
+                        settings=loop_settings,
+                        send_audio=send_audio,
+                        conversation="bench",
+                        sentence_gap_ms=self.config.tts.sentence_gap_ms,
+                        stt_chunk_ms=self.config.stt.chunk_ms,
+                    ),
                 )
                 task = asyncio.create_task(doll.run_forever())
                 try:
                     await _wait(doll.ready.is_set, 60, "the doll to start")
                     for _ in range(self.runs):
-                        result.turns.append(await self._turn(doll, card, factory, hardware, client, scenario))
+                        result.turns.append(
+                            await self._turn(doll, mic, card, factory, hardware, client, scenario)
+                        )
                 finally:
                     doll.shutdown()
                     await asyncio.wait_for(task, 15)
@@ -272,20 +277,22 @@ class Bench:
         )
         return result
 
-    async def _turn(self, doll, card, factory, hardware, client, scenario: Scenario) -> TurnTiming:
+    async def _turn(self, doll, mic, card, factory, hardware, client, scenario: Scenario) -> TurnTiming:
         from device.doll.states import DollState
 
         pin = factory.pin(hardware.button_pin)
+        before = doll.turns
         pin.drive_low()  # press and hold: the end of her speech, not a release, ends the turn
-        await _wait(lambda: doll.state is DollState.LISTENING and not doll._mic.muted, 10, "listening")
+        await _wait(lambda: doll.state is DollState.LISTENING and mic.listeners > 0, 10, "listening")
         start = card.script_fed
         card.say(self.samples)
         card.say(np.zeros(int(16000 * TRAILING_SILENCE_S), np.int16))
         await _wait(lambda: doll.state is DollState.SPEAKING, 60, "the reply")
         await _wait(lambda: doll.state is DollState.IDLE, 60, "the end of the reply")
         pin.drive_high()
-        marks = doll.last_marks
-        await _wait(lambda: "transcribed" in marks, 60, "the final text")
+        await _wait(lambda: any(r.number > before for r in doll.reports), 60, "the final text")
+        report = next(r for r in doll.reports if r.number > before)
+        marks = report.marks
         await asyncio.sleep(0.3)
         speech_end = card.delivered_at(start + self.speech_end - 1)
         first_sound = card.sounding(marks["first_audio_ready"])[0].time
@@ -300,11 +307,11 @@ class Bench:
             stt_final=marks["transcribed"] - marks["stopped"],
             naive=0.0,
             cut=marks["stopped"] < speech_end,
-            audio_mode=doll.last_audio_mode,
-            recording_s=doll.last_recording_s if doll.last_audio_mode else 0.0,
-            transcript=doll.last_transcript.text if doll.last_transcript else "",
-            draft=doll.last_draft.text if doll.last_draft else "",
-            reply=doll.last_reply or "",
+            audio_mode=report.audio_mode,
+            recording_s=report.recording_s if report.audio_mode else 0.0,
+            transcript=report.transcript.text if report.transcript else "",
+            draft=report.draft.text if report.draft else "",
+            reply=report.reply,
         )
         streamed.naive = await self._naive(streamed, client, scenario)
         return streamed

@@ -41,7 +41,7 @@ def run(args: Namespace, config) -> int:
     from device.cli.errors import CommandError
     from device.cli.server import server_client
     from device.doll import audio_io
-    from device.doll.loop import Doll
+    from device.doll.loop import Doll, DollOptions
     from device.stt.auto import create_transcriber
     from hardware import PushToTalkButton, StatusLight, make_pin_factory
     from tts.engines import create_engine
@@ -71,12 +71,14 @@ def run(args: Namespace, config) -> int:
             client=client,
             light=light,
             button=button,
-            settings=config.loop,
-            conversation=config.client.conversation,
-            tts_volume=config.tts.volume,
-            sentence_gap_ms=config.tts.sentence_gap_ms,
-            stt_chunk_ms=config.stt.chunk_ms,
-            send_audio=config.client.send_audio,
+            options=DollOptions(
+                settings=config.loop,
+                conversation=config.client.conversation,
+                tts_volume=config.tts.volume,
+                sentence_gap_ms=config.tts.sentence_gap_ms,
+                stt_chunk_ms=config.stt.chunk_ms,
+                send_audio=config.client.send_audio,
+            ),
         )
         asyncio.run(_until_signal(doll))
     return 0
@@ -179,12 +181,13 @@ async def _test_mic(config, seconds: float) -> None:
     wanted = round(seconds * mic.sample_rate)
     blocks: list[np.ndarray] = []
     print(f"recording {seconds:g} s: say something", flush=True)
+    ears = mic.listen()
     mic.start()
     try:
         got = 0
         while got < wanted:
             try:
-                block = await asyncio.wait_for(mic.read(), 2.0)
+                block = await asyncio.wait_for(ears.read(), 2.0)
             except TimeoutError:
                 raise AudioDeviceError(
                     "the microphone gave no audio for 2 s: check `arecord -l` and audio.input_device"

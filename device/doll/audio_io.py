@@ -4,11 +4,15 @@
 Both run PortAudio callback streams: the callback runs on PortAudio's own thread and
 only moves samples; everything else happens on the asyncio loop that called ``start()``.
 
-- :class:`Microphone` hands int16 mono blocks of ``audio.block_ms`` at ``audio.capture_rate``
-  to the loop (``await mic.read()``). While ``muted`` it drops them: a Pi with one
-  microphone and no echo cancellation must not hear the doll's own voice.
+- :class:`Microphone` is a stream of int16 mono blocks of ``audio.block_ms`` at
+  ``audio.capture_rate`` with any number of listeners: ``mic.listen()`` gives one a
+  :class:`Listener` that gets every block from then on (``await listener.read()``) until it is
+  closed, whatever the others do. The turn's hearing listens only while she may talk; with no
+  listener the blocks are dropped in the callback.
 - :class:`Speaker` plays int16 mono at the device's rate: ``play()`` queues, ``stop()``
   silences within one block, ``await drain()`` waits until everything queued has sounded.
+  ``speaker.reference()`` gives a listener every block the card played (silence too) as
+  :class:`Played`, with its sample position: the far-end reference an echo canceller needs.
 
 Each takes its ``backend`` (the ``sounddevice`` module from ``device.audio.load_portaudio``,
 or a simulated sound card).
@@ -21,7 +25,8 @@ import collections
 import contextlib
 import logging
 import threading
-from typing import Literal
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -33,6 +38,107 @@ from tts.audio import clip_int16, scale_volume
 _LOGGER = logging.getLogger(__name__)
 
 _QUEUE_LIMIT_S = 30.0  # the most microphone audio kept unread before the oldest is dropped
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, eq=False)
+class Played:
+    """A block the speaker handed the sound card: ``samples`` (int16 mono at ``rate``) are the
+    samples ``position`` to ``position + len(samples)`` of everything the card played since the
+    speaker first started, silence included."""
+
+    position: int
+    samples: np.ndarray
+    rate: int
+
+
+class Listener(Generic[_T]):
+    """One consumer of a stream (the microphone's blocks, the speaker's :class:`Played`): every
+    item from its subscription until :meth:`close`, on the asyncio loop, in order.
+
+    Listeners are independent: one that reads slowly, clears or closes takes nothing from the
+    others. At most ``limit`` unread items are kept (the oldest are dropped and counted).
+    """
+
+    def __init__(self, unsubscribe, limit: int) -> None:
+        self._unsubscribe = unsubscribe
+        self._limit = limit
+        self._queue: asyncio.Queue[_T | None] = asyncio.Queue()
+        self._readers = 0
+        self.dropped = 0
+        self.closed = False
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether everything delivered has been read and a reader waits for more."""
+        return self._queue.empty() and self._readers > 0
+
+    async def read(self) -> _T | None:
+        """The next item; ``None`` when :meth:`wake` was called (nothing to read)."""
+        self._readers += 1
+        try:
+            return await self._queue.get()
+        finally:
+            self._readers -= 1
+
+    def read_pending(self) -> list[_T]:
+        """Every item already waiting, without waiting for more."""
+        items = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                items.append(item)
+        return items
+
+    def wake(self) -> None:
+        """Make a pending (or the next) :meth:`read` return ``None`` at once."""
+        self._queue.put_nowait(None)
+
+    def clear(self) -> None:
+        """Drop every item not yet read (and any pending wake-up)."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def close(self) -> None:
+        """Stop listening (safe to call twice); what is queued can still be read."""
+        if not self.closed:
+            self.closed = True
+            self._unsubscribe(self)
+
+    def __enter__(self) -> Listener[_T]:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _put(self, item: _T) -> None:
+        if self._queue.qsize() >= self._limit:
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(item)
+
+
+class _Listeners(Generic[_T]):
+    """The listeners of one stream; PortAudio's thread reads ``active`` without a lock (a tuple
+    is replaced whole)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self.active: tuple[Listener[_T], ...] = ()
+
+    def add(self) -> Listener[_T]:
+        listener: Listener[_T] = Listener(self._remove, self._limit)
+        self.active = (*self.active, listener)
+        return listener
+
+    def _remove(self, listener: Listener[_T]) -> None:
+        self.active = tuple(each for each in self.active if each is not listener)
+
+    def put(self, item: _T) -> None:
+        for listener in self.active:
+            listener._put(item)
 
 
 def _hint(kind: Literal["input", "output"]) -> str:
@@ -92,23 +198,21 @@ def find_device(
 
 
 class Microphone:
-    """Blocks of int16 mono audio from the sound card, delivered to the asyncio loop."""
+    """Blocks of int16 mono audio from the sound card, delivered to every listener on the asyncio
+    loop (:meth:`listen`)."""
 
     def __init__(self, settings: AudioSettings | None = None, *, backend=None) -> None:
         self.settings = settings or AudioSettings()
         self._backend = backend
         self.sample_rate = self.settings.capture_rate
         self.block_samples = self.sample_rate * self.settings.block_ms // 1000
-        self.muted = False
-        """While true, blocks are dropped in the callback (set it from any thread)."""
         self.device_rate = self.sample_rate
-        self.dropped_blocks = 0
         self.status_flags = 0  # callbacks that reported an overflow or another problem
-        self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
+        self._listeners: _Listeners[np.ndarray] = _Listeners(
+            max(1, round(_QUEUE_LIMIT_S * 1000 / self.settings.block_ms))
+        )
         self._sent = 0  # blocks handed to the loop (PortAudio's thread writes it)
         self._arrived = 0  # ... and arrived there (the loop writes it)
-        self._readers = 0  # coroutines waiting in read()
-        self._limit = max(1, round(_QUEUE_LIMIT_S * 1000 / self.settings.block_ms))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stream = None
         self._resampler = None
@@ -119,15 +223,25 @@ class Microphone:
         return self._stream is not None and bool(self._stream.active)
 
     @property
+    def listeners(self) -> int:
+        """How many listeners get the blocks now."""
+        return len(self._listeners.active)
+
+    def listen(self) -> Listener[np.ndarray]:
+        """A new listener: every block captured from now on, until its ``close()`` (on the loop)."""
+        return self._listeners.add()
+
+    @property
     def caught_up(self) -> bool:
-        """Whether everything captured has been read and a reader waits for more (or it is muted).
+        """Whether every listener has read everything captured and waits for more (or none listens).
 
         Read it on the loop. A simulated sound card in lockstep waits for this before each
         block, so a busy machine slows simulated time down instead of the doll falling behind.
         """
-        if self.muted:
+        listeners = self._listeners.active
+        if not listeners:
             return True
-        return self._sent == self._arrived and self._queue.empty() and self._readers > 0
+        return self._sent == self._arrived and all(listener.caught_up for listener in listeners)
 
     def start(self) -> None:
         """Open and start the input stream; call it from the loop that will read."""
@@ -203,7 +317,7 @@ class Microphone:
     def _on_audio(self, indata, frames: int, time_info, status) -> None:
         if status:
             self.status_flags += 1
-        if self.muted:
+        if not self._listeners.active:
             return
         block = np.frombuffer(indata, dtype=np.int16).copy()
         if self._resampler is not None:
@@ -221,38 +335,7 @@ class Microphone:
 
     def _put(self, block: np.ndarray) -> None:
         self._arrived += 1
-        if self.muted:  # muted after the block was captured
-            return
-        if self._queue.qsize() >= self._limit:
-            self._queue.get_nowait()
-            self.dropped_blocks += 1
-        self._queue.put_nowait(block)
-
-    async def read(self) -> np.ndarray | None:
-        """The next block; ``None`` when :meth:`wake` was called (nothing to read)."""
-        self._readers += 1
-        try:
-            return await self._queue.get()
-        finally:
-            self._readers -= 1
-
-    def read_pending(self) -> list[np.ndarray]:
-        """Every block already waiting, without waiting for more."""
-        blocks = []
-        while not self._queue.empty():
-            block = self._queue.get_nowait()
-            if block is not None:
-                blocks.append(block)
-        return blocks
-
-    def wake(self) -> None:
-        """Make a pending (or the next) :meth:`read` return ``None`` at once."""
-        self._queue.put_nowait(None)
-
-    def clear(self) -> None:
-        """Drop every block not yet read (and any pending wake-up)."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._listeners.put(block)  # a listener that closed after the block was captured: not it
 
 
 class Speaker:
@@ -275,6 +358,10 @@ class Speaker:
         self._handed = 0  # samples handed to the device so far (silence between sounds not counted)
         self._busy = False
         self._generation = 0
+        self._position = 0  # samples the card has taken since the first start, silence included
+        self._references: _Listeners[Played] = _Listeners(
+            max(1, round(_QUEUE_LIMIT_S * 1000 / self.settings.block_ms))
+        )
         self._idle = asyncio.Event()
         self._idle.set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,6 +389,11 @@ class Speaker:
         plus its latency)."""
         return self._handed
 
+    def reference(self) -> Listener[Played]:
+        """A new listener: every block the card plays from now on, as :class:`Played` with its
+        sample position (the far-end reference for an echo canceller), until its ``close()``."""
+        return self._references.add()
+
     def start(self) -> None:
         """Open and start the output stream (it plays silence until something is queued)."""
         self._loop = asyncio.get_running_loop()
@@ -328,13 +420,13 @@ class Speaker:
                 problem = exc
         if stream is None:
             raise AudioDeviceError(f"cannot open the speaker {name!r} ({problem}): {_hint('output')}")
+        self.sample_rate = rate
         try:
             stream.start()
         except backend.PortAudioError as exc:
             stream.close()
             raise AudioDeviceError(f"cannot start the speaker {name!r} ({exc}): {_hint('output')}") from None
         self._stream = stream
-        self.sample_rate = rate
         self.latency_s = float(getattr(stream, "latency", 0.0) or 0.0)
         _LOGGER.debug("speaker %r open: %d Hz, latency %.0f ms", name, rate, self.latency_s * 1000)
 
@@ -424,6 +516,11 @@ class Speaker:
             generation = self._generation
         if written < frames:
             outdata[written:] = 0
+        position, self._position = self._position, self._position + frames
+        if self._references.active and self._loop is not None:
+            played = Played(position, np.array(outdata[:frames, 0], dtype=np.int16), self.sample_rate)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._references.put, played)
         if finished and self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._went_idle, generation)

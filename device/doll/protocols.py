@@ -18,9 +18,22 @@ from device.stt.transcript import Transcript, Utterance
 from inference_server.api import Health
 
 
+class Listener(Protocol):
+    """One listener of the microphone (``device.doll.audio_io.Listener``): its own blocks."""
+
+    async def read(self) -> np.ndarray | None: ...
+
+    def read_pending(self) -> list[np.ndarray]: ...
+
+    def wake(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Microphone(Protocol):
+    """A stream of blocks with any number of listeners; nobody listening, nothing is kept."""
+
     sample_rate: int
-    muted: bool
 
     @property
     def active(self) -> bool: ...
@@ -31,13 +44,7 @@ class Microphone(Protocol):
 
     def restart(self) -> None: ...
 
-    async def read(self) -> np.ndarray | None: ...
-
-    def read_pending(self) -> list[np.ndarray]: ...
-
-    def wake(self) -> None: ...
-
-    def clear(self) -> None: ...
+    def listen(self) -> Listener: ...
 
 
 class Speaker(Protocol):

@@ -1,0 +1,243 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One turn's work, for the loop (:mod:`device.doll.loop`): :meth:`Conversation.talk` (listen,
+ask, speak the reply as it streams) and :meth:`Conversation.long_press`, on the doll's parts.
+
+Everything it notes goes into the turn's report (:class:`device.doll.turn.TurnReport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from device.doll.hearing import Ears
+from device.doll.playback import Said, Voice
+from device.doll.server_watch import ServerWatch, ask, quietly, status_line
+from device.doll.states import DollState
+from device.doll.status import StatusShow
+from device.doll.turn import DollOptions, Turn
+from device.stt.transcript import Transcript
+from inference_server.api import ReplyFinal, ServerUnavailable
+
+_LOGGER = logging.getLogger(__name__)
+
+NOTHING_TO_REPEAT = "아직 다시 들려줄 말이 없어."
+"""A long press with ``repeat`` before 차차 has said anything."""
+
+_FAILURE_SHOW_S = 2.0  # how long an unexpected failure keeps the light on ERROR
+
+
+class Conversation:
+    """A turn's work on the parts: hearing, the voice, the light and the server."""
+
+    def __init__(
+        self,
+        ears: Ears,
+        voice: Voice,
+        show: StatusShow,
+        server: ServerWatch,
+        options: DollOptions,
+        last_backend: Callable[[], str | None],
+    ) -> None:
+        self._ears = ears
+        self._voice = voice
+        self._show = show
+        self._server = server
+        self._options = options
+        self._last_backend = last_backend
+
+    async def talk(self, turn: Turn) -> None:
+        heard = await self._listen(turn)
+        if heard is None:
+            return
+        draft, final = heard
+        if draft.text and await self._audio_mode(turn):
+            # Gemini hears her recording now, with the quick text; the final text follows into
+            # the history when it is ready. It is not on the way to the first word.
+            recording = await self._ears.on_stt(turn.hearing.recording)
+            turn.note(recording_s=turn.hearing.detector.elapsed_s)
+            if final is not None:
+                self._keep_final(turn, draft, final)
+            await self._answer(turn, draft.text, recording)
+            return
+        transcript = draft if final is None else await self._final(turn, final)
+        if not transcript.text:
+            await self._say(turn, self._voice.lines["nothing"], "speaking: asking her to say it again")
+            return
+        await self._answer(turn, transcript.text, None)
+
+    async def _audio_mode(self, turn: Turn) -> bool:
+        """Whether this turn goes out as her recording with the quick text (``client.send_audio``)."""
+        send_audio = self._options.send_audio
+        if send_audio != "auto" or turn.health is None:
+            return send_audio == "on"
+        try:
+            health = await turn.health
+        except Exception as exc:  # unreachable: the text path reports it
+            _LOGGER.debug("no health before the request (%s): sending text", exc)
+            return False
+        return bool(getattr(health, "hears_audio", False))
+
+    async def _final(self, turn: Turn, final: Future[Transcript]) -> Transcript:
+        """Wait for the final text (dropped if the turn is)."""
+        try:
+            transcript = await asyncio.wrap_future(final)
+        except asyncio.CancelledError:
+            final.cancel()
+            raise
+        self._heard(turn, transcript)
+        return transcript
+
+    def _report_cut(self, said: Said) -> None:
+        """Tell the server which of his sentences she heard begin before she cut him off."""
+        report = getattr(self._server.client, "interrupted", None)
+        if said.heard_all or said.reply_id is None or not said.sentences or report is None:
+            return
+        heard, conversation = self._voice.heard(said), self._options.conversation
+
+        async def tell() -> None:
+            try:
+                await report(conversation, said.reply_id, heard)
+            except Exception as exc:
+                _LOGGER.warning("could not tell the server where his reply was cut (%s)", exc)
+
+        self._server.errand(tell(), "chacha-cut")
+
+    def _keep_final(self, turn: Turn, draft: Transcript, final: Future[Transcript]) -> None:
+        """When the final text is ready, log it and have it replace the draft in the history."""
+        turn_id: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        turn.turn_id = turn_id
+
+        async def keep() -> None:
+            transcript = await asyncio.wrap_future(final)
+            self._heard(turn, transcript)
+            stored = await turn_id
+            if stored is None or not transcript.text or transcript.text == draft.text:
+                return
+            try:
+                await self._server.client.correct_turn(self._options.conversation, stored, transcript.text)
+            except Exception as exc:
+                _LOGGER.warning("could not put the final text into the history (%s)", exc)
+
+        turn.final = self._server.errand(keep(), f"chacha-final-{turn.number}")
+
+    def _heard(self, turn: Turn, transcript: Transcript) -> None:
+        turn.marks["transcribed"] = self._options.clock.now()
+        turn.note(transcript=transcript)
+        # Her words go to the journal only at debug level: the journal is a copy of them that
+        # "잊어줘" cannot reach (docs/memory.md).
+        _LOGGER.info(
+            "heard: %d characters [%s, final text %.0f ms after the last audio]",
+            len(transcript.text),
+            transcript.engine,
+            transcript.final_latency_s * 1000,
+        )
+        _LOGGER.debug("heard: %s", transcript.text or "(nothing readable)")
+
+    async def _listen(self, turn: Turn) -> tuple[Transcript, Future[Transcript] | None] | None:
+        self._show.show(DollState.LISTENING, "listening")
+        clock, settings = self._options.clock, self._options.settings
+        hearing = turn.hearing = self._ears.hearing()
+        if self._options.send_audio == "auto":
+            turn.health = asyncio.ensure_future(self._server.client.health())
+            turn.health.add_done_callback(quietly)
+        try:
+            await self._ears.on_stt(hearing.open)
+            await self._voice.earcon(turn, "listening")
+            with self._ears.listen() as turn.ears:  # her blocks from the end of the earcon on
+                reason = await self._ears.hear(hearing, turn.ears, lambda: turn.released)
+        except BaseException:
+            self._ears.later(hearing.cancel)
+            raise
+        detector = hearing.detector
+        turn.stopped_at = turn.released_at if reason == "release" else clock.now()
+        turn.marks["stopped"] = turn.stopped_at
+        turn.note(listen_end=reason, pauses=hearing.pauses, resumptions=hearing.resumptions)
+        if detector.speech_s * 1000 < settings.min_speech_ms:
+            self._ears.later(hearing.cancel)
+            _LOGGER.info("heard no speech in %.1f s (%s): not answering", detector.elapsed_s, reason)
+            return None
+        self._show.show(
+            DollState.THINKING,
+            f"thinking: she stopped ({reason}) after {detector.elapsed_s:.1f} s, "
+            f"{detector.speech_s:.1f} s of it speech",
+        )
+        draft, final = await self._ears.on_stt(hearing.finish)
+        turn.marks["drafted"] = clock.now()
+        turn.note(draft=draft, pauses=hearing.pauses, resumptions=hearing.resumptions)
+        if final is None:
+            self._heard(turn, draft)
+        else:
+            _LOGGER.info("heard (quick): %d characters", len(draft.text))
+            _LOGGER.debug("heard (quick): %s", draft.text or "(nothing readable)")
+        return draft, final
+
+    async def _answer(self, turn: Turn, text: str, recording: tuple[str, bytes] | None) -> None:
+        turn.marks["asked"] = self._options.clock.now()
+        turn.note(audio_mode=recording is not None)
+        replies: asyncio.Queue = asyncio.Queue()
+        asking = asyncio.create_task(
+            ask(self._server.client, text, self._options.conversation, replies, recording),
+            name=f"chacha-ask-{turn.number}",
+        )
+        said = Said()
+
+        def first_audio() -> None:
+            since = self._options.clock.now() - (turn.stopped_at or turn.pressed_at)
+            self._show.show(DollState.SPEAKING, f"speaking: first audio {since:.2f} s after she stopped")
+
+        def ended(end: ReplyFinal | ServerUnavailable | None) -> None:
+            asking.cancel()
+            if turn.turn_id is not None and not turn.turn_id.done():
+                turn.turn_id.set_result(end.turn_id if isinstance(end, ReplyFinal) else None)
+            if isinstance(end, ReplyFinal):
+                self._server.answered()
+                turn.note(reply=end.reply, backend=end.backend)
+                skipped = "".join(f", {f.backend} skipped: {f.reason}" for f in end.fallbacks)
+                _LOGGER.info("reply: %d sentence(s) from %s%s", said.arrived, end.backend, skipped)
+                if end.heard:
+                    _LOGGER.debug("the model heard: %s", end.heard)
+
+        try:
+            end = await self._voice.reply(turn, replies, said, turn.marks, first_audio, ended)
+        except asyncio.CancelledError:
+            self._report_cut(said)  # she talked over him: the history keeps what she heard
+            raise
+        finally:
+            asking.cancel()
+            if turn.turn_id is not None and not turn.turn_id.done():
+                turn.turn_id.set_result(None)
+        if isinstance(end, ServerUnavailable):
+            await self._server_failed(turn, end)
+        elif said.audio:
+            await self._voice.earcon(turn, "done")
+
+    async def _say(self, turn: Turn, audio, message: str) -> None:
+        if self._voice.play(turn, audio):
+            self._show.show(DollState.SPEAKING, message)
+            await self._voice.drain()
+
+    async def long_press(self, turn: Turn) -> None:
+        if self._options.settings.long_press == "repeat":
+            if self._voice.last_reply:
+                await self._say(turn, self._voice.last_reply, "speaking: the last reply again (long press)")
+                return
+            text = NOTHING_TO_REPEAT
+        else:
+            self._show.show(DollState.THINKING, "thinking: checking the server (long press)")
+            last = self._last_backend()
+            text = await status_line(self._server.client, last)
+        await self._say(turn, await self._voice.speak(text), f"speaking: {text} (long press)")
+
+    async def show_failure(self, turn: Turn) -> None:
+        self._show.show(DollState.ERROR, "error: the turn failed (see above); back to idle shortly")
+        await self._voice.earcon(turn, "error")
+        await self._options.clock.sleep_async(_FAILURE_SHOW_S)
+
+    async def _server_failed(self, turn: Turn, failure: ServerUnavailable) -> None:
+        self._server.failed()
+        retry_s = self._options.settings.server_retry_initial_s
+        self._show.show(DollState.ERROR, f"error: {failure}; checking again in {retry_s:g} s")
+        await self._voice.earcon(turn, "error", *self._voice.lines["offline"])

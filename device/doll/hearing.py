@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The doll's hearing part: :class:`Ears` (the microphone, the VAD and the recogniser on the
+doll's one STT thread) and :class:`Hearing`, one utterance being heard.
+
+A turn listens by subscribing to the microphone's stream (``mic.listen()``) while she may talk
+and closing its listener after; other listeners (a wake word, an echo canceller) are not
+affected by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from device.doll.protocols import Listener, Microphone, StreamingRecogniser
+from device.doll.settings import LoopSettings
+from device.doll.talk import encode_utterance
+from device.doll.vad import (
+    EndpointDetector,
+    PauseBegan,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+    VoiceActivity,
+    create_vad,
+)
+from device.stt.transcript import Transcript
+from hardware.clock import Clock, deadline
+
+_LOGGER = logging.getLogger(__name__)
+
+_LISTEN_GRACE_S = 2.0  # wall-clock slack over max_utterance_s before a silent microphone is given up
+
+
+class Ears:
+    """The microphone, the VAD and the recogniser; ``hear`` feeds one utterance to them."""
+
+    def __init__(
+        self,
+        mic: Microphone,
+        transcriber: StreamingRecogniser,
+        settings: LoopSettings,
+        *,
+        chunk_ms: int,
+        keep: bool,
+        vad: VoiceActivity | None,
+        clock: Clock,
+    ) -> None:
+        self._mic = mic
+        self._transcriber = transcriber
+        self._settings = settings
+        self._chunk_ms = chunk_ms
+        self._keep = keep
+        self._vad = vad
+        self._clock = clock
+        self._stt = ThreadPoolExecutor(1, thread_name_prefix="chacha-stt")
+
+    def open(self) -> None:
+        """Open the microphone unless it is open."""
+        if not self._mic.active:
+            self._mic.start()
+
+    async def load(self) -> None:
+        """Load the VAD ``loop.vad`` names (the first time)."""
+        if self._vad is None:
+            self._vad = await self.on_stt(create_vad, self._settings, self._mic.sample_rate)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._mic.stop()
+
+    def close(self) -> None:
+        self.stop()
+        self._stt.shutdown(wait=False)  # queued clean-ups still run: they free the recogniser
+
+    def reopen_if_stopped(self) -> None:
+        """Open the microphone again if its stream stopped (a USB card unplugged and back)."""
+        if not self._mic.active:
+            _LOGGER.warning("the microphone stopped; opening it again")
+            self._mic.restart()
+
+    def listen(self) -> Listener:
+        """A listener of the microphone: every block from now on, until it is closed."""
+        return self._mic.listen()
+
+    def hearing(self) -> Hearing:
+        """A new utterance to hear (not yet open)."""
+        rate = self._mic.sample_rate
+        detector = EndpointDetector.from_settings(self._settings, self._vad, rate)
+        return Hearing(self._transcriber, detector, rate * self._chunk_ms // 1000, keep=self._keep)
+
+    async def hear(self, hearing: Hearing, ears: Listener, released: Callable[[], bool]) -> str:
+        """Feed ``ears`` to ``hearing`` until the release, the end of speech, or the length limit;
+        returns why it ended: release, silence, max_length (the detector's) or timeout."""
+        limit_s = self._settings.max_utterance_s + _LISTEN_GRACE_S
+        try:
+            async with deadline(self._clock, limit_s):
+                while not released():
+                    block = await ears.read()
+                    blocks = ([] if block is None else [block]) + ears.read_pending()
+                    if blocks and (ended := await self.on_stt(hearing.hear, blocks)) is not None:
+                        return ended.reason
+        except TimeoutError:
+            _LOGGER.warning("the microphone gave too little audio in %.0f s: is it still there?", limit_s)
+            return "timeout"
+        rest = ears.read_pending()  # what was captured up to the release
+        if rest:
+            await self.on_stt(hearing.hear, rest)
+        return "release"
+
+    def on_stt(self, fn, *args):
+        """Run ``fn`` on the STT thread (awaitable)."""
+        return asyncio.get_running_loop().run_in_executor(self._stt, fn, *args)
+
+    def later(self, fn) -> None:
+        """Queue ``fn`` on the STT thread, not waiting for it."""
+        with contextlib.suppress(RuntimeError):  # shut down: the process is ending anyway
+            self._stt.submit(fn)
+
+
+class Hearing:
+    """One utterance being heard: the endpoint detector and the recogniser.
+
+    Every method runs on the doll's single STT thread, one after another, so the
+    recogniser (which holds a lock while an utterance is open) is always released in order.
+    """
+
+    def __init__(
+        self, transcriber, detector: EndpointDetector, chunk_samples: int, *, keep: bool = False
+    ) -> None:
+        self._transcriber = transcriber
+        self.detector = detector
+        self._chunk_samples = max(1, chunk_samples)
+        self._kept: list[np.ndarray] | None = [] if keep else None
+        self._pending: list[np.ndarray] = []
+        self._pending_samples = 0
+        self._utterance = None
+        self._partial = ""
+        self.pauses = 0  # pauses long enough to start reading ahead
+        self.resumptions = 0  # of those, how many she went on after
+
+    @property
+    def heard_speech(self) -> bool:
+        return self.detector.heard_speech
+
+    def open(self) -> None:
+        self.detector.reset()
+        self._utterance = self._transcriber.stream()
+
+    def hear(self, blocks: list[np.ndarray]) -> SpeechEnded | None:
+        """Feed blocks to the VAD and (in ``stt.chunk_ms`` pieces) to the recogniser."""
+        ended = None
+        for block in blocks:
+            if self.detector.ended:
+                break
+            self._pending.append(block)
+            self._pending_samples += len(block)
+            if self._kept is not None:
+                self._kept.append(block)
+            if self._pending_samples >= self._chunk_samples or self.detector.pausing:
+                self._feed()  # in a pause, every block: her last word reaches the text sooner
+            match self.detector.push(block):
+                case SpeechStarted(at_s=at_s):
+                    _LOGGER.debug("speech started %.2f s into the utterance", at_s)
+                case PauseBegan(last_speech_s=last_speech_s):
+                    self._feed()
+                    if self._utterance is not None:
+                        self._utterance.pause(last_speech_s)
+                    self.pauses += 1
+                case SpeechResumed():
+                    if self._utterance is not None:
+                        self._utterance.resume()
+                    self.resumptions += 1
+                case SpeechEnded() as event:
+                    ended = event
+        return ended
+
+    def _feed(self) -> None:
+        if not self._pending or self._utterance is None:
+            return
+        chunk = np.concatenate(self._pending)
+        self._pending, self._pending_samples = [], 0
+        partial = self._utterance.feed(chunk)
+        self.detector.hear_text(partial)
+        if partial != self._partial:
+            self._partial = partial
+            _LOGGER.debug("hearing: %s", partial)
+
+    def finish(self) -> tuple[Transcript, Future[Transcript] | None]:
+        """The recogniser's quick text now, and its final text as a future (None: already final)."""
+        self._feed()
+        utterance, self._utterance = self._utterance, None
+        if utterance is None:
+            raise RuntimeError("this utterance was cancelled")
+        return utterance.finish_later()
+
+    def cancel(self) -> None:
+        utterance, self._utterance = self._utterance, None
+        if utterance is not None:
+            utterance.cancel()
+
+    def recording(self) -> tuple[str, bytes]:
+        """Her utterance as heard, encoded for a server in audio mode (``keep=True`` only)."""
+        kept = self._kept or [np.zeros(0, np.int16)]
+        return encode_utterance(np.concatenate(kept), self.detector.sample_rate)

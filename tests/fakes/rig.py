@@ -1,0 +1,193 @@
+"""The live doll on a simulated sound card and mock pins, on one simulated clock: the rig the
+live-loop tests (tests/test_live_loop.py, test_doll_faults.py, ...) drive it with."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from device.doll.audio_io import Microphone, Speaker
+from device.doll.loop import Doll, DollOptions, TurnReport
+from device.doll.settings import AudioSettings, LoopSettings
+from device.doll.states import DollState
+from fakes.sounddevice import FakeSoundDevice
+from hardware import HardwareSettings, PushToTalkButton, StatusLight
+from hardware.clock import Clock, SimulatedClock
+from inference_server.api import InferenceClient
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "ko-read-sentence.wav"
+BUTTON_PIN, LED_PIN = 17, 18
+
+
+class Rig:
+    """One doll on a simulated sound card and mock pins, on one simulated clock, its loop a task.
+
+    The card is the clock: time moves one audio block at a time, at most ``speed`` times real
+    time, and waits (lockstep) while the doll has not heard the last block. The button, the
+    light and the doll note times on the same clock, so everything here is asserted in
+    simulated seconds, whatever the machine's load.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        transcriber,
+        engine,
+        *,
+        settings: LoopSettings | None = None,
+        hold_s: float = 1.5,
+        speed: float = 4.0,
+        clock: Clock | None = None,
+        client: InferenceClient | None = None,
+        send_audio: Literal["auto", "on", "off"] = "off",
+    ) -> None:
+        self.clock = clock if clock is not None else SimulatedClock()
+        self.fake = FakeSoundDevice(input_speed=speed, clock=self.clock)
+        self.factory = MockFactory(pin_class=MockPWMPin)
+        hardware = HardwareSettings(button_pin=BUTTON_PIN, hold_s=hold_s, pin_factory="mock")
+        self.button = PushToTalkButton(hardware, pin_factory=self.factory, clock=self.clock)
+        self.light = StatusLight(hardware.led, pin_factory=self.factory, clock=self.clock)
+        self.mic = Microphone(AudioSettings(), backend=self.fake)
+        self.speaker = Speaker(AudioSettings(), backend=self.fake)
+        self.doll = Doll(
+            mic=self.mic,
+            speaker=self.speaker,
+            transcriber=transcriber,
+            engine=engine,
+            client=client or InferenceClient(url, token, timeout_s=10),
+            light=self.light,
+            button=self.button,
+            options=DollOptions(settings=settings or LoopSettings(), send_audio=send_audio, clock=self.clock),
+        )
+        self.task: asyncio.Task | None = None
+        self._stop_when: Callable[[], bool] | None = None
+
+    async def __aenter__(self) -> Rig:
+        if self.fake.simulated:
+            self.fake.lockstep(asyncio.get_running_loop(), self._caught_up)
+        self.task = asyncio.create_task(self.doll.run_forever())
+        await self.until(self.doll.ready.is_set, "the doll to start")
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self._stop_when = None
+        self.doll.shutdown()
+        try:
+            await asyncio.wait_for(self.task, REAL_LIMIT_S)
+        finally:
+            self.button.close()
+            self.light.close()
+
+    def _caught_up(self) -> bool:
+        if self._stop_when is not None and self._stop_when():
+            return False  # time stands still until the test has acted
+        return self.mic.caught_up
+
+    async def press(self) -> float:
+        """Press the button at one instant; returns when the doll has taken it (simulated time)."""
+        with self.fake.frozen():
+            at = self.clock.now()
+            before = self.doll.turns
+            self.factory.pin(BUTTON_PIN).drive_low()
+            await self.until(lambda: self.doll.turns > before, "the doll to take the press")
+        return at
+
+    async def release(self) -> float:
+        with self.fake.frozen():
+            at = self.clock.now()
+            self.factory.pin(BUTTON_PIN).drive_high()
+
+            def taken() -> bool:
+                return not self.button.is_pressed and not self.doll.awaiting_release
+
+            await self.until(taken, "the doll to take the release")
+        return at
+
+    @property
+    def led(self) -> float:
+        return float(self.factory.pin(LED_PIN).state)
+
+    async def until(self, predicate: Callable[[], bool], what: str, within_s: float | None = None) -> float:
+        """Wait until ``predicate()``; fail if ``within_s`` simulated seconds pass first.
+
+        Returns the simulated time it held. A real-time limit guards against a hang only.
+        """
+        give_up = None if within_s is None else self.clock.now() + within_s
+        real_limit = time.monotonic() + REAL_LIMIT_S
+        while not predicate():
+            if self.task is not None and self.task.done():
+                self.task.result()  # raises what killed the loop
+                raise AssertionError(f"the doll stopped while waiting for {what}")
+            if give_up is not None and self.clock.now() > give_up:
+                raise AssertionError(
+                    f"{within_s} simulated seconds passed waiting for {what} (state {self.doll.state})"
+                )
+            if time.monotonic() > real_limit:
+                raise AssertionError(
+                    f"hung for {REAL_LIMIT_S} s waiting for {what} (state {self.doll.state})"
+                )
+            await asyncio.sleep(0.002)
+        return self.clock.now()
+
+    async def until_state(self, state: DollState, within_s: float | None = None) -> float:
+        return await self.until(lambda: self.doll.state is state, f"state {state.value}", within_s)
+
+    async def sleep(self, seconds: float) -> float:
+        """Let ``seconds`` of simulated time pass."""
+        end = self.clock.now() + seconds
+        return await self.until(lambda: self.clock.now() >= end, f"{seconds} simulated seconds")
+
+    async def listening_with_open_ears(self) -> float:
+        """Wait until the doll listens with the microphone open (after the earcon); time stops
+        there, at the first block she could be heard in, until :meth:`say`."""
+        self._stop_when = lambda: self.mic.listeners > 0
+        await self.until_state(DollState.LISTENING, 2.0)
+        return await self.until(lambda: self.mic.listeners > 0, "the microphone to open", 2.0)
+
+    def say(self, samples: np.ndarray) -> float:
+        """She speaks from now on (the simulated time it starts); time moves again."""
+        self.fake.say(samples)
+        return self.resume()
+
+    async def held_turn(self, samples: np.ndarray, within_s: float) -> float:
+        """Press, say ``samples`` with the button held until the doll stops listening (within
+        ``within_s`` simulated seconds), release, wait for idle; returns how long it listened."""
+        await self.press()
+        await self.listening_with_open_ears()
+        fed = self.say(samples)
+        await self.until_state(DollState.THINKING, within_s)
+        assert self.button.is_pressed, "the doll, not a release, ended listening"
+        await self.release()
+        await self.until_state(DollState.IDLE)
+        return self.doll.reports[-1].marks["stopped"] - fed
+
+    def resume(self) -> float:
+        """Let time move again after :meth:`listening_with_open_ears` (she says nothing)."""
+        self._stop_when = None
+        return self.clock.now()
+
+    def states(self) -> list[DollState]:
+        return [state for _, state in self.doll.history]
+
+    @property
+    def report(self) -> TurnReport:
+        """The last finished turn's report."""
+        return self.doll.reports[-1]
+
+
+REAL_LIMIT_S = 60.0  # real seconds before a wait is a hang, not a slow machine
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 5 * REAL_LIMIT_S))
+
+
+def duration_s(blocks) -> float:
+    return sum(len(b.samples) for b in blocks) / 48000
