@@ -3,7 +3,7 @@
 answer once she has finished?
 
 Every utterance of the paused set (:mod:`device.bench.paused`) goes through the doll's own
-hearing (:class:`device.doll.loop.Hearing`: the Silero VAD and the endpoint detector on
+hearing (:class:`device.doll.hearing.Hearing`: the Silero VAD and the endpoint detector on
 30 ms blocks, Vosk on ``stt.chunk_ms`` pieces, its partial text telling the detector how
 long to wait) until the first :class:`~device.doll.vad.SpeechEnded`. Per utterance and
 variant of ``loop`` settings:
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from device.bench.paused import RATE, SAMPLE, Item, build_set
-from device.doll.loop import Hearing
+from device.doll.hearing import Hearing
 from device.doll.settings import LoopSettings
 from device.doll.turn_end import ending_cue
 from device.doll.vad import EndpointDetector, SileroVad
@@ -352,7 +352,7 @@ Does a pause in the middle of her sentence end her turn, and how soon after a fi
 does the doll know she is done? `chacha bench endpoint` splices one pause of 300, 450, 600 or
 800 ms (low noise at the recording's own floor, not digital silence) into Korean utterances at a
 word or phrase boundary, and feeds each, and each utterance whole, through the doll's own hearing
-(`Hearing` in `device/doll/loop.py`: Silero VAD on 30 ms blocks, Vosk's partial text telling
+(`Hearing` in `device/doll/hearing.py`: Silero VAD on 30 ms blocks, Vosk's partial text telling
 the detector how long a silence to wait for) until it says her turn is over. All times are audio
 time.
 
