@@ -14,10 +14,9 @@ from collections.abc import Callable
 from device.doll.settings import LoopSettings
 from hardware.clock import MONOTONIC, Clock
 from inference_server.api import ServerUnavailable
+from inference_server.backends.registry import spoken_name
 
 _LOGGER = logging.getLogger(__name__)
-
-_BRAINS = {"gemini": "제미나이가", "phrasebook": "오프라인 말 모음이"}
 
 
 class ServerWatch:
@@ -130,9 +129,9 @@ async def status_line(client, last_backend: str | None) -> str:
         return "지금은 차차 서버에 연결이 안 돼."
     parts = ["차차 서버는 잘 연결돼 있어."]
     if last_backend:
-        parts.append(f"마지막 대답은 {_BRAINS.get(last_backend, f'{last_backend}가')} 했어.")
+        parts.append(f"마지막 대답은 {spoken_name(last_backend)} 했어.")
     elif brain := health.backend:
-        parts.append(f"지금은 {_BRAINS.get(brain, f'{brain}가')} 대답할 거야.")
+        parts.append(f"지금은 {spoken_name(brain)} 대답할 거야.")
     return " ".join(parts)
 
 
