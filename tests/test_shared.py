@@ -9,12 +9,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from inference_server.errors import InferenceError
+from inference_server.quota import MIGRATIONS as QUOTA_MIGRATIONS
 from inference_server.quota import QuotaLedger
 from inference_server.shared import paths
 from inference_server.shared.secrets import Secrets, env_secret, reveal
 from inference_server.shared.sqlite import add_columns, open_database
 from inference_server.store import MIGRATIONS, ConversationStore
 from telegram_collector.errors import TelegramError
+from telegram_collector.store import MIGRATIONS as COLLECTOR_MIGRATIONS
 from telegram_collector.store import CollectedMessage, CollectorStore
 
 # -- secrets ---------------------------------------------------------------------------------------
@@ -268,7 +270,7 @@ def test_a_quota_ledger_from_before_user_version_keeps_its_rows(tmp_path: Path) 
     db.commit()
     db.close()
     QuotaLedger(path).close()
-    assert _user_version(path) == 1
+    assert _user_version(path) == len(QUOTA_MIGRATIONS)
     db = sqlite3.connect(path)
     assert db.execute("SELECT model, tokens FROM requests").fetchall() == [("m", 5)]
     db.close()
@@ -298,7 +300,7 @@ def test_a_collector_database_from_before_user_version_keeps_its_rows(tmp_path: 
         assert not store.add(message)  # still there: the migration did not recreate the table
     finally:
         store.close()
-    assert _user_version(path) == 1
+    assert _user_version(path) == len(COLLECTOR_MIGRATIONS)
 
 
 def test_a_database_that_cannot_be_opened_is_the_stores_error(tmp_path: Path) -> None:
