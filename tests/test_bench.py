@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import ROOT
-from test_cli import chacha
+from fakes.cli import chacha
 
 from device.bench.report import check_targets
 
@@ -126,6 +126,6 @@ def test_targets_say_by_how_much_they_are_missed():
     ],
 )
 def test_bad_bench_arguments_are_one_line_errors(args, message):
-    from test_cli import assert_one_line_error
+    from fakes.cli import assert_one_line_error
 
     assert_one_line_error(chacha("bench", *args, cwd=ROOT), message)

@@ -15,43 +15,15 @@ import httpx
 import numpy as np
 import pytest
 from conftest import ROOT, SAMPLE_WAV
+from fakes.cli import assert_one_line_error, chacha
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def chacha(
-    *args: str, env_extra: dict | None = None, cwd: Path | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("GEMINI_API_KEY", "CHACHA_API_TOKEN", "CHACHA_CONFIG")
-    }
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "device.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     with wave.open(str(path), "rb") as wav:
         assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
         return np.frombuffer(wav.readframes(wav.getnframes()), np.int16), wav.getframerate()
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("chacha: ")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def free_port() -> int:

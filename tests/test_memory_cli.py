@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_line_error, chacha
+from fakes.cli import assert_one_line_error, chacha
 
 from device.config import ChachaConfig
 from inference_server.api import InferenceClient

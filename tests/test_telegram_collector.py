@@ -9,16 +9,14 @@ import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
-from fakes.telegram import FakeTelegram
+from fakes.telegram import FakeTelegram, bot_config
 from pydantic import ValidationError
 
 from device.cli import telegram as cli_args
 from device.cli import telegram as commands
-from device.config import ChachaConfig
 from inference_server.backends.phrasebook import Phrasebook, default_phrasebook_path
 from inference_server.persona import Persona, default_persona_path
 from telegram_collector import serving
@@ -386,20 +384,8 @@ def test_cli_arguments():
     )
 
 
-def _config(tmp_path: Path, telegram: TelegramSettings):
-    """The whole configuration with a telegram section (a stand-in until ChachaConfig has one)."""
-    base = ChachaConfig(
-        server={"data_dir": str(tmp_path / "data")}, llm={"backends": ["phrasebook"]}, stt={"engine": "vosk"}
-    )
-    if "telegram" in ChachaConfig.model_fields:
-        return ChachaConfig.model_validate({**base.model_dump(), "telegram": telegram.model_dump()})
-    return SimpleNamespace(
-        **{name: getattr(base, name) for name in ChachaConfig.model_fields}, telegram=telegram
-    )
-
-
 def test_import_and_export_commands(export_file, tmp_path, capsys):
-    config = _config(tmp_path, TelegramSettings())
+    config = bot_config(tmp_path, TelegramSettings())
     parser = _parser()
     args = parser.parse_args(["telegram", "import", str(export_file), "--she", "진주", "--he", "차차"])
     assert args.func(args, config) == 0
@@ -418,17 +404,17 @@ def test_import_and_export_commands(export_file, tmp_path, capsys):
 def test_export_before_anything_was_collected(tmp_path):
     args = _parser().parse_args(["telegram", "export"])
     with pytest.raises(TelegramError, match="nothing collected yet"):
-        args.func(args, _config(tmp_path, TelegramSettings()))
+        args.func(args, bot_config(tmp_path, TelegramSettings()))
 
 
 def test_the_bot_needs_a_token_and_users(tmp_path, monkeypatch):
     args = _parser().parse_args(["telegram"])
     users = TelegramSettings(users=[TelegramUser(id=HER, name="진주")])
     with pytest.raises(TelegramError, match="TELEGRAM_BOT_TOKEN is not set.*@BotFather"):
-        commands.run_bot(args, _config(tmp_path, users))
+        commands.run_bot(args, bot_config(tmp_path, users))
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
     with pytest.raises(TelegramError, match="telegram.users is empty"):
-        commands.run_bot(args, _config(tmp_path, TelegramSettings()))
+        commands.run_bot(args, bot_config(tmp_path, TelegramSettings()))
 
 
 def test_the_bot_says_when_telegram_rejects_the_token(tmp_path, monkeypatch, caplog):
@@ -441,7 +427,7 @@ def test_the_bot_says_when_telegram_rejects_the_token(tmp_path, monkeypatch, cap
             base_file_url=fake.base_file_url,
         )
         with pytest.raises(TelegramError, match="rejected TELEGRAM_BOT_TOKEN"):
-            commands.run_bot(_parser().parse_args(["telegram"]), _config(tmp_path, settings))
+            commands.run_bot(_parser().parse_args(["telegram"]), bot_config(tmp_path, settings))
     assert [c.method for c in fake.sent] == []  # refused at the door: 401 is not recorded
 
 
@@ -490,7 +476,7 @@ from argparse import Namespace
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from fakes.telegram import FakeTelegram
-from test_telegram_collector import _config
+from fakes.telegram import bot_config
 from device.cli import telegram as commands
 from telegram_collector.settings import TelegramSettings, TelegramUser
 
@@ -512,7 +498,7 @@ with FakeTelegram() as fake:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=stop_when_answered, daemon=True).start()
-    code = commands.run_bot(Namespace(), _config(Path({tmp!r}), settings))
+    code = commands.run_bot(Namespace(), bot_config(Path({tmp!r}), settings))
     print("exit", code, "replies", fake.replies(42))
 """
 

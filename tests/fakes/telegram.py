@@ -415,3 +415,16 @@ def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], dict[st
         data = json.loads(body or b"{}")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}, {}
     return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True)), {}
+
+
+def bot_config(tmp_path, telegram):
+    """The whole configuration for the bot's commands: data under `tmp_path`, the phrasebook
+    brain, Vosk, and the given TelegramSettings."""
+    from device.config import ChachaConfig
+
+    return ChachaConfig(
+        server={"data_dir": str(tmp_path / "data")},
+        llm={"backends": ["phrasebook"]},
+        stt={"engine": "vosk"},
+        telegram=telegram.model_dump(),
+    )
