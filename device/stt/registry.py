@@ -14,10 +14,12 @@ config does not load Vosk or Whisper.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from inference_server.shared.registry import Registry, resolve
+from inference_server.shared.registry import RegistryError as RegistryError  # raised here, caught by callers
 
 if TYPE_CHECKING:
     from device.stt.settings import STTSettings
@@ -63,15 +65,7 @@ class EngineSpec:
     """Its model is fetched or assembled into stt.cache_dir on first use, not installed ready."""
 
     def create(self, context: BuildContext) -> Transcriber:
-        build = self.build
-        if isinstance(build, str):
-            module, _, function = build.partition(":")
-            build = getattr(importlib.import_module(module), function)
-        return build(context)
-
-
-class RegistryError(ValueError):
-    """A name registered twice, or a name nobody registered."""
+        return resolve(self.build)(context)
 
 
 _BUILT_IN = (
@@ -93,43 +87,18 @@ _BUILT_IN = (
     EngineSpec("vosk", "device.stt.vosk:build", label="Vosk, streamed", streams=True, cleanup="vosk"),
 )
 
-_REGISTRY: dict[str, EngineSpec] = {}
-
-
-def register(spec: EngineSpec) -> EngineSpec:
-    """Add an engine; its name must be new (and not "auto")."""
-    if spec.name in _REGISTRY or spec.name == AUTO:
-        raise RegistryError(f"a speech recogniser named {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def unregister(name: str) -> None:
-    """Remove an engine (a test's toy one); an unknown name is ignored."""
-    _REGISTRY.pop(name, None)
-
-
-def names() -> list[str]:
-    """The registered engines' names, in the order they were registered."""
-    return list(_REGISTRY)
+_REGISTRY: Registry[EngineSpec] = Registry("speech recogniser", reserved=(AUTO,))
+register = _REGISTRY.register
+"""Add an engine; its name must be new (and not "auto")."""
+unregister = _REGISTRY.unregister
+names = _REGISTRY.names
+get = _REGISTRY.get
+find = _REGISTRY.find
 
 
 def choices() -> list[str]:
     """What stt.engine and the command line's --engine take: "auto", then every engine."""
     return [AUTO, *names()]
-
-
-def get(name: str) -> EngineSpec:
-    """The engine registered as ``name``; an unknown name is an error naming the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise RegistryError(f"unknown speech recogniser {name!r}: choose from {', '.join(names())}") from None
-
-
-def find(name: str) -> EngineSpec | None:
-    """The engine registered as ``name``, or None."""
-    return _REGISTRY.get(name)
 
 
 def check_choice(name: str, *, extra: tuple[str, ...] = ()) -> str:

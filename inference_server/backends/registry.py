@@ -12,10 +12,12 @@ config does not load the Gemini or OpenAI SDKs.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from inference_server.shared.registry import Registry, resolve
+from inference_server.shared.registry import RegistryError as RegistryError  # raised here, caught by callers
 
 if TYPE_CHECKING:
     from inference_server.backends.base import LLMBackend
@@ -60,15 +62,7 @@ class BackendSpec:
     """It counts its requests in the quota ledger (``BuildContext.ledger``)."""
 
     def create(self, context: BuildContext) -> LLMBackend:
-        build = self.build
-        if isinstance(build, str):
-            module, _, function = build.partition(":")
-            build = getattr(importlib.import_module(module), function)
-        return build(context)
-
-
-class RegistryError(ValueError):
-    """A name registered twice, or a name nobody registered."""
+        return resolve(self.build)(context)
 
 
 _BUILT_IN = (
@@ -95,38 +89,12 @@ _BUILT_IN = (
     ),
 )
 
-_REGISTRY: dict[str, BackendSpec] = {}
-
-
-def register(spec: BackendSpec) -> BackendSpec:
-    """Add a backend; its name must be new."""
-    if spec.name in _REGISTRY:
-        raise RegistryError(f"an LLM backend named {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def unregister(name: str) -> None:
-    """Remove a backend (a test's toy one); an unknown name is ignored."""
-    _REGISTRY.pop(name, None)
-
-
-def names() -> list[str]:
-    """The registered backends' names, in the order they were registered."""
-    return list(_REGISTRY)
-
-
-def get(name: str) -> BackendSpec:
-    """The backend registered as ``name``; an unknown name is an error naming the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise RegistryError(f"unknown LLM backend {name!r}: choose from {', '.join(names())}") from None
-
-
-def find(name: str) -> BackendSpec | None:
-    """The backend registered as ``name``, or None (a test's double that was never registered)."""
-    return _REGISTRY.get(name)
+_REGISTRY: Registry[BackendSpec] = Registry("LLM backend", article="an")
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+names = _REGISTRY.names
+get = _REGISTRY.get
+find = _REGISTRY.find
 
 
 def label(name: str) -> str:
