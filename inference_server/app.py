@@ -149,6 +149,9 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # A path with a trailing slash is no route (404), not a 307 to another URL: the clients
+        # know the paths, and a redirect is one more answer for every client to handle.
+        redirect_slashes=False,
     )
     app.add_exception_handler(RequestValidationError, validation_failed)
 

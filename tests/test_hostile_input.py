@@ -377,6 +377,16 @@ def test_the_largest_id_sqlite_holds_is_looked_up_and_not_found(server, method, 
     assert response.status_code == 404, (response.status_code, response.text[:300])
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/conversations/0/"), ("DELETE", "/v1/conversations/jinju/"), ("GET", "/v1/health/")],
+)
+def test_a_path_with_a_trailing_slash_is_no_route_not_a_redirect(server, method, path):
+    """The fuzzing found `/v1/conversations/0/` answered 307 (FastAPI's slash redirect)."""
+    response = _send(server, method, path)
+    assert response.status_code == 404, (response.status_code, response.headers.get("location"))
+
+
 def test_the_server_still_talks_after_the_fuzzing(server) -> None:
     assert chat_final(server, "hostile-token", "안녕", conversation="jinju").reply
 
