@@ -77,7 +77,7 @@ def test_a_server_killed_mid_reply_keeps_what_she_said_and_what_she_heard(tmp_pa
         heard: list[ChatEvent] = []
         try:
             turn = stream_chat(url, TOKEN, "나 오늘 면접 봤어", conversation="jinju", channel="doll")
-            for _, event in turn:
+            for event in turn:
                 heard.append(event)
                 break  # the first sentence has reached her: now the server dies
             os.kill(proc.pid, signal.SIGKILL)

@@ -32,7 +32,7 @@ def test_sentences_reach_the_client_before_the_model_has_finished(
     )
     server = start_server(gemini_backend(fake_gemini.base_url), PhrasebookBackend(phrasebook))
     events = []
-    for _, event in stream_chat(server, token, "나 왔어"):
+    for event in stream_chat(server, token, "나 왔어"):
         if not events:
             # The model is still held at the gate: this sentence came out while it was "thinking".
             # the first clause goes out at its comma, so the doll can start speaking early
@@ -79,7 +79,7 @@ def test_gemini_failures_fall_back_to_the_phrasebook_in_the_same_turn(
     gemini = gemini_backend(fake_gemini.base_url, first_token_timeout_s=0.5)
     server = start_server(gemini, PhrasebookBackend(phrasebook))
     started = time.monotonic()
-    events = [e for _, e in stream_chat(server, token, "배고파")]
+    events = list(stream_chat(server, token, "배고파"))
     elapsed = time.monotonic() - started
     final = events[-1]
     assert final.backend == "phrasebook"
@@ -96,7 +96,7 @@ def test_no_api_key_skips_gemini_without_a_request(start_server, token, fake_gem
 
     keyless = GeminiBackend(GeminiSettings(base_url=fake_gemini.base_url), api_key=None)
     server = start_server(keyless, PhrasebookBackend(phrasebook))
-    final = [e for _, e in stream_chat(server, token, "잘 자")][-1]
+    final = list(stream_chat(server, token, "잘 자"))[-1]
     assert final.backend == "phrasebook"
     assert final.fallbacks == (
         FallbackInfo(backend="gemini", reason="unavailable", detail="GEMINI_API_KEY is not set"),
@@ -107,7 +107,7 @@ def test_no_api_key_skips_gemini_without_a_request(start_server, token, fake_gem
 def test_a_failure_after_a_sentence_ends_the_reply_there(start_server, token, fake_gemini, phrasebook):
     fake_gemini.push(Reply.stream_then_error(["보고 싶었어. 오늘은 ", "그래서"]))
     server = start_server(gemini_backend(fake_gemini.base_url), PhrasebookBackend(phrasebook))
-    events = [e for _, e in stream_chat(server, token, "보고 싶어")]
+    events = list(stream_chat(server, token, "보고 싶어"))
     final = events[-1]
     assert final.backend == "gemini"
     assert final.reply == "보고 싶었어."
@@ -121,6 +121,6 @@ def test_an_unreachable_gemini_falls_back(start_server, token, phrasebook):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     server = start_server(gemini_backend(f"http://127.0.0.1:{port}"), PhrasebookBackend(phrasebook))
-    final = [e for _, e in stream_chat(server, token, "안녕")][-1]
+    final = list(stream_chat(server, token, "안녕"))[-1]
     assert final.backend == "phrasebook"
     assert final.fallbacks[0].reason == "network"

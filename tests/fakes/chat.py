@@ -3,7 +3,7 @@
 ``chat`` posts a turn and answers its events, each read by ``decode_event`` (the models the
 doll, the CLI and the bot read), so a test reads what a client reads: ``SentenceEvent``s, then
 one ``FinalEvent``. ``chat_final`` answers the final event alone. ``stream_chat`` yields each
-event with its arrival time, as the server streams it. ``send_chat`` is the bare request, for a
+event as the server streams it. ``send_chat`` is the bare request, for a
 test that checks the status or the headers itself, and ``read_events`` reads its answer.
 
 ``server`` is a started server (anything with ``url``, as ``start_server`` gives) or a base URL.
@@ -12,7 +12,6 @@ Tests that check the wire format on purpose (exact bytes, key order) read the by
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -79,12 +78,12 @@ def chat_final(
 
 def stream_chat(
     server: _Server | str, token: str, text: str, *, timeout: float = 30, **fields: Any
-) -> Iterator[tuple[float, ChatEvent]]:
-    """One turn as it streams: (time.monotonic() at arrival, event) per line."""
+) -> Iterator[ChatEvent]:
+    """One turn as it streams, an event per line as it arrives."""
     with httpx.stream(
         "POST", _url(server), json={"text": text, **fields}, headers=_headers(token), timeout=timeout
     ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
             if line.strip():
-                yield time.monotonic(), decode_event(line)
+                yield decode_event(line)
