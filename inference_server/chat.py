@@ -142,6 +142,13 @@ class ChatService:
             return
         self._ticker = asyncio.create_task(self._tick_memory(), name="memory-ticker")
 
+    async def aclose(self) -> None:
+        """As the server stops, on its loop: the memory ticker stopped, the backends' connections
+        closed. The service can serve again afterwards (a new loop opens its own)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+        await self.chain.aclose()
+
     async def _tick_memory(self) -> None:
         while True:
             try:

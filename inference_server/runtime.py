@@ -7,6 +7,7 @@ import errno
 import logging
 import socket
 import threading
+from collections.abc import Awaitable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -164,9 +165,17 @@ def serve(
         "listening on http://%s:%d (backend chain: %s)", host, port, ", ".join(b.name for b in chat.backends)
     )
     try:
-        asyncio.run(_serve_notifying(server, sock, f"listening on {host}:{port}"))
+        asyncio.run(_closing_after(chat, _serve_notifying(server, sock, f"listening on {host}:{port}")))
     finally:
         chat.store.close()
+
+
+async def _closing_after(chat: ChatService, serving: Awaitable[None]) -> None:
+    """Serve; then, on the loop that opened them, close the service's connections to its backends."""
+    try:
+        await serving
+    finally:
+        await chat.aclose()
 
 
 async def _serve_notifying(server: uvicorn.Server, sock: socket.socket, status: str) -> None:
@@ -211,7 +220,7 @@ class BackgroundServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
+            asyncio.run(_closing_after(self.chat, self._server.serve(sockets=[self._sock])))
         except BaseException as exc:  # reported by start()
             self._error = exc
 

@@ -3,6 +3,9 @@ chain to the phrasebook within the same turn."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 import threading
 import time
 
@@ -12,6 +15,7 @@ from fakes.chat import stream_chat
 
 from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.api.models import FallbackInfo, SentenceEvent
+from inference_server.backends.base import LLMRequest
 from inference_server.backends.phrasebook import PhrasebookBackend
 
 pytestmark = pytest.mark.timeout(60)
@@ -124,3 +128,39 @@ def test_an_unreachable_gemini_falls_back(start_server, token, phrasebook):
     final = list(stream_chat(server, token, "안녕"))[-1]
     assert final.backend == "phrasebook"
     assert final.fallbacks[0].reason == "network"
+
+
+def test_one_backend_serves_loop_after_loop_and_leaves_nothing_to_close_on_another(fake_gemini, caplog):
+    """The server's loop, then a command's own: each gets its own connections to Google. A
+    backend dropped while some later loop runs leaves no closing to that loop (it once scheduled
+    one there that failed with "Event loop is closed" and was logged as a stray task's error)."""
+    fake_gemini.push(Reply.stream(["하나."]), Reply.stream(["둘."]))
+    backend = gemini_backend(fake_gemini.base_url)
+    request = LLMRequest("jinju", "안녕", "You are 차차.")
+
+    async def ask() -> str:
+        return "".join([piece async for piece in backend.stream(request) if isinstance(piece, str)])
+
+    assert asyncio.run(ask()) == "하나."
+    assert asyncio.run(ask()) == "둘."
+
+    async def drop_it_here() -> None:
+        nonlocal backend
+        del backend
+        gc.collect()
+        await asyncio.sleep(0.05)  # any closing scheduled on this loop runs now
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        asyncio.run(drop_it_here())
+        gc.collect()  # a failed task is reported when it is collected
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_the_server_closes_its_connections_to_google_as_it_stops(start_server, token, fake_gemini):
+    fake_gemini.push(Reply.stream(["응, 여기 있어."]))
+    server = start_server(gemini_backend(fake_gemini.base_url))
+    *_, final = stream_chat(server, token, "거기 있어?")
+    assert final.backend == "gemini" and final.reply == "응, 여기 있어."
+    assert fake_gemini.open_connections() == 1, "the SDK keeps its connection for the next turn"
+    server.stop()
+    fake_gemini.wait_for_connections(0)

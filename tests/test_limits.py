@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+import uvicorn
 
 from inference_server.api import InferenceClient, ServerUnavailable
 from inference_server.api.client import MAX_REFUSAL_CHARS
@@ -19,6 +20,7 @@ from inference_server.backends.phrasebook import PhrasebookBackend
 from inference_server.chat import ChatService
 from inference_server.limits import MAX_ERRORS_SHOWN, GuardedH11Protocol
 from inference_server.persona import PersonaBook
+from inference_server.runtime import serve
 from inference_server.settings import MAX_BODY_BYTES, MAX_TEXT_CHARS, ServerSettings
 from inference_server.store import ConversationStore
 
@@ -228,23 +230,21 @@ def test_headers_under_max_header_bytes_are_answered(start_server, token):
 def test_serve_and_the_background_server_apply_the_limits_of_their_settings(
     start_server, monkeypatch, tmp_path, phrasebook
 ):
-    from inference_server import runtime
-
     settings = ServerSettings(
         header_timeout_s=3.5, body_timeout_s=12.0, max_connections=9, max_header_bytes=8192, keep_alive_s=7.0
     )
     configs = [start_server(settings=settings).config]
 
-    async def not_serving(server, sock, status):
+    async def not_serving(server, sockets=None):
         configs.append(server.config)
 
-    monkeypatch.setattr(runtime, "_serve_notifying", not_serving)
+    monkeypatch.setattr(uvicorn.Server, "serve", not_serving)
     folder = tmp_path / "served"
     chat = ChatService(
         PersonaBook(None, folder), ConversationStore(folder / "c.sqlite3"), [PhrasebookBackend(phrasebook)]
     )
     with socket.socket() as sock:
-        runtime.serve(chat, "token", sock, settings=settings)
+        serve(chat, "token", sock, settings=settings)
     assert len(configs) == 2
     for config in configs:
         assert issubclass(config.http, GuardedH11Protocol) and config.http.header_timeout_s == 3.5
@@ -427,7 +427,7 @@ def test_an_older_servers_validation_dump_is_cut_to_one_line(token):
         * 3
     }
     request = httpx.Request("POST", "http://127.0.0.1:8750/v1/chat")
-    message = InferenceClient("http://127.0.0.1:8750", token)._refusal(
+    message = InferenceClient("http://127.0.0.1:8750", token).refusal(
         httpx.Response(422, json=dump, request=request)
     )
     assert "\n" not in message and len(message) <= MAX_REFUSAL_CHARS and "가" not in message

@@ -799,6 +799,19 @@ class FakeGemini:
                 raise TimeoutError(f"{len(self.requests)} of {count} requests after {timeout} s")
             return list(self.requests)
 
+    def open_connections(self) -> int:
+        """How many client connections are open now (a kept-alive one counts between requests)."""
+        with self._lock:
+            return len(self._connections)
+
+    def wait_for_connections(self, count: int, timeout: float = 5.0) -> None:
+        """Block until exactly `count` client connections are open; TimeoutError otherwise."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._connections) == count, timeout):
+                raise TimeoutError(
+                    f"{len(self._connections)} connections open, not {count}, after {timeout} s"
+                )
+
     def client(self, *, api_key: str | None = None, **http_options: Any) -> genai.Client:
         """A real google-genai Client pointed at this fake (api_version v1beta).
 
@@ -823,11 +836,12 @@ class FakeGemini:
     # -- used by the handler ------------------------------------------------------------------
 
     def _track(self, sock: socket.socket, *, add: bool) -> None:
-        with self._lock:
+        with self._changed:
             if add:
                 self._connections[sock] = threading.current_thread()
             else:
                 self._connections.pop(sock, None)
+            self._changed.notify_all()
 
     def _add_request(self, record: RecordedRequest) -> None:
         with self._changed:

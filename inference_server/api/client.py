@@ -68,7 +68,7 @@ class InferenceClient:
             ):
                 if response.status_code != 200:
                     await response.aread()
-                    raise ServerUnavailable(self._refusal(response))
+                    raise ServerUnavailable(self.refusal(response))
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
@@ -120,7 +120,7 @@ class InferenceClient:
     async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         response = await self._send(method, path, body)
         if response.status_code != 200:
-            raise ServerUnavailable(self._refusal(response))
+            raise ServerUnavailable(self.refusal(response))
         return response.json()
 
     async def correct_turn(self, conversation: str, turn_id: int, text: str) -> StoredTurn:
@@ -146,9 +146,9 @@ class InferenceClient:
         """A change to one stored turn: TurnRejected for 404/409 from this API, the turn otherwise."""
         response = await self._send(method, path, body)
         if response.status_code in (404, 409) and not self._unknown_path(response):
-            raise TurnRejected(self._refusal(response), response.status_code)
+            raise TurnRejected(self.refusal(response), response.status_code)
         if response.status_code != 200:
-            raise ServerUnavailable(self._refusal(response))
+            raise ServerUnavailable(self.refusal(response))
         try:
             return StoredTurn.model_validate_json(response.content)
         except ValidationError as exc:
@@ -216,7 +216,9 @@ class InferenceClient:
     async def reload_persona(self) -> dict:
         return await self._request("POST", "/v1/admin/persona/reload")
 
-    def _refusal(self, response: httpx.Response) -> str:
+    def refusal(self, response: httpx.Response) -> str:
+        """The one line (at most MAX_REFUSAL_CHARS) a refused request becomes: what went wrong and
+        what to do, whatever the server sent."""
         if response.status_code == 401:
             return (
                 f"the server at {self.base_url} rejected the token: set CHACHA_API_TOKEN "

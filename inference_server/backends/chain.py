@@ -114,6 +114,14 @@ class BackendChain:
         by the background work as by the replies."""
         return BackendChain(self.backends, other.breakers, now=other._now)
 
+    async def aclose(self) -> None:
+        """Close the running loop's connections of each backend that keeps some (an optional
+        ``aclose`` of the backend's own)."""
+        for backend in self.backends:
+            closer = getattr(backend, "aclose", None)
+            if closer is not None:
+                await closer()
+
     # -- replies ---------------------------------------------------------------------------------
 
     def for_reply(self) -> Iterator[Attempt]:

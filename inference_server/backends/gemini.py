@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator
 
 import httpx
@@ -61,19 +62,56 @@ AUDIO_INSTRUCTION = (
 )
 
 
-def _pinned_transport() -> dict:
-    """Keep the SDK on its httpx client even where aiohttp is installed.
+def _http_client() -> httpx.AsyncClient:
+    """The async HTTP client the SDK is handed, from the HTTP library the SDK speaks.
 
-    With aiohttp importable the SDK switches its async path to it, which changes the
-    exceptions and adds a silent retry after connection errors; an explicit transport keeps
-    one predictable client (the SDK's rule: a custom transport means httpx).
+    Handing it one of ours (rather than letting it build its own) also keeps the SDK on httpx where
+    aiohttp is installed: with aiohttp importable and no client given, the SDK switches its async
+    path to aiohttp, which changes the exceptions and adds a silent retry after connection errors.
     """
     try:
         import httpx2
 
-        return {"transport": httpx2.AsyncHTTPTransport()}
+        return httpx2.AsyncClient()  # type: ignore[return-value]
     except ImportError:  # pragma: no cover - older SDKs speak plain httpx
-        return {"transport": httpx.AsyncHTTPTransport()}
+        return httpx.AsyncClient()
+
+
+class _ClientPerLoop:
+    """One SDK client for each event loop that calls Gemini, each on an HTTP client of ours.
+
+    Pooled connections belong to the loop that opened them. One SDK client shared by several loops
+    (the server's thread, then a command's own loop) would hand a connection from a finished loop
+    to the next one; and the SDK, when it is garbage-collected with its own connections open,
+    schedules their closing on whatever loop runs at that moment, which fails with "Event loop is
+    closed" long after, somewhere unrelated. So each loop gets its own client; `aclose` closes
+    the running loop's connections; a client whose loop has ended is dropped (its sockets go with
+    it), and the SDK never closes an HTTP client it was handed.
+    """
+
+    def __init__(self, api_key: str, options: types.HttpOptions) -> None:
+        self._api_key = api_key
+        self._options = options
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[genai.Client, httpx.AsyncClient]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self) -> genai.Client:
+        """The running loop's client, made on its first call."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            for ended in [other for other in self._clients if other.is_closed()]:
+                del self._clients[ended]
+            http = _http_client()
+            options = self._options.model_copy(update={"httpx_async_client": http})
+            self._clients[loop] = (genai.Client(api_key=self._api_key, http_options=options), http)
+        return self._clients[loop][0]
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections (the server calls this as it stops)."""
+        _, http = self._clients.pop(asyncio.get_running_loop(), (None, None))
+        if http is not None:
+            await http.aclose()
 
 
 def retry_delay_s(exc: errors.APIError) -> float | None:
@@ -113,7 +151,7 @@ class GeminiBackend:
         self.settings = settings
         self.ledger = ledger
         self._api_key = api_key
-        self._client: genai.Client | None = None
+        self._clients: _ClientPerLoop | None = None
         self._rejected_key: str | None = None
         self._thinking = settings.thinking_budget is not None
         if api_key:
@@ -121,9 +159,8 @@ class GeminiBackend:
                 api_version=settings.api_version,
                 timeout=int(settings.total_timeout_s * 1000),
                 base_url=settings.base_url,
-                async_client_args=_pinned_transport(),
             )
-            self._client = genai.Client(api_key=api_key, http_options=options)
+            self._clients = _ClientPerLoop(api_key, options)
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -132,6 +169,11 @@ class GeminiBackend:
         if self._rejected_key:
             return f"Google rejected GEMINI_API_KEY ({self._rejected_key}): fix the key and restart"
         return None
+
+    async def aclose(self) -> None:
+        """Close this loop's connections to Google (the server calls it as it stops)."""
+        if self._clients is not None:
+            await self._clients.aclose()
 
     @property
     def hears_audio(self) -> bool:
@@ -235,7 +277,7 @@ class GeminiBackend:
     # -- calls ------------------------------------------------------------------------------------
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | StreamEnd]:
-        if self._client is None or self.unavailable_reason:
+        if self._clients is None or self.unavailable_reason:
             raise BackendError("unavailable", self.unavailable_reason or "no client")
         request_id = await self._admit(request)
         retried_without_thinking = False
@@ -271,7 +313,7 @@ class GeminiBackend:
         usage = None
         try:
             chunks = await asyncio.wait_for(
-                self._client.aio.models.generate_content_stream(
+                self._clients.get().aio.models.generate_content_stream(
                     model=self.settings.model,
                     contents=self._contents(request),
                     config=self._config(request, max_tokens=request.max_output_tokens),
@@ -317,12 +359,12 @@ class GeminiBackend:
             yield StreamEnd(truncated=True)
 
     async def complete(self, request: LLMRequest) -> str:
-        if self._client is None or self.unavailable_reason:
+        if self._clients is None or self.unavailable_reason:
             raise BackendError("unavailable", self.unavailable_reason or "no client")
         request_id = await self._admit(request)
         try:
             response = await asyncio.wait_for(
-                self._client.aio.models.generate_content(
+                self._clients.get().aio.models.generate_content(
                     model=self.settings.model,
                     contents=self._contents(request),
                     config=self._config(request, max_tokens=request.max_output_tokens or 400),
