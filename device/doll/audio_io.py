@@ -338,6 +338,64 @@ class Microphone:
         self._listeners.put(block)  # a listener that closed after the block was captured: not it
 
 
+class _PlayQueue:
+    """The sounds queued for the speaker, taken block by block by PortAudio's thread (all its
+    methods are thread-safe). Positions count queued samples, silence between sounds not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._offset = 0  # samples of the first chunk already taken
+        self.queued = 0  # where the next sample queued will be
+        self.handed = 0  # samples handed to the device so far
+        self.busy = False  # queued audio not all handed yet
+        self._generation = 0  # changes with every add and clear
+
+    def add(self, pcm: np.ndarray) -> None:
+        with self._lock:
+            self._chunks.append(pcm)
+            self.queued += len(pcm)
+            self.busy = True
+            self._generation += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._chunks.clear()
+            self._offset = 0
+            self.queued = self.handed
+            self.busy = False
+            self._generation += 1
+
+    def fill(self, outdata, frames: int) -> tuple[bool, int]:
+        """Write the next `frames` samples into the device's block (silence where the queue runs
+        out); whether the queue ran out with this block, and the generation it did so in."""
+        written = 0
+        finished = False
+        with self._lock:
+            while written < frames and self._chunks:
+                chunk = self._chunks[0]
+                take = min(frames - written, len(chunk) - self._offset)
+                outdata[written : written + take] = chunk[self._offset : self._offset + take, np.newaxis]
+                written += take
+                self._offset += take
+                if self._offset >= len(chunk):
+                    self._chunks.popleft()
+                    self._offset = 0
+            self.handed += written
+            if self.busy and not self._chunks:
+                self.busy = False
+                finished = True
+            generation = self._generation
+        if written < frames:
+            outdata[written:] = 0
+        return finished, generation
+
+    def finished(self, generation: int) -> bool:
+        """Whether the queue is still as empty as it was when it ran out in `generation`."""
+        with self._lock:
+            return generation == self._generation and not self.busy
+
+
 class Speaker:
     """Int16 mono audio out, queued and played by a PortAudio callback at the device's rate."""
 
@@ -351,13 +409,7 @@ class Speaker:
         """Hertz the device plays at; known after :meth:`start` (None given: the device's default)."""
         self.latency_s = 0.0
         self.status_flags = 0
-        self._lock = threading.Lock()
-        self._chunks: collections.deque[np.ndarray] = collections.deque()
-        self._offset = 0
-        self._queued = 0  # where the next sample queued will be in the stream of samples played
-        self._handed = 0  # samples handed to the device so far (silence between sounds not counted)
-        self._busy = False
-        self._generation = 0
+        self._queue = _PlayQueue()
         self._position = 0  # samples the card has taken since the first start, silence included
         self._references: _Listeners[Played] = _Listeners(
             max(1, round(_QUEUE_LIMIT_S * 1000 / self.settings.block_ms))
@@ -374,20 +426,20 @@ class Speaker:
     @property
     def playing(self) -> bool:
         """Whether queued audio has not all been handed to the device yet."""
-        return self._busy
+        return self._queue.busy
 
     @property
     def queued(self) -> int:
         """The position the next sample queued will have among the samples played (what
         :meth:`stop` dropped excepted): compare it with :attr:`handed` to know whether a sound
         queued at that position has begun."""
-        return self._queued
+        return self._queue.queued
 
     @property
     def handed(self) -> int:
         """How many queued samples the device has taken so far (a block's worth ahead of the ear,
         plus its latency)."""
-        return self._handed
+        return self._queue.handed
 
     def reference(self) -> Listener[Played]:
         """A new listener: every block the card plays from now on, as :class:`Played` with its
@@ -467,21 +519,12 @@ class Speaker:
         pcm = np.ascontiguousarray(pcm, dtype=np.int16).reshape(-1)
         if not len(pcm):
             return
-        with self._lock:
-            self._chunks.append(pcm)
-            self._queued += len(pcm)
-            self._busy = True
-            self._generation += 1
+        self._queue.add(pcm)
         self._idle.clear()
 
     def stop(self) -> None:
         """Drop everything queued: the next block the device asks for is silence."""
-        with self._lock:
-            self._chunks.clear()
-            self._offset = 0
-            self._queued = self._handed
-            self._busy = False
-            self._generation += 1
+        self._queue.clear()
         self._idle.set()
 
     async def drain(self) -> None:
@@ -497,25 +540,7 @@ class Speaker:
     def _on_output(self, outdata, frames: int, time_info, status) -> None:
         if status:
             self.status_flags += 1
-        written = 0
-        finished = False
-        with self._lock:
-            while written < frames and self._chunks:
-                chunk = self._chunks[0]
-                take = min(frames - written, len(chunk) - self._offset)
-                outdata[written : written + take] = chunk[self._offset : self._offset + take, np.newaxis]
-                written += take
-                self._offset += take
-                if self._offset >= len(chunk):
-                    self._chunks.popleft()
-                    self._offset = 0
-            self._handed += written
-            if self._busy and not self._chunks:
-                self._busy = False
-                finished = True
-            generation = self._generation
-        if written < frames:
-            outdata[written:] = 0
+        finished, generation = self._queue.fill(outdata, frames)
         position, self._position = self._position, self._position + frames
         if self._references.active and self._loop is not None:
             played = Played(position, np.array(outdata[:frames, 0], dtype=np.int16), self.sample_rate)
@@ -526,5 +551,5 @@ class Speaker:
                 self._loop.call_soon_threadsafe(self._went_idle, generation)
 
     def _went_idle(self, generation: int) -> None:
-        if generation == self._generation and not self._busy:
+        if self._queue.finished(generation):
             self._idle.set()

@@ -58,7 +58,7 @@ from device.doll.protocols import Button, ChatClient, Light, Microphone, Speaker
 from device.doll.server_watch import ServerWatch
 from device.doll.states import DollState
 from device.doll.status import StatusShow
-from device.doll.turn import DollOptions, Turn, TurnReport
+from device.doll.turn import DollOptions, Turn, TurnReport, TurnSlot
 from tts.engines import SpeechEngine
 
 __all__ = ["OFFLINE_LINE", "Doll", "DollOptions", "TurnReport"]
@@ -120,9 +120,7 @@ class Doll:
         part that failed to start again."""
         self.reports: collections.deque[TurnReport] = collections.deque(maxlen=100)
         """Every finished turn's report, oldest first (the last 100)."""
-        self._turn: Turn | None = None
-        self._task: asyncio.Task | None = None
-        self._turns = 0
+        self._turns = TurnSlot()
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -140,7 +138,7 @@ class Doll:
     @property
     def turns(self) -> int:
         """How many turns (presses and long presses) have begun."""
-        return self._turns
+        return self._turns.count
 
     @property
     def server_down(self) -> bool:
@@ -150,12 +148,12 @@ class Doll:
     @property
     def current(self) -> TurnReport | None:
         """The current turn's report so far (None between turns)."""
-        return None if self._turn is None else self._turn.snapshot()
+        return None if self._turns.current is None else self._turns.current.snapshot()
 
     @property
     def awaiting_release(self) -> bool:
         """Whether the current turn still waits for the button's release."""
-        return self._turn is not None and not self._turn.released
+        return self._turns.current is not None and not self._turns.current.released
 
     async def settle(self) -> None:
         """Wait for what the doll still sends the server in the background."""
@@ -180,7 +178,9 @@ class Doll:
             self._stopping.set()
             self._unwire_button()
             tasks = [
-                t for t in (self._task, *background, *self._server.close()) if t is not None and not t.done()
+                t
+                for t in (self._turns.task, *background, *self._server.close())
+                if t is not None and not t.done()
             ]
             for task in tasks:
                 task.cancel()
@@ -264,12 +264,12 @@ class Doll:
         if self.state is DollState.LISTENING and self.awaiting_release:
             _LOGGER.debug("pressed while already listening: ignored")
             return
-        if self._busy():
+        if self._turns.busy:
             self._interrupt()
         self._begin(self._talk.talk, at)
 
     def _released(self, at: float) -> None:
-        turn = self._turn
+        turn = self._turns.current
         if turn is None or turn.released:
             return
         turn.released, turn.released_at = True, at
@@ -279,36 +279,28 @@ class Doll:
     def _long_pressed(self, at: float) -> None:
         if self._closing:
             return
-        turn = self._turn
+        turn = self._turns.current
         hearing = None if turn is None else turn.hearing
         silent = self.state is DollState.LISTENING and hearing is not None and not hearing.heard_speech
-        if self._busy() and not silent:
+        if self._turns.busy and not silent:
             _LOGGER.debug("long press while %s: ignored", self.state.value)
             return
-        if self._busy():
+        if self._turns.busy:
             self._interrupt(quiet=True)
         self._begin(self._talk.long_press, at)
 
-    def _busy(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     def _interrupt(self, *, quiet: bool = False) -> None:
         """Drop the current turn now: silence, no more audio from it, its work cancelled."""
-        turn, self._turn = self._turn, None
+        turn = self._turns.drop()
         self._voice.silence()  # from here on, nothing of that turn plays
         if turn is not None and turn.ears is not None:
             turn.ears.close()  # its hearing stops at once: no block of it after the press
-        if self._task is not None:
-            self._task.cancel()
         if not quiet:
             _LOGGER.info("interrupted while %s", self.state.value)
 
     def _begin(self, work, at: float) -> None:
-        self._turns += 1
-        turn = Turn(self._turns, at)
-        self._turn = turn
+        turn = self._turns.begin(at, lambda turn: self._guard(turn, work))
         self._voice.allow(turn)
-        self._task = asyncio.create_task(self._guard(turn, work), name=f"chacha-turn-{turn.number}")
 
     # -- one turn --------------------------------------------------------------------------
 
@@ -319,15 +311,14 @@ class Doll:
             raise
         except Exception:
             _LOGGER.exception("turn %d failed", turn.number)
-            if turn is self._turn:
+            if turn is self._turns.current:
                 await self._talk.show_failure(turn)
         finally:
             if turn.final is None or turn.final.done():
                 self.reports.append(turn.snapshot())
             else:  # audio mode: the report waits for the final text
                 turn.final.add_done_callback(lambda _: self.reports.append(turn.snapshot()))
-        if turn is self._turn:
-            self._turn = None
+        if self._turns.end(turn):
             self._voice.allow(None)
             self._rest()
 
@@ -340,12 +331,12 @@ class Doll:
     # -- the server ---------------------------------------------------------------------
 
     def _server_back(self) -> None:
-        if not self._busy():
+        if not self._turns.busy:
             self._rest()
 
     async def _check_server_at_start(self) -> None:
         failure = await self._server.check()
-        if failure is not None and not self._busy():
+        if failure is not None and not self._turns.busy:
             self._show.show(DollState.ERROR, f"error: {failure}; checking again in the background")
 
 

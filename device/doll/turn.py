@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -90,3 +91,39 @@ class Turn:
     def snapshot(self) -> TurnReport:
         """The report as it stands, with a copy of the marks."""
         return replace(self.report or TurnReport(self.number, self.pressed_at), marks=dict(self.marks))
+
+
+class TurnSlot:
+    """The doll's one turn at a time: the current one (None between turns), the task doing its
+    work, and how many have begun."""
+
+    def __init__(self) -> None:
+        self.current: Turn | None = None
+        self.task: asyncio.Task | None = None
+        self.count = 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether a turn's work is still running."""
+        return self.task is not None and not self.task.done()
+
+    def begin(self, at: float, work: Callable[[Turn], Coroutine[Any, Any, None]]) -> Turn:
+        """A new turn pressed at ``at``, current now, with ``work`` started on it as a task."""
+        self.count += 1
+        turn = self.current = Turn(self.count, at)
+        self.task = asyncio.create_task(work(turn), name=f"chacha-turn-{turn.number}")
+        return turn
+
+    def drop(self) -> Turn | None:
+        """No turn is current any more; the one that was has its work cancelled."""
+        turn, self.current = self.current, None
+        if self.task is not None:
+            self.task.cancel()
+        return turn
+
+    def end(self, turn: Turn) -> bool:
+        """``turn`` is over: whether it was still the current one (and is not now)."""
+        if turn is not self.current:
+            return False
+        self.current = None
+        return True

@@ -195,6 +195,40 @@ def create_vad(settings: LoopSettings, sample_rate: int) -> VoiceActivity:
     return SileroVad(sample_rate)
 
 
+@dataclass(frozen=True)
+class EndpointRules:
+    """What an :class:`EndpointDetector` counts as speech, and how long things may last."""
+
+    sample_rate: int = 16000
+    threshold: float = 0.5  # a block is speech at this probability or above
+    silence_ms: int = 700  # the quiet after which stray noise is forgotten
+    min_speech_ms: int = 250  # speech needed before an utterance has begun
+    max_utterance_s: float = 15.0
+    speculate_after_ms: int | None = None  # a pause this long is reported (PauseBegan)
+
+    @property
+    def neg_threshold(self) -> float:
+        """Below this a block is silence; in between it continues the previous block."""
+        return max(self.threshold - 0.15, 0.01)
+
+
+@dataclass
+class _Utterance:
+    """What one utterance has heard so far (audio time, seconds from its first block)."""
+
+    elapsed_s: float = 0.0
+    speech_s: float = 0.0
+    started: bool = False
+    ended: bool = False
+    first_speech_s: float | None = None
+    last_speech_s: float | None = None
+    speaking: bool = False
+    silence_s: float = 0.0
+    paused: bool = False
+    text: str = ""
+    text_at_pause: str = ""
+
+
 class EndpointDetector:
     """Speech start and end from per-block speech probabilities.
 
@@ -222,13 +256,10 @@ class EndpointDetector:
     ) -> None:
         self.vad = vad
         self.turn_end = turn_end or TurnEnd("fixed", neutral_s=silence_ms / 1000)
-        self.pause_s = None if speculate_after_ms is None else speculate_after_ms / 1000
-        self.sample_rate = sample_rate
-        self.threshold = threshold
-        self.neg_threshold = max(threshold - 0.15, 0.01)
-        self.silence_s = silence_ms / 1000
-        self.min_speech_s = min_speech_ms / 1000
-        self.max_utterance_s = max_utterance_s
+        self.rules = EndpointRules(
+            sample_rate, threshold, silence_ms, min_speech_ms, max_utterance_s, speculate_after_ms
+        )
+        self._now = _Utterance()
         self.reset()
 
     @classmethod
@@ -255,31 +286,59 @@ class EndpointDetector:
         """Start a new utterance (and reset the VAD's own state)."""
         if self.vad is not None:
             self.vad.reset()
-        self.elapsed_s = 0.0
-        self.speech_s = 0.0
-        self.started = False
-        self.ended = False
-        self.first_speech_s: float | None = None
-        self.last_speech_s: float | None = None
-        self._speaking = False
-        self._silence_s = 0.0
-        self._paused = False
-        self.text = ""
-        self._text_at_pause = ""
+        self._now = _Utterance()
+
+    # -- what the utterance has heard so far ------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.rules.sample_rate
+
+    @property
+    def elapsed_s(self) -> float:
+        """Audio heard in this utterance, seconds."""
+        return self._now.elapsed_s
+
+    @property
+    def speech_s(self) -> float:
+        """How much of it counts as speech (stray noise forgotten)."""
+        return self._now.speech_s
+
+    @property
+    def started(self) -> bool:
+        """Whether she has begun (``min_speech_ms`` of speech)."""
+        return self._now.started
+
+    @property
+    def ended(self) -> bool:
+        return self._now.ended
+
+    @property
+    def first_speech_s(self) -> float | None:
+        return self._now.first_speech_s
+
+    @property
+    def last_speech_s(self) -> float | None:
+        return self._now.last_speech_s
+
+    @property
+    def text(self) -> str:
+        """What the recogniser has heard so far (:meth:`hear_text`)."""
+        return self._now.text
 
     @property
     def heard_speech(self) -> bool:
         """Whether any speech counts in this utterance so far (stray noise forgotten)."""
-        return self.speech_s > 0
+        return self._now.speech_s > 0
 
     def hear_text(self, text: str) -> None:
         """What the recogniser has heard so far: its last word says how long to wait."""
-        self.text = text
+        self._now.text = text
 
     @property
     def pausing(self) -> bool:
         """She has spoken and is silent now."""
-        return self.started and not self._speaking
+        return self._now.started and not self._now.speaking
 
     @property
     def silence_needed_s(self) -> float:
@@ -291,63 +350,67 @@ class EndpointDetector:
         ``min_silence_ms`` only when the text has changed during the pause (her last word came
         in); otherwise not before ``_WORD_LAG_S``, by when it would have.
         """
-        needed = self.turn_end.silence_s(self.text)
-        if self.pausing and self.text == self._text_at_pause and needed < _WORD_LAG_S:
+        needed = self.turn_end.silence_s(self._now.text)
+        if self.pausing and self._now.text == self._now.text_at_pause and needed < _WORD_LAG_S:
             return min(_WORD_LAG_S, self.turn_end.neutral_s)
         return needed
+
+    # -- hearing ----------------------------------------------------------------------------------
 
     def push(self, block: np.ndarray) -> Event | None:
         """Hear one block of int16 mono audio at ``sample_rate``."""
         if self.vad is None:
             raise TypeError("this detector has no VAD: give it probabilities with push_probability()")
-        if self.ended:
+        if self._now.ended:
             return None
-        return self.push_probability(self.vad(block), len(block) / self.sample_rate)
+        return self.push_probability(self.vad(block), len(block) / self.rules.sample_rate)
 
     def push_probability(self, probability: float, duration_s: float) -> Event | None:
         """Take the speech probability of the next ``duration_s`` seconds of audio."""
-        if self.ended:
+        now, rules = self._now, self.rules
+        if now.ended:
             return None
-        began = self.elapsed_s
-        self.elapsed_s += duration_s
-        if probability >= self.threshold:
-            self._speaking = True
-        elif probability < self.neg_threshold:
-            self._speaking = False
+        began = now.elapsed_s
+        now.elapsed_s += duration_s
+        if probability >= rules.threshold:
+            now.speaking = True
+        elif probability < rules.neg_threshold:
+            now.speaking = False
         event: Event | None = None
-        if self._speaking:
-            self._silence_s = 0.0
-            self.speech_s += duration_s
-            self.last_speech_s = self.elapsed_s
-            if self.first_speech_s is None:
-                self.first_speech_s = began
-            if not self.started and self.speech_s >= self.min_speech_s - 1e-9:
-                self.started = True
-                event = SpeechStarted(self.first_speech_s)
-            elif self._paused:
-                self._paused = False
+        if now.speaking:
+            now.silence_s = 0.0
+            now.speech_s += duration_s
+            now.last_speech_s = now.elapsed_s
+            if now.first_speech_s is None:
+                now.first_speech_s = began
+            if not now.started and now.speech_s >= rules.min_speech_ms / 1000 - 1e-9:
+                now.started = True
+                event = SpeechStarted(now.first_speech_s)
+            elif now.paused:
+                now.paused = False
                 event = SpeechResumed(began)
         else:
-            if self._silence_s == 0.0:
-                self._text_at_pause = self.text
-            self._silence_s += duration_s
-            if self.started and self._silence_s >= self.silence_needed_s - 1e-9:
+            if now.silence_s == 0.0:
+                now.text_at_pause = now.text
+            now.silence_s += duration_s
+            if now.started and now.silence_s >= self.silence_needed_s - 1e-9:
                 return self._end("silence")
-            if not self.started and self._silence_s >= self.silence_s - 1e-9:
-                self.speech_s = 0.0  # stray noise, long ago: forget it
-                self.first_speech_s = self.last_speech_s = None
+            if not now.started and now.silence_s >= rules.silence_ms / 1000 - 1e-9:
+                now.speech_s = 0.0  # stray noise, long ago: forget it
+                now.first_speech_s = now.last_speech_s = None
             if (
-                self.started
-                and not self._paused
-                and self.pause_s is not None
-                and self._silence_s >= self.pause_s - 1e-9
+                now.started
+                and not now.paused
+                and rules.speculate_after_ms is not None
+                and now.silence_s >= rules.speculate_after_ms / 1000 - 1e-9
             ):
-                self._paused = True
-                event = PauseBegan(self.elapsed_s, self.last_speech_s or 0.0)
-        if self.elapsed_s >= self.max_utterance_s - 1e-9:
+                now.paused = True
+                event = PauseBegan(now.elapsed_s, now.last_speech_s or 0.0)
+        if now.elapsed_s >= rules.max_utterance_s - 1e-9:
             return self._end("max_length")
         return event
 
     def _end(self, reason: Literal["silence", "max_length"]) -> SpeechEnded:
-        self.ended = True
-        return SpeechEnded(reason, self.elapsed_s, self.speech_s, self.last_speech_s)
+        now = self._now
+        now.ended = True
+        return SpeechEnded(reason, now.elapsed_s, now.speech_s, now.last_speech_s)
