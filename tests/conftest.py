@@ -80,10 +80,11 @@ def token() -> str:
     return secrets.token_urlsafe(16)
 
 
-def gemini_backend(base_url: str, **overrides) -> GeminiBackend:
-    """The real Gemini backend (real SDK) pointed at a fake Gemini server."""
+def gemini_backend(base_url: str, *, api_key: str | None = "test-key", **overrides) -> GeminiBackend:
+    """The real Gemini backend (real SDK) pointed at a fake Gemini server (``api_key=None``: as
+    with GEMINI_API_KEY unset)."""
     settings = GeminiSettings(base_url=base_url, model="gemini-test-flash", **overrides)
-    return GeminiBackend(settings, api_key="test-key")
+    return GeminiBackend(settings, api_key=api_key)
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from conftest import gemini_backend
+from fakes.calendar_clock import Calendar
 from fakes.chat import chat_final
 
 from device.bench.fake_gemini import FakeGemini, Reply
@@ -35,22 +36,6 @@ pytestmark = pytest.mark.timeout(60)
 
 SEOUL = ZoneInfo("Asia/Seoul")
 ROOMY = QuotaSettings(requests_per_minute=1000, requests_per_day=1000)
-
-
-class Calendar:
-    """The simulated wall clock the chat service, its breakers and the quota ledger all read."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.at = start or datetime(2026, 11, 24, 9, 0, tzinfo=SEOUL)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def timestamp(self) -> float:
-        return self.at.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 # --- the breaker alone ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.calendar_clock import Calendar
 
 from device.cli import admin, doctor
 from device.config import ChachaConfig, ClientSettings
@@ -384,9 +385,20 @@ def test_a_breaker_probe_whose_ledger_finds_the_disk_full_says_so_once_without_a
             yield ""  # an async generator, as every backend's stream
 
     caplog.set_level(logging.INFO)
+    calendar = Calendar()
     store = ConversationStore(tmp_path / "conversations.sqlite3")
-    backend = LedgerOnAFullDisk(phrasebook)
-    chat = ChatService(PersonaBook(None, tmp_path), store, [backend], summarize=False)
-    asyncio.run(chat._probe(backend, chat.breakers["gemini"]))
+    backends = [LedgerOnAFullDisk(phrasebook), PhrasebookBackend(phrasebook)]
+    chat = ChatService(PersonaBook(None, tmp_path), store, backends, summarize=False, clock=calendar.now)
+    for _ in range(chat.breakers["gemini"].settings.failures):  # earlier turns that timed out
+        chat.breakers["gemini"].failed("timeout", "no first text in time")
+    calendar.advance(chat.breakers["gemini"].settings.open_s)
+
+    async def a_turn_that_starts_the_probe() -> None:
+        async for event in chat.reply("jinju", "배고파", "doll"):
+            final = event
+        assert final.backend == "phrasebook" and "probing it in the background" in final.fallbacks[0].detail
+        await chat.settle()
+
+    asyncio.run(a_turn_that_starts_the_probe())
     _no_tracebacks(caplog)
     assert len(_warnings(caplog, "disk is full")) == 1

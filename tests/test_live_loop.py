@@ -180,11 +180,11 @@ def test_after_a_barge_in_the_history_keeps_the_sentences_she_heard_begin_not_th
                         current is not None and current.backend == "gemini" and bool(rig.fake.sounding(spoke))
                     )
 
-                rig._stop_when = whole
+                rig.stop_time_when(whole)
                 await rig.until(whole, "the whole reply queued while his first sentence sounds", 2.0)
                 assert rig.speaker.queued - rig.speaker.handed > 0 and rig.fake.sounding(spoke)
                 pressed = await rig.press()
-                rig._stop_when = None
+                rig.resume()
                 await rig.until(lambda: _his_last(server).source == "interrupted", "the cut reported", 5.0)
                 await rig.release()
                 return spoke, pressed
@@ -632,9 +632,7 @@ def test_the_reply_starts_from_her_recording_when_gemini_hears_it_else_from_whis
     with FakeGemini() as fake:
         heard = "⟦그는 이리저리 피하면서 길 한 옆으로 걸어갔다⟧ "
         fake.push(Reply.stream([heard + "어디로 걸어갔는데? ", "궁금하다."]))
-        gemini = gemini_backend(fake.base_url)
-        if not gemini_up:
-            gemini._api_key = None
+        gemini = gemini_backend(fake.base_url, api_key="test-key" if gemini_up else None)
         server = start_server(gemini, PhrasebookBackend(phrasebook), data_dir=tmp_path / "data")
 
         async def scenario():

@@ -3,12 +3,14 @@ on a real SQLite file and the real e5 embedder (no LLM: reflection has its own t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fakes.reflection import Reflecting
 
 from inference_server.history import HistoryWindow, estimate_tokens
 from inference_server.memory import MemoryService, forget_request
@@ -180,19 +182,17 @@ def test_the_prompt_section_holds_the_session_and_the_best_memories_within_budge
 def test_forgetting_a_topic_deletes_its_memories_turns_and_the_insights_on_them(
     store: ConversationStore,
 ) -> None:
-    memory = MemoryService(store, MemorySettings())
+    reflecting = Reflecting()
+    memory = MemoryService(store, MemorySettings(), [reflecting])
     turn = _say(store, memory, "나 새우 먹으면 두드러기 나", DAY1)
-    fact = memory.add("j", "진주가 새우 알레르기가 있다고 했다", importance=0.9, now=DAY1)
+    reflecting.answer_with(
+        [("진주가 새우 알레르기가 있다고 했다", [turn])], [("진주는 먹는 걸 조심한다", [0])]
+    )
+    [outcome] = asyncio.run(memory.reflect_due(DAY1 + 86400, force=True))
+    assert (outcome.status, outcome.facts, outcome.insights) == ("reflected", 1, 1)
+    fact, insight = sorted(memory.list("j"), key=lambda m: m.kind != "observation")
+    assert insight.kind == "insight" and insight.reason_ids == (fact.id,)
     other = memory.add("j", "진주가 고양이 두 마리를 키운다고 했다", importance=0.5, now=DAY1)
-    from inference_server.memory.store import NewMemory
-
-    insight = memory._insert(
-        "j",
-        [NewMemory("insight", "진주는 먹는 걸 조심한다", 0.6, "reflection", reason_ids=(fact.id,))],
-        state="long",
-        session_id=None,
-        at=DAY1,
-    )[0]
     store.save_summary("j", turn + 1, "진주는 새우 알레르기가 있다.")
     gone = memory.forget("j", forget_request("새우 알레르기 얘기 잊어줘"), before_turn=10**9, now=DAY1)
     assert {fact.id, insight.id} <= {m.id for m in gone.memories}

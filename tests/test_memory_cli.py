@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes.cli import assert_one_line_error, chacha
+from fakes.reflection import Reflecting
 
 from device.config import ChachaConfig
 from inference_server.api import InferenceClient
-from inference_server.memory.store import NewMemory
+from inference_server.backends import registry
 from inference_server.runtime import BackgroundServer, build_chat_service
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,8 +26,8 @@ CONVERSATION = "jinju"
 class Served:
     """A server with memory on loopback, and the chacha.yaml and env that point the CLI at it."""
 
-    def __init__(self, tmp_path: Path, token: str) -> None:
-        config = ChachaConfig(server={"data_dir": str(tmp_path / "data")}, llm={"backends": ["phrasebook"]})
+    def __init__(self, tmp_path: Path, token: str, backends: tuple[str, ...] = ("phrasebook",)) -> None:
+        config = ChachaConfig(server={"data_dir": str(tmp_path / "data")}, llm={"backends": list(backends)})
         chat = build_chat_service(config.server, config.llm, config.persona, memory=config.memory)
         self.server = BackgroundServer(chat, token).start()
         self.client = InferenceClient(self.server.url, token, timeout_s=30)
@@ -106,20 +107,40 @@ def test_add_list_search_forget(served):
     assert json.loads(served.ok("list", "--json"))["memories"] == []
 
 
-def test_forgetting_a_memory_takes_its_insights_and_her_words(served):
-    served.say("오늘 회사에서 면접 봤는데 너무 떨렸어")
-    (raw,) = served.memory.list(CONVERSATION)
-    assert raw.kind == "turn" and raw.turn_ids
-    insight = NewMemory("insight", "진주는 새 일을 찾고 있다", 0.8, "reflection", reason_ids=(raw.id,))
-    (added,) = served.memory._insert(CONVERSATION, [insight], state="long", session_id=None, at=time.time())
+@pytest.fixture
+def reflecting() -> Iterator[Reflecting]:
+    """A backend that reflects as the test says, registered as "reflecting" for one test."""
+    double = Reflecting()
+    registry.register(
+        registry.BackendSpec("reflecting", lambda context: double, label="reflection's double", spoken="")
+    )
+    try:
+        yield double
+    finally:
+        registry.unregister("reflecting")
 
-    listed = served.ok("list")
-    assert f"← reasons: {raw.id}" in listed and "buffer" in listed and "insight" in listed
 
-    forgot = served.ok("forget", str(raw.id))
-    assert "Deleted 2 memories" in forgot and f"({added.id})" in forgot and "insight" in forgot
-    assert "erased from 2 turns" in forgot  # hers and his reply to it
-    assert served.memory.list(CONVERSATION) == []
+def test_forgetting_a_memory_takes_its_insights_and_her_words(tmp_path, token, reflecting):
+    served = Served(tmp_path, token, ("phrasebook", "reflecting"))
+    try:
+        served.say("오늘 회사에서 면접 봤는데 너무 떨렸어")
+        (raw,) = served.memory.list(CONVERSATION)
+        assert raw.kind == "turn" and raw.turn_ids
+        reflecting.answer_with(
+            [("진주가 오늘 면접을 봤다", raw.turn_ids[:1])], [("진주는 새 일을 찾고 있다", [0])]
+        )
+        assert "reflected by reflecting — 1 memory, 1 insight" in served.ok("reflect")
+        fact, insight = sorted(served.memory.list(CONVERSATION), key=lambda m: m.kind != "observation")
+
+        listed = served.ok("list")
+        assert f"← reasons: {fact.id}" in listed and "insight" in listed
+
+        forgot = served.ok("forget", str(fact.id))
+        assert "Deleted 2 memories" in forgot and f"({insight.id})" in forgot and "insight" in forgot
+        assert "erased from 2 turns" in forgot  # hers and his reply to it
+        assert served.memory.list(CONVERSATION) == []
+    finally:
+        served.server.stop()
 
 
 def test_forgetting_an_unknown_memory_is_a_one_line_error(served):

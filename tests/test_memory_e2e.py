@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fakes.calendar_clock import Calendar
 
 from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.api.models import FinalEvent
@@ -32,22 +33,6 @@ pytestmark = pytest.mark.timeout(120)
 
 SEOUL = ZoneInfo("Asia/Seoul")
 FACT = "진주가 새우 알레르기가 있다고 했다"
-
-
-class Calendar:
-    """The simulated wall clock every part of the server reads."""
-
-    def __init__(self, start: datetime) -> None:
-        self.at = start
-
-    def now(self) -> datetime:
-        return self.at
-
-    def timestamp(self) -> float:
-        return self.at.timestamp()
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
 
 
 @pytest.fixture

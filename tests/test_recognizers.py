@@ -116,7 +116,7 @@ class FakeWhisper:
 
 
 def store(settings: STTSettings, passes: list[float], age_days: float) -> None:
-    key = recognizers._speed_key(settings, FakeWhisper)
+    key = recognizers.speed_key(settings, FakeWhisper)
     record = {
         "key": key,
         "encode_s": min(passes),

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fakes.calendar_clock import Calendar
 
 from device.bench.fake_gemini import FakeGemini, Reply
 from inference_server.api.models import FinalEvent
@@ -30,17 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 
 SEOUL = ZoneInfo("Asia/Seoul")
 CONVERSATION = "jinju"
-
-
-class Calendar:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 11, 24, 9, 0, tzinfo=SEOUL)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def timestamp(self) -> float:
-        return self.at.timestamp()
 
 
 @pytest.fixture

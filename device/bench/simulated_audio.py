@@ -312,6 +312,16 @@ class SimulatedSoundCard:
 
     # -- what was played -------------------------------------------------------------------
 
+    def forget(self, *, input_log: bool = True) -> list[PlayedBlock]:
+        """Drop what the card has noted so far (every block played, 96 kB a second even in
+        silence; and, with ``input_log``, when each block was heard): a long run keeps only what
+        it still needs. Returns the blocks played until now."""
+        with self._lock:
+            played, self.played = self.played, []
+            if input_log:
+                self.input_log.clear()
+        return played
+
     def played_between(self, start: float = -float("inf"), end: float = float("inf")) -> list[PlayedBlock]:
         with self._lock:
             return [b for b in self.played if start <= b.time < end]

@@ -106,7 +106,9 @@ class SpeedRecord:
         )
 
 
-def _speed_key(settings: STTSettings, whisper) -> str:
+def speed_key(settings: STTSettings, whisper) -> str:
+    """What a stored speed measurement holds for: this CPU, its number of cores, the model and
+    Whisper's threads (a record for any other is measured again)."""
     return f"{_cpu_name()}|{os.cpu_count()}|{whisper.model_path}|{settings.whisper.cpu_threads}"
 
 
@@ -142,7 +144,7 @@ def whisper_speed(
 
     ``fresh``: measure now and start a new record (``chacha doctor --measure-stt``).
     """
-    key = _speed_key(settings, whisper)
+    key = speed_key(settings, whisper)
     record = None if fresh else read_speed(settings, key)
     why = "asked to measure again" if fresh else _why_measure(record, settings.auto_max_encode_s)
     if why is None and record is not None:

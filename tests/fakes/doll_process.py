@@ -41,8 +41,7 @@ def _steer(card, pin) -> None:
             case "release":
                 pin.drive_high()
             case "say":
-                with card._lock:
-                    card.played.clear()  # only what sounds from now on counts
+                card.forget(input_log=False)  # only what sounds from now on counts
                 card.say(np.zeros(16000, np.int16))
                 card.say_file(Path(argument), then_silence_s=1.0)
                 threading.Thread(target=_watch, args=(card,), daemon=True).start()
@@ -55,10 +54,7 @@ def _steer(card, pin) -> None:
 def _watch(card) -> None:
     """Report when his reply first sounds."""
     while True:
-        with card._lock:
-            sounded = any(block.peak >= LOUD for block in card.played)
-            card.played.clear()
-        if sounded:
+        if any(block.peak >= LOUD for block in card.forget(input_log=False)):
             print("sound", flush=True)
             return
         time.sleep(0.02)

@@ -147,7 +147,7 @@ class Rig:
     async def listening_with_open_ears(self) -> float:
         """Wait until the doll listens with the microphone open (after the earcon); time stops
         there, at the first block she could be heard in, until :meth:`say`."""
-        self._stop_when = lambda: self.mic.listeners > 0
+        self.stop_time_when(lambda: self.mic.listeners > 0)
         await self.until_state(DollState.LISTENING, 2.0)
         return await self.until(lambda: self.mic.listeners > 0, "the microphone to open", 2.0)
 
@@ -168,8 +168,14 @@ class Rig:
         await self.until_state(DollState.IDLE)
         return self.doll.reports[-1].marks["stopped"] - fed
 
+    def stop_time_when(self, condition: Callable[[], bool]) -> None:
+        """From now on, simulated time stands still whenever ``condition()`` holds, until
+        :meth:`resume`: the test acts at that very instant."""
+        self._stop_when = condition
+
     def resume(self) -> float:
-        """Let time move again after :meth:`listening_with_open_ears` (she says nothing)."""
+        """Let time move again after :meth:`stop_time_when` or :meth:`listening_with_open_ears`
+        (she says nothing)."""
         self._stop_when = None
         return self.clock.now()
 
