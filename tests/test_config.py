@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from device.config import ChachaConfig, ConfigError, load_config
+from device.stt import registry as stt_registry
+from inference_server.backends import registry as backend_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +22,22 @@ def test_defaults_need_no_file(monkeypatch, tmp_path):
     assert config.llm.backends == ["gemini", "phrasebook"]
     assert config.tts.engine == "espeak"
     assert config.stt.engine == "auto"
+
+
+def test_the_examples_comments_name_every_registered_engine_and_backend():
+    """The choices written in chacha.example.yaml's comments are the registries' (a new engine or
+    backend registered makes this fail until the example names it)."""
+    lines = (ROOT / "chacha.example.yaml").read_text(encoding="utf-8").splitlines()
+
+    def comment(section: str, key: str) -> str:
+        """The comment on ``key`` of the top-level ``section``."""
+        start = next(i for i, line in enumerate(lines) if line.split("#")[0].strip() == f"{section}:")
+        line = next(line for line in lines[start + 1 :] if line.startswith(f"  {key}:"))
+        return line.split("#", 1)[1].strip()
+
+    assert comment("llm", "backends").startswith(f"tried in order ({', '.join(backend_registry.names())});")
+    assert comment("stt", "engine").startswith(" | ".join(stt_registry.choices()) + " —")
+    assert comment("telegram", "stt_engine").startswith(" | ".join([*stt_registry.choices(), "off"]) + ";")
 
 
 def test_the_committed_example_is_valid_and_matches_the_defaults(monkeypatch, tmp_path):

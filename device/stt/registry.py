@@ -61,8 +61,6 @@ class EngineSpec:
     """How its text is made fit for the LLM (``device.stt.cleanup``): "vosk" (re-spacing of the
     particles Vosk splits off), "whisper" (punctuation and repeated loops), "plain" (whitespace
     only), or a function of the text."""
-    needs_download: bool = False
-    """Its model is fetched or assembled into stt.cache_dir on first use, not installed ready."""
 
     def create(self, context: BuildContext) -> Transcriber:
         return resolve(self.build)(context)
@@ -75,14 +73,12 @@ _BUILT_IN = (
         label="Vosk while she speaks, Whisper for the final text",
         streams=True,
         cleanup="whisper",
-        needs_download=True,
     ),
     EngineSpec(
         "whisper",
         "device.stt.whisper.transcriber:build",
         label="Whisper after she stops",
         cleanup="whisper",
-        needs_download=True,
     ),
     EngineSpec("vosk", "device.stt.vosk:build", label="Vosk, streamed", streams=True, cleanup="vosk"),
 )
