@@ -119,7 +119,7 @@ def test_targets_say_by_how_much_they_are_missed():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["latency", "--scenarios", "foo:piper:gemini"], "stt is vosk|whisper|hybrid"),
+        (["latency", "--scenarios", "foo:piper:gemini"], "stt is hybrid|whisper|vosk, tts espeak|piper"),
         (["latency", "--runs", "0"], "--runs 0"),
         (["latency", "--recording", "/nope.wav"], "recording /nope.wav not found"),
         (["stt", "samples", "--repeat", "0"], "--repeat 0"),

