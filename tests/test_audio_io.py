@@ -160,9 +160,9 @@ def test_the_speakers_reference_is_what_the_card_played_at_its_sample_positions(
                 await asyncio.wait_for(speaker.drain(), 3.0)
                 await fake.clock.sleep_async(0.1)
                 with fake.frozen():
-                    reference.close()
                     played = list(fake.played)
-                await asyncio.sleep(0.05)  # the blocks in flight reach the loop
+                    await asyncio.sleep(0.05)  # the blocks in flight reach the loop
+                    reference.close()
                 return reference.read_pending(), played
         finally:
             speaker.close()
