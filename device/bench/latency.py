@@ -245,8 +245,10 @@ class Bench:
                 hardware = HardwareSettings(pin_factory="mock", hold_s=60)
                 button = PushToTalkButton(hardware, pin_factory=factory)
                 light = StatusLight(hardware.led, pin_factory=factory)
+                # Every turn begins with a press, as the figures always have: no follow-up window.
                 loop_settings = self.config.loop.model_copy(
-                    update={k: v for k, v in MODES[scenario.mode].items() if k != "send_audio"}
+                    update={"follow_up_s": 0.0}
+                    | {k: v for k, v in MODES[scenario.mode].items() if k != "send_audio"}
                 )
                 send_audio = MODES[scenario.mode].get("send_audio", self.config.client.send_audio)
                 mic = Microphone(self.config.audio, backend=card)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from device.doll.hearing import Ears
@@ -26,7 +26,22 @@ _LOGGER = logging.getLogger(__name__)
 NOTHING_TO_REPEAT = "아직 다시 들려줄 말이 없어."
 """A long press with ``repeat`` before 차차 has said anything."""
 
+ECHO_GUARD_S = 0.15
+"""A follow-up window opens this long after the speaker has taken his last sound: the card's
+last block still sounds, and the room's echo of it dies away, before the microphone is heard."""
+
 _FAILURE_SHOW_S = 2.0  # how long an unexpected failure keeps the light on ERROR
+
+
+def is_goodbye(text: str, goodbyes: Iterable[str]) -> bool:
+    """Whether her words end with one of ``goodbyes`` (spaces and punctuation aside): "응 잘 자~"
+    does, "그만큼 좋았어" does not."""
+    words = _plain(text)
+    return any(_plain(goodbye) and words.endswith(_plain(goodbye)) for goodbye in goodbyes)
+
+
+def _plain(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum())
 
 
 class Conversation:
@@ -48,10 +63,20 @@ class Conversation:
         self._options = options
         self._last_backend = last_backend
 
-    async def talk(self, turn: Turn) -> None:
-        heard = await self._listen(turn)
+    async def talk(self, turn: Turn) -> bool:
+        """A press: listen while the button is held (or until she stops), answer. Returns whether
+        the doll should keep listening for her next words (:meth:`follow_up`)."""
+        return await self._turn(turn, follow_up_s=None)
+
+    async def follow_up(self, turn: Turn) -> bool:
+        """After his reply, no press: listen for ``loop.follow_up_s`` seconds with the light on;
+        if she speaks, answer as for a press; if not, the conversation is over."""
+        return await self._turn(turn, follow_up_s=self._options.settings.follow_up_s)
+
+    async def _turn(self, turn: Turn, follow_up_s: float | None) -> bool:
+        heard = await self._listen(turn, follow_up_s)
         if heard is None:
-            return
+            return False
         draft, final = heard
         if draft.text and await self._audio_mode(turn):
             # Gemini hears her recording now, with the quick text; the final text follows into
@@ -60,13 +85,12 @@ class Conversation:
             turn.note(recording_s=turn.hearing.detector.elapsed_s)
             if final is not None:
                 self._keep_final(turn, draft, final)
-            await self._answer(turn, draft.text, recording)
-            return
+            return await self._answer(turn, draft.text, recording)
         transcript = draft if final is None else await self._final(turn, final)
         if not transcript.text:
             await self._say(turn, self._voice.lines["nothing"], "speaking: asking her to say it again")
-            return
-        await self._answer(turn, transcript.text, None)
+            return True  # she is asked to say it again: listen for it
+        return await self._answer(turn, transcript.text, None)
 
     async def _audio_mode(self, turn: Turn) -> bool:
         """Whether this turn goes out as her recording with the quick text (``client.send_audio``)."""
@@ -136,18 +160,33 @@ class Conversation:
         )
         _LOGGER.debug("heard: %s", transcript.text or "(nothing readable)")
 
-    async def _listen(self, turn: Turn) -> tuple[Transcript, Future[Transcript] | None] | None:
-        self._show.show(DollState.LISTENING, "listening")
+    async def _listen(
+        self, turn: Turn, follow_up_s: float | None
+    ) -> tuple[Transcript, Future[Transcript] | None] | None:
+        """Her words: while the button is held, or (``follow_up_s``) in the window after his reply,
+        ended by her silence; None when she said nothing (or too little to answer)."""
         clock, settings = self._options.clock, self._options.settings
-        hearing = turn.hearing = self._ears.hearing()
+        if follow_up_s is None:
+            self._show.show(DollState.LISTENING, "listening")
+        else:
+            self._show.show(DollState.LISTENING, f"listening for her next words ({follow_up_s:g} s)")
+        hearing = turn.hearing = self._ears.hearing(lead_s=follow_up_s or 0.0)
         if self._options.send_audio == "auto":
             turn.health = asyncio.ensure_future(self._server.client.health())
             turn.health.add_done_callback(quietly)
         try:
             await self._ears.on_stt(hearing.open)
-            await self._voice.earcon(turn, "listening")
+            if follow_up_s is None:
+                await self._voice.earcon(turn, "listening")
+            else:  # no earcon: the "done" one has just played; its last block and echo die away
+                await clock.sleep_async(ECHO_GUARD_S)
             with self._ears.listen() as turn.ears:  # her blocks from the end of the earcon on
-                reason = await self._ears.hear(hearing, turn.ears, lambda: turn.released)
+                if follow_up_s is None:
+                    reason = await self._ears.hear(hearing, turn.ears, lambda: turn.released)
+                else:  # no button is held: her silence ends it, or the window's end
+                    reason = await self._ears.hear(
+                        hearing, turn.ears, lambda: False, start_within_s=follow_up_s
+                    )
         except BaseException:
             self._ears.later(hearing.cancel)
             raise
@@ -155,6 +194,10 @@ class Conversation:
         turn.stopped_at = turn.released_at if reason == "release" else clock.now()
         turn.marks["stopped"] = turn.stopped_at
         turn.note(listen_end=reason, pauses=hearing.pauses, resumptions=hearing.resumptions)
+        if reason == "quiet":
+            self._ears.later(hearing.cancel)
+            _LOGGER.info("she said nothing for %g s after his reply: the conversation is over", follow_up_s)
+            return None
         if detector.speech_s * 1000 < settings.min_speech_ms:
             self._ears.later(hearing.cancel)
             _LOGGER.info("heard no speech in %.1f s (%s): not answering", detector.elapsed_s, reason)
@@ -174,7 +217,9 @@ class Conversation:
             _LOGGER.debug("heard (quick): %s", draft.text or "(nothing readable)")
         return draft, final
 
-    async def _answer(self, turn: Turn, text: str, recording: tuple[str, bytes] | None) -> None:
+    async def _answer(self, turn: Turn, text: str, recording: tuple[str, bytes] | None) -> bool:
+        """Ask and speak his reply; whether to listen for her next words after it: his reply was
+        heard to its end and she did not say goodbye."""
         turn.marks["asked"] = self._options.clock.now()
         turn.note(audio_mode=recording is not None)
         replies: asyncio.Queue = asyncio.Queue()
@@ -211,8 +256,14 @@ class Conversation:
                 turn.turn_id.set_result(None)
         if isinstance(end, ServerUnavailable):
             await self._server_failed(turn, end)
-        elif said.audio:
-            await self._voice.earcon(turn, "done")
+            return False
+        if not said.audio:
+            return False
+        await self._voice.earcon(turn, "done")
+        if is_goodbye(text, self._options.settings.goodbyes):
+            _LOGGER.info("she said goodbye: the conversation is over")
+            return False
+        return said.heard_all
 
     async def _say(self, turn: Turn, audio, message: str) -> None:
         if self._voice.play(turn, audio):

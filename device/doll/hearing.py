@@ -88,16 +88,29 @@ class Ears:
         """A listener of the microphone: every block from now on, until it is closed."""
         return self._mic.listen()
 
-    def hearing(self) -> Hearing:
-        """A new utterance to hear (not yet open)."""
+    def hearing(self, *, lead_s: float = 0.0) -> Hearing:
+        """A new utterance to hear (not yet open); ``lead_s``: she may begin that late and still
+        have all of ``max_utterance_s`` (a follow-up window)."""
         rate = self._mic.sample_rate
-        detector = EndpointDetector.from_settings(self._settings, self._vad, rate)
+        settings = self._settings
+        if lead_s:
+            settings = settings.model_copy(update={"max_utterance_s": settings.max_utterance_s + lead_s})
+        detector = EndpointDetector.from_settings(settings, self._vad, rate)
         return Hearing(self._transcriber, detector, rate * self._chunk_ms // 1000, keep=self._keep)
 
-    async def hear(self, hearing: Hearing, ears: Listener, released: Callable[[], bool]) -> str:
+    async def hear(
+        self,
+        hearing: Hearing,
+        ears: Listener,
+        released: Callable[[], bool],
+        *,
+        start_within_s: float | None = None,
+    ) -> str:
         """Feed ``ears`` to ``hearing`` until the release, the end of speech, or the length limit;
-        returns why it ended: release, silence, max_length (the detector's) or timeout."""
-        limit_s = self._settings.max_utterance_s + _LISTEN_GRACE_S
+        returns why it ended: release, silence, max_length (the detector's), timeout, or quiet
+        (``start_within_s`` seconds of audio went by and she had not begun to speak)."""
+        limit_s = self._settings.max_utterance_s + (start_within_s or 0.0) + _LISTEN_GRACE_S
+        detector = hearing.detector
         try:
             async with deadline(self._clock, limit_s):
                 while not released():
@@ -105,6 +118,12 @@ class Ears:
                     blocks = ([] if block is None else [block]) + ears.read_pending()
                     if blocks and (ended := await self.on_stt(hearing.hear, blocks)) is not None:
                         return ended.reason
+                    if (
+                        start_within_s is not None
+                        and not detector.started
+                        and detector.elapsed_s >= start_within_s
+                    ):
+                        return "quiet"
         except TimeoutError:
             _LOGGER.warning("the microphone gave too little audio in %.0f s: is it still there?", limit_s)
             return "timeout"

@@ -137,7 +137,7 @@ class Doll:
 
     @property
     def turns(self) -> int:
-        """How many turns (presses and long presses) have begun."""
+        """How many turns (presses, long presses and follow-up windows) have begun."""
         return self._turns.count
 
     @property
@@ -298,15 +298,17 @@ class Doll:
         if not quiet:
             _LOGGER.info("interrupted while %s", self.state.value)
 
-    def _begin(self, work, at: float) -> None:
+    def _begin(self, work, at: float, *, hands_free: bool = False) -> None:
         turn = self._turns.begin(at, lambda turn: self._guard(turn, work))
+        turn.released = hands_free  # no button is held for a follow-up: a press starts a new turn
         self._voice.allow(turn)
 
     # -- one turn --------------------------------------------------------------------------
 
     async def _guard(self, turn: Turn, work) -> None:
+        more = False
         try:
-            await work(turn)
+            more = bool(await work(turn))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -318,9 +320,13 @@ class Doll:
                 self.reports.append(turn.snapshot())
             else:  # audio mode: the report waits for the final text
                 turn.final.add_done_callback(lambda _: self.reports.append(turn.snapshot()))
-        if self._turns.end(turn):
-            self._voice.allow(None)
-            self._rest()
+        if not self._turns.end(turn):
+            return
+        if more and self._options.settings.follow_up_s > 0 and not self._closing:
+            self._begin(self._talk.follow_up, self._options.clock.now(), hands_free=True)
+            return
+        self._voice.allow(None)
+        self._rest()
 
     def _last_backend(self) -> str | None:
         return next((r.backend for r in reversed(self.reports) if r.backend), None)

@@ -147,6 +147,28 @@ class LoopSettings(BaseModel):
         default=True,
         description="Short sounds when listening starts, when a reply is done, and on errors (true/false).",
     )
+    follow_up_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=30,
+        description="After his reply has played to the end, the doll keeps listening this long, the "
+        "listening light on: if she speaks, that is her next turn, no press needed; if not, the "
+        "conversation ends. 0 turns it off (seconds).",
+    )
+    goodbyes: tuple[str, ...] = Field(
+        default=(
+            "잘 자",
+            "잘자요",
+            "그만",
+            "그만해",
+            "그만하자",
+            "나중에 얘기해",
+            "나중에 얘기하자",
+            "이따 얘기해",
+        ),
+        description="What she says to end the conversation: when her words end with one of these "
+        "(spaces and punctuation aside), he answers and the doll does not keep listening.",
+    )
 
     @model_validator(mode="after")
     def _silences_in_order(self) -> LoopSettings:

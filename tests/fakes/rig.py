@@ -32,6 +32,10 @@ class Rig:
     time, and waits (lockstep) while the doll has not heard the last block. The button, the
     light and the doll note times on the same clock, so everything here is asserted in
     simulated seconds, whatever the machine's load.
+
+    ``follow_up_s`` (``loop.follow_up_s``, default 0 here) is the listening window after each
+    reply: the tests of push-to-talk see a doll that rests after its reply; those of the
+    follow-up ask for one.
     """
 
     def __init__(
@@ -47,7 +51,9 @@ class Rig:
         clock: Clock | None = None,
         client: InferenceClient | None = None,
         send_audio: Literal["auto", "on", "off"] = "off",
+        follow_up_s: float = 0.0,
     ) -> None:
+        settings = (settings or LoopSettings()).model_copy(update={"follow_up_s": follow_up_s})
         self.clock = clock if clock is not None else SimulatedClock()
         self.fake = FakeSoundDevice(input_speed=speed, clock=self.clock)
         self.factory = MockFactory(pin_class=MockPWMPin)
@@ -64,7 +70,7 @@ class Rig:
             client=client or InferenceClient(url, token, timeout_s=10),
             light=self.light,
             button=self.button,
-            options=DollOptions(settings=settings or LoopSettings(), send_audio=send_audio, clock=self.clock),
+            options=DollOptions(settings=settings, send_audio=send_audio, clock=self.clock),
         )
         self.task: asyncio.Task | None = None
         self._stop_when: Callable[[], bool] | None = None

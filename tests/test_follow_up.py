@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Follow-up listening: after his reply has played to the end the doll keeps listening for
+``loop.follow_up_s`` (the light on), so her next sentence needs no press; a quiet window, a
+press, or a goodbye ends it.
+
+The live doll on the simulated sound card and clock (tests/fakes/rig.py), real Vosk and Silero,
+espeak-ng, the real server with the phrasebook over loopback; every time is simulated.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fakes.rig import Rig, run
+
+from device.doll.conversation import ECHO_GUARD_S, is_goodbye
+from device.doll.settings import LoopSettings
+from device.doll.states import DollState
+
+pytestmark = pytest.mark.slow  # real Vosk
+
+WINDOW_S = 3.0
+
+
+def _hers(server) -> list[str]:
+    """Her turns as the server keeps them."""
+    return [t.text for t in server.chat.store.recent("jinju", 20) if t.role == "user"]
+
+
+async def _first_turn(rig: Rig, speech) -> float:
+    """A pressed turn answered to its end; returns when the follow-up window opened (time
+    stands still there, the microphone open, until the test lets it go on)."""
+    await rig.press()
+    await rig.listening_with_open_ears()
+    rig.say(speech)
+    await rig.until_state(DollState.THINKING, 15.0)
+    await rig.release()
+    await rig.until_state(DollState.SPEAKING)
+    rig.stop_time_when(lambda: rig.doll.turns == 2 and rig.mic.listeners > 0)
+    return await rig.until(
+        lambda: rig.doll.turns == 2 and rig.mic.listeners > 0, "the follow-up window", 30.0
+    )
+
+
+def test_after_his_reply_she_just_goes_on_talking(start_server, token, transcriber, engine, speech):
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, follow_up_s=WINDOW_S) as rig:
+            window = await _first_turn(rig, speech)
+            assert rig.doll.state is DollState.LISTENING and rig.led == 1.0, "the light says she is heard"
+            assert not rig.button.is_pressed
+            assert not rig.fake.sounding(window - ECHO_GUARD_S + 0.04), (
+                "no earcon, and the last sound is over"
+            )
+            rig.say(speech)  # no press
+            thinking = await rig.until_state(DollState.THINKING, WINDOW_S + 15.0)
+            await rig.until_state(DollState.SPEAKING)
+            rig.resume()
+            await rig.until(lambda: rig.doll.turns == 3, "the next follow-up window", 30.0)
+            return rig, window, thinking
+
+    rig, window, thinking = run(scenario())
+    first, second = [r for r in rig.doll.reports if r.listen_end != "quiet"][:2]
+    assert first.listen_end in ("silence", "release") and second.listen_end == "silence"
+    assert ECHO_GUARD_S <= window - second.pressed_at < ECHO_GUARD_S + 0.1 and thinking > window
+    assert second.transcript is not None and second.transcript.text == first.transcript.text
+    assert second.backend == "phrasebook" and second.reply
+    assert len(_hers(server)) == 2, "her second sentence was a turn of its own, asked and stored"
+
+
+def test_a_quiet_window_ends_the_conversation_without_a_request(
+    start_server, token, transcriber, engine, speech
+):
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, follow_up_s=WINDOW_S) as rig:
+            window = await _first_turn(rig, speech)
+            rig.resume()  # she says nothing
+            idle = await rig.until_state(DollState.IDLE, WINDOW_S + 2.0)
+            await rig.sleep(5.0)
+            return rig, window, idle
+
+    rig, window, idle = run(scenario())
+    assert idle - window == pytest.approx(WINDOW_S, abs=0.1)  # the window is counted in audio heard
+    assert rig.states()[-3:] == [DollState.SPEAKING, DollState.LISTENING, DollState.IDLE]
+    assert rig.doll.reports[-1].listen_end == "quiet" and not rig.doll.reports[-1].reply
+    assert rig.doll.turns == 2, "one window, and no more after it"
+    assert len(_hers(server)) == 1, "nothing was sent for the quiet window"
+    assert rig.led == 0.0
+
+
+def test_a_press_in_the_window_is_an_ordinary_turn(start_server, token, transcriber, engine, speech):
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, follow_up_s=WINDOW_S) as rig:
+            await _first_turn(rig, speech)
+            rig.resume()
+            pressed = await rig.press()  # the window is open: the press starts a new turn
+            await rig.listening_with_open_ears()
+            earcon = rig.fake.sounding(pressed)
+            rig.say(speech)
+            await rig.until_state(DollState.THINKING, 15.0)
+            await rig.release()
+            await rig.until_state(DollState.SPEAKING)
+            return rig, earcon
+
+    rig, earcon = run(scenario())
+    assert earcon, "a pressed turn begins with the listening earcon"
+    assert rig.doll.turns >= 3
+    assert len(_hers(server)) == 2
+
+
+def test_no_window_when_it_is_off(start_server, token, transcriber, engine, speech):
+    server = start_server()
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, follow_up_s=0.0) as rig:
+            await rig.press()
+            await rig.listening_with_open_ears()
+            rig.say(speech)
+            await rig.until_state(DollState.THINKING, 15.0)
+            await rig.release()
+            await rig.until_state(DollState.SPEAKING)
+            await rig.until_state(DollState.IDLE)
+            await rig.sleep(2.0)
+            return rig
+
+    rig = run(scenario())
+    assert rig.doll.turns == 1 and rig.states()[-2:] == [DollState.SPEAKING, DollState.IDLE]
+    assert rig.mic.listeners == 0
+
+
+@pytest.mark.parametrize(
+    ("said", "goodbye"),
+    [
+        ("잘 자", True),
+        ("응, 잘 자~", True),
+        ("이제 그만.", True),
+        ("오늘은 여기까지 하고 나중에 얘기해", True),
+        ("그만큼 좋았어", False),
+        ("잘 자는 게 중요하대", False),
+        ("", False),
+    ],
+)
+def test_a_goodbye_is_how_her_words_end(said, goodbye):
+    assert is_goodbye(said, LoopSettings().goodbyes) is goodbye
