@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 from fakes.rig import Rig, run
+from fakes.wiretap import Wiretap
 
 from device.doll.conversation import ECHO_GUARD_S, is_goodbye
 from device.doll.settings import LoopSettings
@@ -146,3 +147,32 @@ def test_no_window_when_it_is_off(start_server, token, transcriber, engine, spee
 )
 def test_a_goodbye_is_how_her_words_end(said, goodbye):
     assert is_goodbye(said, LoopSettings().goodbyes) is goodbye
+
+
+def test_nothing_leaves_the_doll_before_a_turn_has_begun(start_server, token, transcriber, engine, speech):
+    """On the wire between the doll and its server: her words while the doll rests, before a
+    press and after a quiet window, send nothing; only a turn does."""
+    server = start_server()
+
+    async def scenario():
+        async with (
+            Wiretap(server.url) as tap,
+            Rig(tap.url, token, transcriber, engine, follow_up_s=WINDOW_S) as rig,
+        ):
+            rig.say(speech)  # she talks to the doll, which rests
+            await rig.sleep(6.0)
+            before_the_press = tap.requests()
+            await _first_turn(rig, speech)
+            rig.resume()
+            await rig.until_state(DollState.IDLE, WINDOW_S + 2.0)  # the window passed quietly
+            after_the_turn = tap.requests()
+            rig.say(speech)
+            await rig.sleep(6.0)
+            return rig, before_the_press, after_the_turn, tap.requests()
+
+    rig, before_the_press, after_the_turn, at_the_end = run(scenario())
+    assert rig.doll.turns == 2 and rig.doll.state is DollState.IDLE
+    assert all(method == "GET" for method, _ in before_the_press), before_the_press  # the health check
+    assert [r for r in after_the_turn if r[0] != "GET"] == [("POST", "/v1/chat")]
+    assert at_the_end == after_the_turn, "nothing more went out while she talked to the resting doll"
+    assert len(_hers(server)) == 1
