@@ -30,12 +30,7 @@ def _hers(server) -> list[str]:
 async def _first_turn(rig: Rig, speech) -> float:
     """A pressed turn answered to its end; returns when the follow-up window opened (time
     stands still there, the microphone open, until the test lets it go on)."""
-    await rig.press()
-    await rig.listening_with_open_ears()
-    rig.say(speech)
-    await rig.until_state(DollState.THINKING, 15.0)
-    await rig.release()
-    await rig.until_state(DollState.SPEAKING)
+    await rig.spoken_turn(speech)
     rig.stop_time_when(lambda: rig.doll.turns == 2 and rig.mic.listeners > 0)
     return await rig.until(
         lambda: rig.doll.turns == 2 and rig.mic.listeners > 0, "the follow-up window", 30.0
@@ -118,12 +113,7 @@ def test_no_window_when_it_is_off(start_server, token, transcriber, engine, spee
 
     async def scenario():
         async with Rig(server.url, token, transcriber, engine, follow_up_s=0.0) as rig:
-            await rig.press()
-            await rig.listening_with_open_ears()
-            rig.say(speech)
-            await rig.until_state(DollState.THINKING, 15.0)
-            await rig.release()
-            await rig.until_state(DollState.SPEAKING)
+            await rig.spoken_turn(speech)
             await rig.until_state(DollState.IDLE)
             await rig.sleep(2.0)
             return rig

@@ -521,12 +521,7 @@ def test_server_down_offline_line_error_light_then_recovers_by_itself(
                 recovered = await rig.until_state(DollState.IDLE)
                 assert rig.light.state is DollState.IDLE and not rig.doll.server_down
                 # ... and the next press gets a real reply.
-                await rig.press()
-                await rig.listening_with_open_ears()
-                rig.say(speech)
-                await rig.until_state(DollState.THINKING, 5.0)
-                await rig.release()
-                await rig.until_state(DollState.SPEAKING)
+                await rig.spoken_turn(speech, within_s=5.0)
                 await rig.until_state(DollState.IDLE)
                 return rig, offline, blinks, levels, recovered
         finally:

@@ -162,6 +162,16 @@ class Rig:
         self.fake.say(samples)
         return self.resume()
 
+    async def spoken_turn(self, samples: np.ndarray, within_s: float = 15.0) -> float:
+        """Press, say ``samples``, and once the doll thinks (within ``within_s`` simulated
+        seconds) release; returns when his reply begins to sound (SPEAKING)."""
+        await self.press()
+        await self.listening_with_open_ears()
+        self.say(samples)
+        await self.until_state(DollState.THINKING, within_s)
+        await self.release()
+        return await self.until_state(DollState.SPEAKING)
+
     async def held_turn(self, samples: np.ndarray, within_s: float) -> float:
         """Press, say ``samples`` with the button held until the doll stops listening (within
         ``within_s`` simulated seconds), release, wait for idle; returns how long it listened."""
