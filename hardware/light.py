@@ -11,6 +11,7 @@ IDLE          slow dim breathing, 3 s period (3 %..35 %)  soft pink-white
 LISTENING     solid on, full                              green
 THINKING      blinking at 4 Hz (125 ms on, 125 ms off)    blue
 SPEAKING      pulsing, 1 s period (20 %..100 %)           pink
+MUTED         a faint blink (15 %, 0.1 s) every 4 s           soft blue
 ERROR         two quick blinks, then a pause (1.2 s)      red
 ============  ==========================================  ===================
 
@@ -105,6 +106,7 @@ PATTERNS: dict[str, Pattern] = {
     "listening": _steady(1.0, (0.0, 1.0, 0.0)),
     "thinking": _blinks((0.125, 0.125), (0.0, 0.35, 1.0)),
     "speaking": _breathe(0.2, 1.0, 1.0, (1.0, 0.2, 0.6)),
+    "muted": Pattern((Segment(0.1, 0.15, 0.15), Segment(3.9, 0.0, 0.0)), (0.3, 0.3, 1.0)),
     "error": _blinks((0.12, 0.12, 0.12, 0.84), (1.0, 0.0, 0.0)),
 }
 """The pattern of each state; every state has one."""

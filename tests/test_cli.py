@@ -297,6 +297,21 @@ def test_status_shows_backend_cooldown_and_quota_on_one_screen(tmp_path):
     assert "20 of 20 requests left today" in out and "no cooldown" in out and "resets in" in out
 
 
+def test_status_says_whether_the_doll_listens_by_itself(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    listens = chacha("status", env_extra=env)
+    assert listens.returncode == 0, listens.stderr
+    assert (
+        "Doll:     listens while the button is held, and 5 s after each reply (loop.follow_up_s)"
+        in listens.stdout
+    )
+    (tmp_path / "chachaping" / "doll.json").write_text(
+        '{"muted": true}', encoding="utf-8"
+    )  # as the doll keeps it
+    muted = chacha("status", env_extra=env)
+    assert "Doll:     muted: it listens only while the button is held" in muted.stdout
+
+
 def test_persona_set_show_and_reload(tmp_path):
     env = {"XDG_DATA_HOME": str(tmp_path)}
     shown = chacha("persona", "show", env_extra=env)

@@ -9,11 +9,15 @@ espeak-ng, the real server with the phrasebook over loopback; every time is simu
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from fakes.rig import Rig, run
 from fakes.wiretap import Wiretap
 
 from device.doll.conversation import ECHO_GUARD_S, is_goodbye
+from device.doll.mute import MuteSwitch
 from device.doll.settings import LoopSettings
 from device.doll.states import DollState
 
@@ -166,3 +170,71 @@ def test_nothing_leaves_the_doll_before_a_turn_has_begun(start_server, token, tr
     assert [r for r in after_the_turn if r[0] != "GET"] == [("POST", "/v1/chat")]
     assert at_the_end == after_the_turn, "nothing more went out while she talked to the resting doll"
     assert len(_hers(server)) == 1
+
+
+def test_a_long_press_mutes_the_doll_and_the_mute_survives_a_restart(
+    start_server, token, transcriber, engine, speech, tmp_path
+):
+    """loop.long_press: mute. Muted, the doll rests on MUTED and opens no window after his reply;
+    the button still works; a new doll on the same file starts muted; another long press unmutes."""
+    server = start_server()
+    settings = LoopSettings(long_press="mute")
+    kept = tmp_path / "data" / "doll.json"
+
+    def rig() -> Rig:
+        return Rig(
+            server.url,
+            token,
+            transcriber,
+            engine,
+            settings=settings,
+            follow_up_s=WINDOW_S,
+            mute_file=kept,
+        )
+
+    async def long_press(doll: Rig, rests: DollState) -> None:
+        await doll.press()
+        await doll.until_state(DollState.SPEAKING)  # his line, said at the long press
+        await doll.release()
+        await doll.until_state(rests)
+
+    async def first_life():
+        async with rig() as doll:
+            await long_press(doll, DollState.MUTED)
+            assert doll.light.state is DollState.MUTED
+            await doll.spoken_turn(speech)  # the button still works
+            await doll.until_state(DollState.MUTED)
+            await doll.sleep(WINDOW_S + 1.0)
+            return doll
+
+    async def second_life():
+        async with rig() as doll:
+            started_muted = doll.doll.state is DollState.MUTED
+            await long_press(doll, DollState.IDLE)
+            return doll, started_muted
+
+    first = run(first_life())
+    assert first.states()[-3:] == [DollState.THINKING, DollState.SPEAKING, DollState.MUTED], (
+        "no window after his reply"
+    )
+    assert first.doll.turns == 3 and first.mic.listeners == 0  # the press, its long press, the turn
+    assert json.loads(kept.read_text(encoding="utf-8")) == {"muted": True}
+    second, started_muted = run(second_life())
+    assert started_muted, "the mute survived the restart"
+    assert json.loads(kept.read_text(encoding="utf-8")) == {"muted": False}
+    assert len(_hers(server)) == 1
+
+
+def test_a_state_file_that_cannot_be_read_is_not_muted_and_says_why(tmp_path, caplog):
+    broken = tmp_path / "doll.json"
+    broken.write_bytes(b"\x00\xff not json")
+    assert MuteSwitch(broken).muted is False
+    assert "taken as not muted" in caplog.text
+    assert MuteSwitch(tmp_path / "absent.json").muted is False
+
+
+def test_a_mute_that_cannot_be_kept_holds_in_memory_and_says_why(tmp_path, caplog):
+    switch = MuteSwitch(Path("/dev/full") / "doll.json")  # no folder can be made there
+    switch.set(True)
+    assert switch.muted is True
+    assert "holds until the doll stops" in caplog.text

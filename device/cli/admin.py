@@ -35,6 +35,18 @@ def _with_client(config: ChachaConfig, job):
 # --- status ------------------------------------------------------------------------------
 
 
+def _doll_line(config: ChachaConfig) -> str:
+    """Whether the doll listens by itself, as its kept state says."""
+    from device.doll.mute import STATE_FILE, read_muted
+
+    if read_muted(config.server.data_dir / STATE_FILE):
+        return "muted: it listens only while the button is held (a long press unmutes it)"
+    if config.loop.follow_up_s > 0:
+        window = config.loop.follow_up_s
+        return f"listens while the button is held, and {window:g} s after each reply (loop.follow_up_s)"
+    return "listens while the button is held (loop.follow_up_s: 0)"
+
+
 def status(args: Namespace, config: ChachaConfig) -> int:
     health = _with_client(config, lambda client: client.health())
     if args.json:
@@ -54,6 +66,7 @@ def status(args: Namespace, config: ChachaConfig) -> int:
         )
         print(f"Clock:    NTP has not set the time yet{behind} (docs/reliability.md)")
     print(f"Answers:  {health.backend}  (the first backend that can answer now)")
+    print(f"Doll:     {_doll_line(config)}")
     if health.memory is not None:
         waiting = health.memory.waiting_sessions
         last = f" · last: {health.memory.last_outcome}" if health.memory.last_outcome else ""

@@ -42,6 +42,7 @@ def run(args: Namespace, config) -> int:
     from device.cli.server import server_client
     from device.doll import audio_io
     from device.doll.loop import Doll, DollOptions
+    from device.doll.mute import STATE_FILE
     from device.stt.auto import create_transcriber
     from hardware import PushToTalkButton, StatusLight, make_pin_factory
     from tts.engines import create_engine
@@ -78,6 +79,7 @@ def run(args: Namespace, config) -> int:
                 sentence_gap_ms=config.tts.sentence_gap_ms,
                 stt_chunk_ms=config.stt.chunk_ms,
                 send_audio=config.client.send_audio,
+                mute_file=config.server.data_dir / STATE_FILE,
             ),
         )
         asyncio.run(_until_signal(doll))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from device.doll.hearing import Ears
+from device.doll.mute import MuteSwitch
 from device.doll.playback import Said, Voice
 from device.doll.server_watch import ServerWatch, ask, quietly, status_line
 from device.doll.states import DollState
@@ -24,6 +25,10 @@ from inference_server.api import ReplyFinal, ServerUnavailable
 _LOGGER = logging.getLogger(__name__)
 
 NOTHING_TO_REPEAT = "아직 다시 들려줄 말이 없어."
+MUTED_LINE = "이제 조용히 있을게. 버튼을 누를 때만 들을게."
+"""A long press with ``mute``, muting."""
+UNMUTED_LINE = "응, 다시 잘 들을게."
+"""A long press with ``mute``, unmuting."""
 """A long press with ``repeat`` before 차차 has said anything."""
 
 ECHO_GUARD_S = 0.15
@@ -62,6 +67,12 @@ class Conversation:
         self._server = server
         self._options = options
         self._last_backend = last_backend
+        self.mute = MuteSwitch(options.mute_file)
+
+    @property
+    def at_rest(self) -> DollState:
+        """What the light shows between turns: IDLE, or MUTED while the doll does not listen by itself."""
+        return DollState.MUTED if self.mute.muted else DollState.IDLE
 
     async def talk(self, turn: Turn) -> bool:
         """A press: listen while the button is held (or until she stops), answer. Returns whether
@@ -263,7 +274,7 @@ class Conversation:
         if is_goodbye(text, self._options.settings.goodbyes):
             _LOGGER.info("she said goodbye: the conversation is over")
             return False
-        return said.heard_all
+        return said.heard_all and not self.mute.muted
 
     async def _say(self, turn: Turn, audio, message: str) -> None:
         if self._voice.play(turn, audio):
@@ -271,6 +282,14 @@ class Conversation:
             await self._voice.drain()
 
     async def long_press(self, turn: Turn) -> None:
+        if self._options.settings.long_press == "mute":
+            self.mute.set(not self.mute.muted)
+            if self.mute.muted:
+                text, message = MUTED_LINE, "muted: listening only while the button is held (long press)"
+            else:
+                text, message = UNMUTED_LINE, "unmuted: listening after his replies again (long press)"
+            await self._say(turn, await self._voice.speak(text), f"speaking: {message}")
+            return
         if self._options.settings.long_press == "repeat":
             if self._voice.last_reply:
                 await self._say(turn, self._voice.last_reply, "speaking: the last reply again (long press)")

@@ -26,13 +26,17 @@ The loop composes four parts, each in its own module with a narrow interface:
   (synthesised at start-up) without asking the server. Otherwise ``client.chat`` streams the
   reply; each sentence is synthesised as it arrives and queued to the speaker. SPEAKING begins
   with the first audio; the turn no longer listens (one microphone, no echo cancellation yet).
-  After the last audio, the ``done`` earcon, then IDLE.
+  After the last audio, the ``done`` earcon; then a follow-up window (``loop.follow_up_s``):
+  LISTENING with no press, her silence ending it; she speaks, and it is her next turn; she does
+  not (or said goodbye, or the doll is muted), and IDLE.
 - **Press while THINKING or SPEAKING** interrupts: the speaker is silenced at once, the
   request and pending synthesis are cancelled, and a new turn starts listening. Audio plays
   only for the current turn, so nothing of the old reply can play afterwards.
 - **Long press** (held ``hardware.hold_s`` while IDLE, or while listening before any speech
   was heard): ``loop.long_press: repeat`` says the last reply again (or that there is none
-  yet); ``status`` says whether the server answers and which brain gave the last reply.
+  yet); ``status`` says whether the server answers and which brain gave the last reply;
+  ``mute`` turns the follow-up windows off (MUTED instead of IDLE: the doll listens only while
+  the button is held) and, the next time, on again, kept across restarts (``DollOptions.mute_file``).
 - **Server unreachable** (``ServerUnavailable``, which includes timeouts): the error earcon and
   the offline line, the light shows ERROR, and the health check retries from
   ``server_retry_initial_s`` doubling up to ``server_retry_max_s``. A press in ERROR still tries.
@@ -227,7 +231,8 @@ class Doll:
             self._button.on_press = lambda: self._hand_over(self._pressed)
             self._button.on_release = lambda held_s: self._hand_over(self._released)
             self._button.on_long_press = lambda: self._hand_over(self._long_pressed)
-            self._show.show(DollState.IDLE, "idle: ready, press the button to talk")
+            rest = self._talk.at_rest
+            self._show.show(rest, f"{rest.value}: ready, press the button to talk")
             self.ready.set()
             return True
         return False
@@ -332,7 +337,7 @@ class Doll:
         return next((r.backend for r in reversed(self.reports) if r.backend), None)
 
     def _rest(self) -> None:
-        self._show.show(DollState.ERROR if self.server_down else DollState.IDLE)
+        self._show.show(DollState.ERROR if self.server_down else self._talk.at_rest)
 
     # -- the server ---------------------------------------------------------------------
 

@@ -138,10 +138,12 @@ class LoopSettings(BaseModel):
         le=3600,
         description="Longest wait between two health checks of a failed server (seconds).",
     )
-    long_press: Literal["repeat", "status"] = Field(
+    long_press: Literal["repeat", "status", "mute"] = Field(
         default="repeat",
         description="What holding the button without speaking does: 'repeat' says the last reply "
-        "again; 'status' says whether the server answers and which brain answered last.",
+        "again; 'status' says whether the server answers and which brain answered last; 'mute' "
+        "turns the doll's own listening off (no follow-up window: it listens only while the button "
+        "is held) and, the next time, on again; the choice survives a restart.",
     )
     earcons: bool = Field(
         default=True,

@@ -17,5 +17,7 @@ class DollState(StrEnum):
     """Recognising her words and waiting for 차차's answer: fast blinking."""
     SPEAKING = "speaking"
     """차차 is answering aloud: faster pulsing."""
+    MUTED = "muted"
+    """Resting, and listening only while the button is held (mute): a faint blink every 4 s."""
     ERROR = "error"
     """Something failed (no server, no microphone, ...): two quick blinks, then a pause."""

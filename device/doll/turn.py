@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from device.doll.hearing import Hearing
@@ -25,7 +26,8 @@ class DollOptions:
     ``tts.sentence_gap_ms`` and ``stt.chunk_ms``; ``vad`` defaults to the one ``loop.vad`` names;
     ``clock`` is every time the doll notes or waits for (the button and light's clock, and the
     sound card's; a simulated one in tests); a part that fails to start is tried again after
-    ``retry_initial_s``, doubling up to ``retry_max_s``."""
+    ``retry_initial_s``, doubling up to ``retry_max_s``; ``mute_file`` keeps the mute across
+    restarts (``server.data_dir``/doll.json; None: in memory only)."""
 
     settings: LoopSettings = field(default_factory=LoopSettings)
     conversation: str = "jinju"
@@ -37,6 +39,7 @@ class DollOptions:
     clock: Clock = MONOTONIC
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
+    mute_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class TurnReport:
 
     ``marks``: stage → the doll's clock (pressed, stopped, drafted, transcribed, asked,
     first_sentence, first_audio_ready, first_audio_queued), for benchmarks. ``listen_end``: why
-    listening ended (release, silence, max_length or timeout; None for a long press).
+    listening ended (release, silence, max_length or timeout; quiet: a follow-up window in which
+    she said nothing; None for a long press).
     ``draft``/``transcript``: the quick and the final text (in audio mode the final one may come
     after the reply began; the report waits for it). ``audio_mode``: the request carried her
     recording, ``recording_s`` long. ``pauses``/``resumptions``: pauses long enough to read ahead

@@ -52,6 +52,7 @@ class Rig:
         client: InferenceClient | None = None,
         send_audio: Literal["auto", "on", "off"] = "off",
         follow_up_s: float = 0.0,
+        mute_file: Path | None = None,
     ) -> None:
         settings = (settings or LoopSettings()).model_copy(update={"follow_up_s": follow_up_s})
         self.clock = clock if clock is not None else SimulatedClock()
@@ -70,7 +71,9 @@ class Rig:
             client=client or InferenceClient(url, token, timeout_s=10),
             light=self.light,
             button=self.button,
-            options=DollOptions(settings=settings, send_audio=send_audio, clock=self.clock),
+            options=DollOptions(
+                settings=settings, send_audio=send_audio, clock=self.clock, mute_file=mute_file
+            ),
         )
         self.task: asyncio.Task | None = None
         self._stop_when: Callable[[], bool] | None = None
