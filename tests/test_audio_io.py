@@ -17,6 +17,7 @@ import soundfile as sf
 from fakes.sounddevice import FakeSoundDevice
 
 from device import audio
+from device.bench.simulated_audio import EchoPath
 from device.cli.live import run as live_run
 from device.cli.live import test_hardware as chacha_test
 from device.config import ChachaConfig
@@ -203,6 +204,47 @@ def test_wake_makes_a_pending_read_return_none_and_clear_drops_it() -> None:
             mic.stop()
 
     run(scenario())
+
+
+def test_in_a_simulated_room_the_microphone_hears_the_speaker_late_and_dying_away() -> None:
+    """EchoPath: a 60 ms burst of noise played reaches the microphone ``delay_ms`` after it sounded, at the
+    path's gain, and the room's reverberation dies away by 60 dB in ``rt60_s``."""
+    path = EchoPath(delay_ms=80.0, gain_db=-6.0, rt60_s=0.3)
+    fake = FakeSoundDevice(echo=path)
+    burst = (np.random.default_rng(3).standard_normal(round(48000 * 0.06)) * 0.2 * 32767).astype(np.int16)
+
+    async def scenario():
+        mic = Microphone(AudioSettings(), backend=fake)
+        speaker = Speaker(AudioSettings(), backend=fake)
+        mic.start()
+        speaker.start()
+        try:
+            with mic.listen() as ears:
+                listened_at = fake.clock.now()
+                await fake.clock.sleep_async(0.1)
+                speaker.play(burst, 48000)
+                heard, _ = await read_samples(ears, RATE)  # a second from the listening on
+            return heard, listened_at
+        finally:
+            speaker.close()
+            mic.stop()
+
+    heard, listened_at = run(scenario())
+    first_block = next(when for when, _ in fake.input_log if when > listened_at)
+    heard_from = first_block - BLOCK / RATE  # the first block's samples began a block before it came
+    sounded_at = next(b.time for b in fake.played if b.peak >= 64)
+    level = np.abs(heard.astype(np.float32)) / 32768
+    loud = np.flatnonzero(level > 0.01)
+    assert len(loud), "the echo reached the microphone"
+    delay_s = heard_from + loud[0] / RATE - sounded_at
+    assert delay_s == pytest.approx(0.08, abs=0.015)
+    burst_energy = 0.06 * RATE * 0.2**2 / 3  # white noise at 48 kHz keeps a third of its power below 8 kHz
+    assert np.sum(level**2) == pytest.approx(
+        burst_energy * 10 ** (-6 / 10), rel=0.5
+    )  # gain_db, the room lossless
+    direct = level[loud[0] : loud[0] + int(0.06 * RATE)]
+    late = level[loud[0] + int(0.06 * RATE) + int(0.3 * RATE) :]
+    assert late.max() < direct.max() / 100, "40 dB down and more after rt60_s (the burst's own length aside)"
 
 
 def test_microphone_resamples_when_the_card_refuses_the_rate() -> None:

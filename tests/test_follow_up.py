@@ -9,13 +9,16 @@ espeak-ng, the real server with the phrasebook over loopback; every time is simu
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fakes.rig import Rig, run
 from fakes.wiretap import Wiretap
 
+from device.bench.simulated_audio import EchoPath
 from device.doll.conversation import ECHO_GUARD_S, is_goodbye
 from device.doll.mute import MuteSwitch
 from device.doll.settings import LoopSettings
@@ -66,6 +69,42 @@ def test_after_his_reply_she_just_goes_on_talking(start_server, token, transcrib
     assert second.transcript is not None and second.transcript.text == first.transcript.text
     assert second.backend == "phrasebook" and second.reply
     assert len(_hers(server)) == 2, "her second sentence was a turn of its own, asked and stored"
+
+
+@pytest.mark.parametrize("gain_db", [0.0, 10.0])
+def test_his_own_voice_in_the_room_never_opens_a_turn(
+    start_server, token, transcriber, engine, speech, gain_db
+):
+    """The doll in a simulated room: its speaker reaches its microphone 100 ms late, with a
+    loudspeaker's distortion and 0.6 s of reverberation, as loud as he is played or 10 dB louder.
+    Three replies, each followed by a window in which she says nothing: every window ends quiet,
+    and nothing but her three turns reaches the server."""
+    server = start_server()
+    room = EchoPath(delay_ms=100.0, gain_db=gain_db, rt60_s=0.6, distortion=0.3)
+
+    async def scenario():
+        async with Rig(server.url, token, transcriber, engine, follow_up_s=WINDOW_S, echo=room) as rig:
+            heard: list[float] = []
+
+            async def the_room(ears) -> None:  # what the microphone hears while he speaks
+                while True:
+                    block = await ears.read()
+                    if block is not None and rig.doll.state is DollState.SPEAKING:
+                        heard.append(float(np.abs(block.astype(np.float32)).max()))
+
+            with rig.mic.listen() as ears:
+                listening = asyncio.create_task(the_room(ears))
+                for _ in range(3):
+                    await rig.spoken_turn(speech)
+                    await rig.until_state(DollState.IDLE, 60.0)
+            listening.cancel()
+            return rig, max(heard)
+
+    rig, loudest = run(scenario())
+    assert loudest > 0.1 * 32768, "his voice filled the room: the microphone heard it loud"
+    windows = [r for r in rig.doll.reports if r.listen_end == "quiet"]
+    assert len(windows) == 3 and rig.doll.turns == 6, [r.listen_end for r in rig.doll.reports]
+    assert len(_hers(server)) == 3
 
 
 def test_a_quiet_window_ends_the_conversation_without_a_request(

@@ -28,6 +28,9 @@ Two clocks:
   hold, the light's patterns) keep step with the audio. Tests assert on this time, never on
   how fast the machine ran.
 
+``echo=EchoPath(...)`` puts the card in a room: what the speaker plays reaches the microphone
+after a delay, with reverberation, a loudspeaker's distortion and a gain (``EchoPath``).
+
 ``SimulatedSoundCard(devices=False)`` is a machine with no sound card: listing works and is
 empty, asking for a default device or opening a stream raises ``PortAudioError`` with the
 messages real PortAudio gives. ``input_rates={48000}`` makes the microphone refuse any
@@ -93,6 +96,88 @@ class PlayedBlock:
         return int(np.abs(self.samples.astype(np.int32)).max()) if len(self.samples) else 0
 
 
+@dataclass(frozen=True)
+class EchoPath:
+    """How the doll's own speaker reaches its microphone in a simulated room: ``delay_ms`` from
+    the speaker to the microphone, a room whose sound dies away 60 dB in ``rt60_s``, the echo
+    ``gain_db`` relative to what was played, and a loudspeaker driven into ``distortion``
+    (0: clean; 1: a hard ``tanh`` curve)."""
+
+    delay_ms: float = 50.0
+    gain_db: float = 0.0
+    rt60_s: float = 0.4
+    distortion: float = 0.0
+    seed: int = 0
+
+    def impulse_response(self, rate: int) -> np.ndarray:
+        """The room: the direct sound, then exponentially decaying noise (unit energy)."""
+        n = max(1, round(self.rt60_s * rate))
+        t = np.arange(n) / rate
+        rng = np.random.default_rng(self.seed)
+        h = rng.standard_normal(n) * np.exp(-6.9 * t / self.rt60_s) * 0.3
+        h[0] = 1.0
+        return (h / np.sqrt(np.sum(h**2))).astype(np.float32)
+
+
+class _Echo:
+    """The echo on its way to the microphone: what the speaker plays, through the room, waiting
+    (from the next input sample on) to be added to what the microphone hears."""
+
+    def __init__(self, path: EchoPath) -> None:
+        self.path = path
+        self._rate: int | None = None  # the microphone's, once it runs
+        self._next_input_at: float | None = None  # the card's time of the next input sample
+        self._response = np.zeros(0, np.float32)
+        self._tail = np.zeros(0, np.float32)
+        self._waiting = np.zeros(0, np.float32)
+        self._resampler = None
+        self._played_rate = 0
+        self._played_from = 0.0  # the card's time of the speaker's first resampled sample
+        self._produced = 0  # resampled samples of the speaker so far
+
+    def played(self, block: PlayedBlock) -> None:
+        if self._rate is None or self._next_input_at is None:
+            return  # nobody listens yet: the room is silent for the microphone
+        import soxr
+
+        if self._resampler is None or self._played_rate != block.rate:
+            self._resampler = soxr.ResampleStream(block.rate, self._rate, 1, dtype="float32")
+            self._played_rate = block.rate
+            self._response = self.path.impulse_response(self._rate)
+            self._played_from, self._produced = block.time, 0  # the speaker plays without a gap
+        x = block.samples.astype(np.float32) / 32768.0
+        if self.path.distortion > 0:
+            drive = 1.0 + 4.0 * self.path.distortion
+            x = np.tanh(drive * x) / drive
+        x = self._resampler.resample_chunk(x)  # it holds some back: count what came out
+        sounded_at = self._played_from + self._produced / self._rate
+        self._produced += len(x)
+        if not len(x):
+            return
+        full = np.convolve(x, self._response)
+        full[: len(self._tail)] += self._tail
+        out, self._tail = full[: len(x)], full[len(x) :]
+        out *= 10 ** (self.path.gain_db / 20)
+        offset = round((sounded_at + self.path.delay_ms / 1000 - self._next_input_at) * self._rate)
+        if offset < 0:
+            out = out[-offset:]
+            offset = 0
+        end = offset + len(out)
+        if end > len(self._waiting):
+            self._waiting = np.concatenate([self._waiting, np.zeros(end - len(self._waiting), np.float32)])
+        self._waiting[offset:end] += out
+
+    def heard(self, frames: int, rate: int, now: float) -> np.ndarray:
+        """The echo in the next ``frames`` input samples (delivered at ``now``)."""
+        self._rate = rate
+        echo = np.zeros(frames, np.float32)
+        take = min(frames, len(self._waiting))
+        echo[:take] = self._waiting[:take]
+        self._waiting = self._waiting[take:]
+        self._next_input_at = now
+        return echo
+
+
 INPUT_DEVICE = {
     "name": "Fake USB Microphone: Audio (hw:1,0)",
     "index": 0,
@@ -136,8 +221,10 @@ class SimulatedSoundCard:
         noise_dbfs: float | None = None,
         seed: int = 0,
         clock: Clock | None = None,
+        echo: EchoPath | None = None,
     ) -> None:
         self.devices: list[dict] = []
+        self._echo = None if echo is None else _Echo(echo)
         if devices:
             self.devices = [dict(INPUT_DEVICE), {**OUTPUT_DEVICE, "default_samplerate": float(output_rate)}]
         self.default = SimpleNamespace(device=[0, 1] if devices else [-1, -1])
@@ -191,7 +278,7 @@ class SimulatedSoundCard:
         with self._lock:
             return sum(len(s) for s in self._script) - self._script_offset
 
-    def _next_input(self, frames: int) -> np.ndarray:
+    def _next_input(self, frames: int, rate: int = 16000) -> np.ndarray:
         out = np.zeros(frames, dtype=np.int16)
         filled = 0
         with self._lock:
@@ -210,6 +297,10 @@ class SimulatedSoundCard:
         if filled < frames and self.noise_dbfs is not None:
             level = 10 ** (self.noise_dbfs / 20)  # RMS, full scale 1.0
             out[filled:] = to_int16(self._rng.standard_normal(frames - filled) * level)
+        if self._echo is not None:
+            with self._lock:
+                echo = self._echo.heard(frames, rate, self.clock.now())
+            out = to_int16(out.astype(np.float32) / 32768.0 + echo)
         return out
 
     # -- simulated time ---------------------------------------------------------------------
@@ -347,6 +438,8 @@ class SimulatedSoundCard:
     def _record(self, block: PlayedBlock) -> None:
         with self._lock:
             self.played.append(block)
+            if self._echo is not None:
+                self._echo.played(block)
 
     # -- the sounddevice API ------------------------------------------------------------
 
@@ -518,7 +611,7 @@ class _FakeInputStream(_FakeStream):
         return self.blocksize / self.samplerate / self.fake.input_speed
 
     def _one_block(self) -> None:
-        mono = self.fake._next_input(self.blocksize)
+        mono = self.fake._next_input(self.blocksize, int(self.samplerate))
         data = np.repeat(mono[:, np.newaxis], self.channels, axis=1)
         indata = memoryview(data.tobytes()) if self.raw else data
         now = self.fake.clock.now()

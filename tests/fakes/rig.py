@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from device.bench.simulated_audio import EchoPath
 from device.doll.audio_io import Microphone, Speaker
 from device.doll.loop import Doll, DollOptions, TurnReport
 from device.doll.settings import AudioSettings, LoopSettings
@@ -33,6 +34,7 @@ class Rig:
     light and the doll note times on the same clock, so everything here is asserted in
     simulated seconds, whatever the machine's load.
 
+    ``echo`` puts the card in a simulated room: the doll hears its own speaker.
     ``follow_up_s`` (``loop.follow_up_s``, default 0 here) is the listening window after each
     reply: the tests of push-to-talk see a doll that rests after its reply; those of the
     follow-up ask for one.
@@ -53,10 +55,11 @@ class Rig:
         send_audio: Literal["auto", "on", "off"] = "off",
         follow_up_s: float = 0.0,
         mute_file: Path | None = None,
+        echo: EchoPath | None = None,
     ) -> None:
         settings = (settings or LoopSettings()).model_copy(update={"follow_up_s": follow_up_s})
         self.clock = clock if clock is not None else SimulatedClock()
-        self.fake = FakeSoundDevice(input_speed=speed, clock=self.clock)
+        self.fake = FakeSoundDevice(input_speed=speed, clock=self.clock, echo=echo)
         self.factory = MockFactory(pin_class=MockPWMPin)
         hardware = HardwareSettings(button_pin=BUTTON_PIN, hold_s=hold_s, pin_factory="mock")
         self.button = PushToTalkButton(hardware, pin_factory=self.factory, clock=self.clock)
