@@ -25,11 +25,11 @@ from inference_server.api import ReplyFinal, ServerUnavailable
 _LOGGER = logging.getLogger(__name__)
 
 NOTHING_TO_REPEAT = "아직 다시 들려줄 말이 없어."
+"""A long press with ``repeat`` before 차차 has said anything."""
 MUTED_LINE = "이제 조용히 있을게. 버튼을 누를 때만 들을게."
 """A long press with ``mute``, muting."""
 UNMUTED_LINE = "응, 다시 잘 들을게."
 """A long press with ``mute``, unmuting."""
-"""A long press with ``repeat`` before 차차 has said anything."""
 
 ECHO_GUARD_S = 0.15
 """A follow-up window opens this long after the speaker has taken his last sound: the card's
@@ -100,7 +100,9 @@ class Conversation:
         transcript = draft if final is None else await self._final(turn, final)
         if not transcript.text:
             await self._say(turn, self._voice.lines["nothing"], "speaking: asking her to say it again")
-            return True  # she is asked to say it again: listen for it
+            # She is asked to say it again: listen for it, once (noise heard in a window must not
+            # keep him asking).
+            return follow_up_s is None and not self.mute.muted
         return await self._answer(turn, transcript.text, None)
 
     async def _audio_mode(self, turn: Turn) -> bool:

@@ -28,7 +28,7 @@ The loop composes four parts, each in its own module with a narrow interface:
   with the first audio; the turn no longer listens (one microphone, no echo cancellation yet).
   After the last audio, the ``done`` earcon; then a follow-up window (``loop.follow_up_s``):
   LISTENING with no press, her silence ending it; she speaks, and it is her next turn; she does
-  not (or said goodbye, or the doll is muted), and IDLE.
+  not, and IDLE. No window after a goodbye, or while the doll is muted (then MUTED, not IDLE).
 - **Press while THINKING or SPEAKING** interrupts: the speaker is silenced at once, the
   request and pending synthesis are cancelled, and a new turn starts listening. Audio plays
   only for the current turn, so nothing of the old reply can play afterwards.
