@@ -134,17 +134,25 @@ class _Echo:
         self._played_rate = 0
         self._played_from = 0.0  # the card's time of the speaker's first resampled sample
         self._produced = 0  # resampled samples of the speaker so far
+        self._consumed = 0  # the speaker's samples taken in so far, at its own rate
 
     def played(self, block: PlayedBlock) -> None:
         if self._rate is None or self._next_input_at is None:
             return  # nobody listens yet: the room is silent for the microphone
         import soxr
 
-        if self._resampler is None or self._played_rate != block.rate:
+        expected_at = self._played_from + self._consumed / max(self._played_rate, 1)
+        if (
+            self._resampler is None
+            or self._played_rate != block.rate
+            or abs(block.time - expected_at) > 2 * len(block.samples) / block.rate
+        ):
+            # A new speaker stream (or one opened again): the sound starts afresh from this block.
             self._resampler = soxr.ResampleStream(block.rate, self._rate, 1, dtype="float32")
             self._played_rate = block.rate
             self._response = self.path.impulse_response(self._rate)
-            self._played_from, self._produced = block.time, 0  # the speaker plays without a gap
+            self._played_from, self._produced, self._consumed = block.time, 0, 0
+        self._consumed += len(block.samples)
         x = block.samples.astype(np.float32) / 32768.0
         if self.path.distortion > 0:
             drive = 1.0 + 4.0 * self.path.distortion
