@@ -90,9 +90,11 @@ lint: test-deps
 # for every Python and machine in [tool.uv] environments. PyTorch's CPU build is taken from
 # $(TORCH_WHEELS), so the lock names it. Then run `make test`, `make test-voice` and
 # `make pi-check`, and commit uv.lock saying what changed and why.
+# `make lock LOCK_ARGS=` adds what pyproject.toml newly names and keeps every other pin.
+LOCK_ARGS ?= --upgrade
 lock: $(UV)
 	@test -d "$(TORCH_WHEELS)" || { echo "error: $(TORCH_WHEELS) is missing: make lock needs PyTorch's CPU build there (TORCH_WHEELS=DIR)" >&2; exit 1; }
-	UV_FIND_LINKS="$(TORCH_WHEELS)" $(UV) lock --upgrade --python "$(PYTHON_EXE)"
+	UV_FIND_LINKS="$(TORCH_WHEELS)" $(UV) lock $(LOCK_ARGS) --python "$(PYTHON_EXE)"
 
 # Whether uv.lock still agrees with pyproject.toml (no network needed for an agreeing lock).
 check-lock: $(UV)
