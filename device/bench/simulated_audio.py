@@ -101,7 +101,8 @@ class EchoPath:
     """How the doll's own speaker reaches its microphone in a simulated room: ``delay_ms`` from
     the speaker to the microphone, a room whose sound dies away 60 dB in ``rt60_s``, the echo
     ``gain_db`` relative to what was played, and a loudspeaker driven into ``distortion``
-    (0: clean; 1: a hard ``tanh`` curve)."""
+    (0: clean; 1: a hard ``tanh`` curve). As on a real card, a block the speaker's callback
+    fills sounds after the one sounding then: one block after it was taken, plus ``delay_ms``."""
 
     delay_ms: float = 50.0
     gain_db: float = 0.0
@@ -119,7 +120,7 @@ class EchoPath:
         return (h / np.sqrt(np.sum(h**2))).astype(np.float32)
 
 
-class _Echo:
+class RoomEcho:
     """The echo on its way to the microphone: what the speaker plays, through the room, waiting
     (from the next input sample on) to be added to what the microphone hears."""
 
@@ -158,7 +159,8 @@ class _Echo:
             drive = 1.0 + 4.0 * self.path.distortion
             x = np.tanh(drive * x) / drive
         x = self._resampler.resample_chunk(x)  # it holds some back: count what came out
-        sounded_at = self._played_from + self._produced / self._rate
+        buffered_s = len(block.samples) / block.rate  # the card's own buffer: one block
+        sounded_at = self._played_from + self._produced / self._rate + buffered_s
         self._produced += len(x)
         if not len(x):
             return
@@ -232,7 +234,7 @@ class SimulatedSoundCard:
         echo: EchoPath | None = None,
     ) -> None:
         self.devices: list[dict] = []
-        self._echo = None if echo is None else _Echo(echo)
+        self._echo = None if echo is None else RoomEcho(echo)
         if devices:
             self.devices = [dict(INPUT_DEVICE), {**OUTPUT_DEVICE, "default_samplerate": float(output_rate)}]
         self.default = SimpleNamespace(device=[0, 1] if devices else [-1, -1])
