@@ -8,7 +8,8 @@ only moves samples; everything else happens on the asyncio loop that called ``st
   ``audio.capture_rate`` with any number of listeners: ``mic.listen()`` gives one a
   :class:`Listener` that gets every block from then on (``await listener.read()``) until it is
   closed, whatever the others do. The turn's hearing listens only while she may talk; with no
-  listener the blocks are dropped in the callback.
+  listener the blocks are dropped in the callback, or, with an echo canceller
+  (``clean_with``), once it has taken them in.
 - :class:`Speaker` plays int16 mono at the device's rate: ``play()`` queues, ``stop()``
   silences within one block, ``await drain()`` waits until everything queued has sounded.
   ``speaker.reference()`` gives a listener every block the card played (silence too) as
@@ -216,6 +217,14 @@ class Microphone:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stream = None
         self._resampler = None
+        self._cleaner = None
+
+    def clean_with(self, cleaner) -> None:
+        """Hand every block to ``cleaner.clean(block)`` (an echo canceller) on the loop before
+        the listeners get it; None: the blocks as captured. The cleaner gets every block while
+        the stream is open, listened to or not (it stays in step with the speaker and converged);
+        a block nobody listens to is dropped after it."""
+        self._cleaner = cleaner
 
     @property
     def active(self) -> bool:
@@ -317,7 +326,7 @@ class Microphone:
     def _on_audio(self, indata, frames: int, time_info, status) -> None:
         if status:
             self.status_flags += 1
-        if not self._listeners.active:
+        if not self._listeners.active and self._cleaner is None:
             return
         block = np.frombuffer(indata, dtype=np.int16).copy()
         if self._resampler is not None:
@@ -335,6 +344,14 @@ class Microphone:
 
     def _put(self, block: np.ndarray) -> None:
         self._arrived += 1
+        if self._cleaner is not None:
+            try:
+                block = self._cleaner.clean(block)
+            except Exception:  # the listeners still get her voice, with his in it
+                _LOGGER.exception("the echo canceller failed: the microphone goes on without it")
+                self._cleaner = None
+            if not len(block):
+                return
         self._listeners.put(block)  # a listener that closed after the block was captured: not it
 
 

@@ -46,6 +46,14 @@ class Microphone(Protocol):
 
     def listen(self) -> Listener: ...
 
+    def clean_with(self, cleaner: EchoCanceller | None) -> None: ...
+
+
+class EchoCanceller(Protocol):
+    """Takes the speaker's sound out of the microphone's blocks (``device.doll.echo``)."""
+
+    def clean(self, block: np.ndarray) -> np.ndarray: ...
+
 
 class Speaker(Protocol):
     sample_rate: int
