@@ -64,9 +64,10 @@ def run(args: Namespace, config) -> int:
         client = stack.enter_context(server_client(config))
         engine = create_engine(config.tts)
         transcriber = create_transcriber(config.stt, debug=debug)
+        speaker = audio_io.Speaker(config.audio, backend=backend)
         doll = Doll(
             mic=audio_io.Microphone(config.audio, backend=backend),
-            speaker=audio_io.Speaker(config.audio, backend=backend),
+            speaker=speaker,
             transcriber=transcriber,
             engine=engine,
             client=client,
@@ -81,9 +82,25 @@ def run(args: Namespace, config) -> int:
                 send_audio=config.client.send_audio,
                 mute_file=config.server.data_dir / STATE_FILE,
             ),
+            canceller=_echo_canceller(config, speaker),
         )
         asyncio.run(_until_signal(doll))
     return 0
+
+
+def _echo_canceller(config, speaker):
+    """The echo canceller barge-in by voice needs; None (the button alone stops him) when it is
+    not wanted or cannot load, which is said."""
+    from device.doll.echo import EchoCanceller
+    from device.errors import AudioDeviceError
+
+    if config.loop.barge_in.by != "voice":
+        return None
+    try:
+        return EchoCanceller(speaker, config.audio.capture_rate)
+    except AudioDeviceError as exc:
+        _LOGGER.error("%s; until then only the button stops him", exc)
+        return None
 
 
 async def _until_signal(doll) -> None:

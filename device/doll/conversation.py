@@ -12,9 +12,12 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
+import numpy as np
+
 from device.doll.hearing import Ears
 from device.doll.mute import MuteSwitch
 from device.doll.playback import Said, Voice
+from device.doll.protocols import Listener
 from device.doll.server_watch import ServerWatch, ask, quietly, status_line
 from device.doll.states import DollState
 from device.doll.status import StatusShow
@@ -68,6 +71,9 @@ class Conversation:
         self._options = options
         self._last_backend = last_backend
         self.mute = MuteSwitch(options.mute_file)
+        self.on_voice: Callable[[Listener, list[np.ndarray]], None] | None = None
+        """Set (by the doll) when her voice may stop him: called with the microphone's listener
+        and her first blocks once she has begun talking over him."""
 
     @property
     def at_rest(self) -> DollState:
@@ -79,13 +85,20 @@ class Conversation:
         the doll should keep listening for her next words (:meth:`follow_up`)."""
         return await self._turn(turn, follow_up_s=None)
 
+    async def barged_in(self, turn: Turn, ears: Listener, blocks: list[np.ndarray]) -> bool:
+        """She talked over him: her turn, heard from ``blocks`` (her first words, already
+        captured) on, through ``ears``, until she stops; answered as for a press."""
+        return await self._turn(turn, follow_up_s=None, began=(ears, blocks))
+
     async def follow_up(self, turn: Turn) -> bool:
         """After his reply, no press: listen for ``loop.follow_up_s`` seconds with the light on;
         if she speaks, answer as for a press; if not, the conversation is over."""
         return await self._turn(turn, follow_up_s=self._options.settings.follow_up_s)
 
-    async def _turn(self, turn: Turn, follow_up_s: float | None) -> bool:
-        heard = await self._listen(turn, follow_up_s)
+    async def _turn(
+        self, turn: Turn, follow_up_s: float | None, began: tuple[Listener, list[np.ndarray]] | None = None
+    ) -> bool:
+        heard = await self._listen(turn, follow_up_s, began)
         if heard is None:
             return False
         draft, final = heard
@@ -174,12 +187,18 @@ class Conversation:
         _LOGGER.debug("heard: %s", transcript.text or "(nothing readable)")
 
     async def _listen(
-        self, turn: Turn, follow_up_s: float | None
+        self,
+        turn: Turn,
+        follow_up_s: float | None,
+        began: tuple[Listener, list[np.ndarray]] | None = None,
     ) -> tuple[Transcript, Future[Transcript] | None] | None:
-        """Her words: while the button is held, or (``follow_up_s``) in the window after his reply,
-        ended by her silence; None when she said nothing (or too little to answer)."""
+        """Her words: while the button is held, in the window after his reply (``follow_up_s``),
+        or from where she talked over him (``began``); the last two ended by her silence; None
+        when she said nothing (or too little to answer)."""
         clock, settings = self._options.clock, self._options.settings
-        if follow_up_s is None:
+        if began is not None:
+            self._show.show(DollState.LISTENING, "listening: she talked over him")
+        elif follow_up_s is None:
             self._show.show(DollState.LISTENING, "listening")
         else:
             self._show.show(DollState.LISTENING, f"listening for her next words ({follow_up_s:g} s)")
@@ -189,18 +208,27 @@ class Conversation:
             turn.health.add_done_callback(quietly)
         try:
             await self._ears.on_stt(hearing.open)
-            if follow_up_s is None:
+            if began is not None:  # no earcon: she is talking
+                ears, first = began
+                ended = await self._ears.on_stt(hearing.hear, first)
+            elif follow_up_s is None:
                 await self._voice.earcon(turn, "listening")
             else:  # no earcon: the "done" one has just played; its last block and echo die away
                 await clock.sleep_async(ECHO_GUARD_S)
-            with self._ears.listen() as turn.ears:  # her blocks from the end of the earcon on
-                if follow_up_s is None:
+            if began is None:
+                ears, ended = self._ears.listen(), None  # her blocks from the end of the earcon on
+            with ears as turn.ears:
+                if ended is not None:
+                    reason = ended.reason
+                elif follow_up_s is None and began is None:
                     reason = await self._ears.hear(hearing, turn.ears, lambda: turn.released)
-                else:  # no button is held: her silence ends it, or the window's end
+                else:  # no button is held: her silence ends it (or the window's end)
                     reason = await self._ears.hear(
                         hearing, turn.ears, lambda: False, start_within_s=follow_up_s
                     )
         except BaseException:
+            if began is not None:
+                began[0].close()
             self._ears.later(hearing.cancel)
             raise
         detector = hearing.detector
@@ -241,10 +269,13 @@ class Conversation:
             name=f"chacha-ask-{turn.number}",
         )
         said = Said()
+        watching: list[asyncio.Task] = []
 
         def first_audio() -> None:
             since = self._options.clock.now() - (turn.stopped_at or turn.pressed_at)
             self._show.show(DollState.SPEAKING, f"speaking: first audio {since:.2f} s after she stopped")
+            if self.on_voice is not None:
+                watching.append(asyncio.create_task(self._watch(turn), name=f"chacha-barge-in-{turn.number}"))
 
         def ended(end: ReplyFinal | ServerUnavailable | None) -> None:
             asking.cancel()
@@ -265,6 +296,8 @@ class Conversation:
             raise
         finally:
             asking.cancel()
+            for task in watching:
+                task.cancel()
             if turn.turn_id is not None and not turn.turn_id.done():
                 turn.turn_id.set_result(None)
         if isinstance(end, ServerUnavailable):
@@ -277,6 +310,24 @@ class Conversation:
             _LOGGER.info("she said goodbye: the conversation is over")
             return False
         return said.heard_all and not self.mute.muted
+
+    async def _watch(self, turn: Turn) -> None:
+        """While he speaks, listen (through the echo canceller) for her voice over his; once she
+        has begun, hand the microphone's listener and her first blocks to :attr:`on_voice`."""
+        detector = self._ears.barge_in()
+        ears = self._ears.listen()
+        try:
+            await self._ears.until_she_speaks(ears, detector)
+        except BaseException:
+            ears.close()
+            raise
+        turn.marks["barged_in"] = self._options.clock.now()
+        _LOGGER.info("she talked over him: stopping him")
+        on_voice = self.on_voice
+        if on_voice is None:
+            ears.close()
+            return
+        on_voice(ears, detector.kept)
 
     async def _say(self, turn: Turn, audio, message: str) -> None:
         if self._voice.play(turn, audio):

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from device.doll.barge_in import VoiceBargeIn
 from device.doll.protocols import Listener, Microphone, StreamingRecogniser
 from device.doll.settings import LoopSettings
 from device.doll.talk import encode_utterance
@@ -97,6 +98,19 @@ class Ears:
             settings = settings.model_copy(update={"max_utterance_s": settings.max_utterance_s + lead_s})
         detector = EndpointDetector.from_settings(settings, self._vad, rate)
         return Hearing(self._transcriber, detector, rate * self._chunk_ms // 1000, keep=self._keep)
+
+    def barge_in(self) -> VoiceBargeIn:
+        """A detector of her voice over his (``loop.barge_in``), on the loaded VAD."""
+        return VoiceBargeIn(self._vad, self._mic.sample_rate, self._settings.barge_in)
+
+    async def until_she_speaks(self, ears: Listener, detector: VoiceBargeIn) -> None:
+        """Feed ``ears`` to ``detector`` (on the STT thread) until she has begun talking."""
+        await self.on_stt(detector.reset)
+        while True:
+            block = await ears.read()
+            blocks = ([] if block is None else [block]) + ears.read_pending()
+            if blocks and await self.on_stt(detector.push, blocks):
+                return
 
     async def hear(
         self,

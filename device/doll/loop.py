@@ -58,7 +58,16 @@ import logging
 from device.doll.conversation import Conversation
 from device.doll.hearing import Ears
 from device.doll.playback import OFFLINE_LINE, Voice
-from device.doll.protocols import Button, ChatClient, Light, Microphone, Speaker, StreamingRecogniser
+from device.doll.protocols import (
+    Button,
+    ChatClient,
+    EchoCanceller,
+    Light,
+    Listener,
+    Microphone,
+    Speaker,
+    StreamingRecogniser,
+)
 from device.doll.server_watch import ServerWatch
 from device.doll.states import DollState
 from device.doll.status import StatusShow
@@ -93,6 +102,7 @@ class Doll:
         light: Light,
         button: Button,
         options: DollOptions | None = None,
+        canceller: EchoCanceller | None = None,
     ) -> None:
         self._options = options = options or DollOptions()
         clock, settings = options.clock, options.settings
@@ -118,6 +128,12 @@ class Doll:
         self._talk = Conversation(
             self._ears, self._voice, self._show, self._server, options, self._last_backend
         )
+        if settings.barge_in.by == "voice":
+            if canceller is None:
+                _LOGGER.info("no echo canceller: only the button stops him while he speaks")
+            else:
+                mic.clean_with(canceller)
+                self._talk.on_voice = lambda ears, blocks: self._barged(ears, blocks)
         self._button = button
         self.ready = asyncio.Event()
         """Set once the doll runs: listening for the button, or showing ERROR while it tries a
@@ -293,6 +309,17 @@ class Doll:
         if self._turns.busy:
             self._interrupt(quiet=True)
         self._begin(self._talk.long_press, at)
+
+    def _barged(self, ears: Listener, blocks: list) -> None:
+        """She talked over him (heard through the echo canceller): as a press, but her turn is
+        heard from her first words on, and ends when she stops."""
+        if self._closing or not self._turns.busy:
+            ears.close()
+            return
+        self._interrupt()
+        self._begin(
+            lambda turn: self._talk.barged_in(turn, ears, blocks), self._options.clock.now(), hands_free=True
+        )
 
     def _interrupt(self, *, quiet: bool = False) -> None:
         """Drop the current turn now: silence, no more audio from it, its work cancelled."""

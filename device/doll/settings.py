@@ -56,6 +56,33 @@ class AudioSettings(BaseModel):
     )
 
 
+class BargeInSettings(BaseModel):
+    """How her voice stops him while he speaks (``loop.barge_in``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: Literal["voice", "button"] = Field(
+        default="button",
+        description="What stops 차차 mid-reply: 'button' only, or 'voice' (her speech too, heard "
+        "through the echo canceller that takes his own voice out of the microphone). Voice works "
+        "where his echo at the microphone is well below her voice (docs/turn-taking.md).",
+    )
+    min_speech_ms: int = Field(
+        default=150,
+        ge=30,
+        le=2000,
+        description="How much of her speech stops him: shorter sounds (a cough, a word of his that "
+        "the canceller left) do not (milliseconds).",
+    )
+    threshold: float = Field(
+        default=0.7,
+        gt=0.0,
+        lt=1.0,
+        description="Silero: speech probability at or above which a block counts towards "
+        "min_speech_ms while he speaks (unitless, 0..1).",
+    )
+
+
 class LoopSettings(BaseModel):
     """How the doll listens, decides she has finished, and copes with a missing server."""
 
@@ -171,6 +198,7 @@ class LoopSettings(BaseModel):
         description="What she says to end the conversation: when her words end with one of these "
         "(spaces and punctuation aside), he answers and the doll does not keep listening.",
     )
+    barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
 
     @model_validator(mode="after")
     def _silences_in_order(self) -> LoopSettings:

@@ -14,6 +14,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.bench.simulated_audio import EchoPath
 from device.doll.audio_io import Microphone, Speaker
+from device.doll.echo import EchoCanceller
 from device.doll.loop import Doll, DollOptions, TurnReport
 from device.doll.settings import AudioSettings, LoopSettings
 from device.doll.states import DollState
@@ -35,6 +36,8 @@ class Rig:
     simulated seconds, whatever the machine's load.
 
     ``echo`` puts the card in a simulated room: the doll hears its own speaker.
+    ``cancel_echo`` gives the doll the echo canceller (and, with ``loop.barge_in.by: voice``,
+    the default, her voice stops him).
     ``follow_up_s`` (``loop.follow_up_s``, default 0 here) is the listening window after each
     reply: the tests of push-to-talk see a doll that rests after its reply; those of the
     follow-up ask for one.
@@ -56,6 +59,7 @@ class Rig:
         follow_up_s: float = 0.0,
         mute_file: Path | None = None,
         echo: EchoPath | None = None,
+        cancel_echo: bool = False,
     ) -> None:
         settings = (settings or LoopSettings()).model_copy(update={"follow_up_s": follow_up_s})
         self.clock = clock if clock is not None else SimulatedClock()
@@ -77,6 +81,7 @@ class Rig:
             options=DollOptions(
                 settings=settings, send_audio=send_audio, clock=self.clock, mute_file=mute_file
             ),
+            canceller=EchoCanceller(self.speaker, self.mic.sample_rate) if cancel_echo else None,
         )
         self.task: asyncio.Task | None = None
         self._stop_when: Callable[[], bool] | None = None
