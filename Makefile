@@ -81,6 +81,7 @@ bench: test-deps
 	$(BIN)/chacha bench all
 	$(BIN)/chacha bench memory --cores 1 --output bench/results/memory.json
 	$(BIN)/chacha bench limits --output bench/results/limits.json
+	$(BIN)/chacha bench echo --cores 1 --output bench/results/echo.json
 
 lint: test-deps
 	$(BIN)/ruff check .

@@ -123,9 +123,28 @@ def test_targets_say_by_how_much_they_are_missed():
         (["latency", "--runs", "0"], "--runs 0"),
         (["latency", "--recording", "/nope.wav"], "recording /nope.wav not found"),
         (["stt", "samples", "--repeat", "0"], "--repeat 0"),
+        (["echo", "--rooms", "1"], "--rooms 1: give at least 2"),
+        (["echo", "--cores", "999"], "--cores 999: give 1 to"),
     ],
 )
 def test_bad_bench_arguments_are_one_line_errors(args, message):
     from fakes.cli import assert_one_line_error
 
     assert_one_line_error(chacha("bench", *args, cwd=ROOT), message)
+
+
+def test_echo_bench_tunes_on_one_set_and_reports_on_the_other(tmp_path):
+    """`chacha bench echo`, small: two rooms per set, 12 s of his speech each; the real canceller
+    and Silero over her real recordings."""
+    out = tmp_path / "echo.json"
+    result = chacha("bench", "echo", "--rooms", "2", "--seconds", "12", "--output", str(out), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "| held_out | shipped" in result.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    tuning, held_out = report["sets"]["tuning"], report["sets"]["held_out"]
+    assert not set(tuning["voices"]) & set(held_out["voices"]), "no recording of hers in both sets"
+    assert held_out["erle_db_median"] > 15 and len(held_out["erle_db_per_room"]) == 2
+    shipped = held_out["shipped"]
+    assert shipped["interruptions"] == 2 * 3 and shipped["his_speech_min"] == 0.4
+    assert held_out["without_canceller_self_interruptions_per_10_min"] > 100, "his own voice, uncancelled"
+    assert 0 < report["cost_pct_of_one_core"]["canceller"] < 50

@@ -127,10 +127,7 @@ def bench_memory(args: Namespace, config: ChachaConfig) -> int:
     if not sizes or sizes[0] < 100:
         raise CommandError("--sizes: each size must be at least 100 memories")
     if args.cores:
-        available = sorted(os.sched_getaffinity(0))
-        if args.cores > len(available):
-            raise CommandError(f"--cores {args.cores}: only {len(available)} core(s) here")
-        os.sched_setaffinity(0, set(available[: args.cores]))
+        pin_cores(args.cores)
         os.environ["OMP_NUM_THREADS"] = str(args.cores)  # read when the embedding engine loads
     try:
         report = run(sizes, recall_path=args.recall_set, split=args.split)
@@ -221,10 +218,7 @@ def bench_stt(args: Namespace, config: ChachaConfig) -> int:
     load_transcripts(args.folder)  # a bad folder fails before minutes of model loading
     stt = config.stt
     if args.cores:
-        available = sorted(os.sched_getaffinity(0))
-        if args.cores > len(available):
-            raise CommandError(f"--cores {args.cores}: only {len(available)} core(s) here")
-        os.sched_setaffinity(0, set(available[: args.cores]))
+        pin_cores(args.cores)
         stt = stt.model_copy(update={"whisper": stt.whisper.model_copy(update={"cpu_threads": args.cores})})
     loaded = create_engines(stt, engines, debug=args.debug)
     reports, latencies = [], {}
@@ -321,3 +315,49 @@ def register_endpoint(bench) -> None:
     )
     p.add_argument("--sample", type=Path, default=DEFAULT_RECORDING, help="the real recording to pause")
     p.set_defaults(func=bench_endpoint)
+
+
+def pin_cores(cores: int) -> None:
+    """Run on the first ``cores`` cores this process may use (1: a Pi-class budget)."""
+    from device.cli.errors import CommandError
+
+    available = sorted(os.sched_getaffinity(0))
+    if cores < 1 or cores > len(available):
+        raise CommandError(f"--cores {cores}: give 1 to {len(available)} (the cores here)")
+    os.sched_setaffinity(0, set(available[:cores]))
+
+
+# --- bench echo -----------------------------------------------------------------------------
+
+
+def bench_echo(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.echo import run, table
+    from device.cli.errors import CommandError
+    from tts.engines import create_engine
+
+    if args.rooms < 2:
+        raise CommandError(f"--rooms {args.rooms}: give at least 2")
+    if args.cores:
+        pin_cores(args.cores)
+    try:
+        report = run(create_engine(config.tts), rooms=args.rooms, take_s=args.seconds)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"echo bench: {exc}") from None
+    report["cores"] = args.cores
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(table(report))
+    return 0
+
+
+def register_echo(bench) -> None:
+    """Add `echo` to the `chacha bench` sub-commands."""
+    p = bench.add_parser(
+        "echo", help="echo canceller and barge-in by voice in simulated rooms (tuned, then held out)"
+    )
+    p.add_argument("--rooms", type=int, default=16, help="rooms per set (default 16)")
+    p.add_argument("--seconds", type=float, default=40.0, help="his speech per room, seconds (default 40)")
+    p.add_argument("--cores", type=int, help="pin to N cores first (1 = a Pi-class budget)")
+    p.add_argument("--output", type=Path, metavar="JSON", help="write the results as JSON here")
+    p.set_defaults(func=bench_echo)

@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=bench.bench_stt)
     bench.register(bench_parsers)
     bench.register_endpoint(bench_parsers)
+    bench.register_echo(bench_parsers)
 
     p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
     p.add_argument(
