@@ -25,7 +25,9 @@ The loop composes four parts, each in its own module with a narrow interface:
 - **THINKING**: the recogniser's final text. Nothing readable: the doll says ``NOTHING_HEARD``
   (synthesised at start-up) without asking the server. Otherwise ``client.chat`` streams the
   reply; each sentence is synthesised as it arrives and queued to the speaker. SPEAKING begins
-  with the first audio; the turn no longer listens (one microphone, no echo cancellation yet).
+  with the first audio. With ``loop.barge_in.by: voice`` and an echo canceller, a listener then
+  watches the cleaned microphone: her voice over his interrupts him as a press does, and her
+  turn is heard from her first words on; otherwise nobody listens while he speaks.
   After the last audio, the ``done`` earcon; then a follow-up window (``loop.follow_up_s``):
   LISTENING with no press, her silence ending it; she speaks, and it is her next turn; she does
   not, and IDLE. No window after a goodbye, or while the doll is muted (then MUTED, not IDLE).

@@ -75,7 +75,7 @@ class BargeInSettings(BaseModel):
         "the canceller left) do not (milliseconds).",
     )
     threshold: float = Field(
-        default=0.7,
+        default=0.8,
         gt=0.0,
         lt=1.0,
         description="Silero: speech probability at or above which a block counts towards "
