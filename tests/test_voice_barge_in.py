@@ -10,6 +10,8 @@ google-genai SDK against the fake Gemini; every time is simulated.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from conftest import gemini_backend
@@ -43,6 +45,17 @@ def _hers(server) -> list[str]:
     return [t.text for t in server.chat.store.recent("jinju", 20) if t.role == "user"]
 
 
+@contextlib.contextmanager
+def _server_with_gemini(start_server, tmp_path, phrasebook, *replies: list[str]):
+    """The real server, Gemini (the fake, over the real SDK) answering ``replies`` in turn."""
+    with FakeGemini() as fake:
+        for reply in replies:
+            fake.push(Reply.stream(reply))
+        yield start_server(
+            gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=tmp_path / "d"
+        )
+
+
 def _first_syllable(speech: np.ndarray) -> int:
     """The sample where her first syllable begins (the recording's leading silence aside)."""
     return int(np.flatnonzero(np.abs(speech.astype(np.int32)) > 1000)[0])
@@ -51,12 +64,7 @@ def _first_syllable(speech: np.ndarray) -> int:
 def test_her_voice_stops_him_and_is_her_next_turn(
     start_server, token, tmp_path, transcriber, engine, speech, phrasebook
 ):
-    with FakeGemini() as fake:
-        fake.push(Reply.stream(LONG_REPLY))
-        fake.push(Reply.stream(["응, 듣고 있어."]))
-        server = start_server(
-            gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=tmp_path / "d"
-        )
+    with _server_with_gemini(start_server, tmp_path, phrasebook, LONG_REPLY, ["응, 듣고 있어."]) as server:
 
         async def scenario():
             async with Rig(
@@ -101,11 +109,7 @@ def test_her_voice_stops_him_and_is_her_next_turn(
 def test_his_own_voice_never_stops_him(
     start_server, token, tmp_path, transcriber, engine, speech, phrasebook, room
 ):
-    with FakeGemini() as fake:
-        fake.push(Reply.stream(LONG_REPLY))
-        server = start_server(
-            gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=tmp_path / "d"
-        )
+    with _server_with_gemini(start_server, tmp_path, phrasebook, LONG_REPLY) as server:
 
         async def scenario():
             async with Rig(
@@ -128,11 +132,7 @@ def test_without_voice_barge_in_only_the_button_stops_him(
     start_server, token, tmp_path, transcriber, engine, speech, phrasebook, how
 ):
     settings = None if how == "button-only" else VOICE  # the default; voice with no canceller
-    with FakeGemini() as fake:
-        fake.push(Reply.stream(LONG_REPLY))
-        server = start_server(
-            gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=tmp_path / "d"
-        )
+    with _server_with_gemini(start_server, tmp_path, phrasebook, LONG_REPLY) as server:
 
         async def scenario():
             async with Rig(
