@@ -50,19 +50,21 @@ def _take(his_voice, path: EchoPath, **kwargs) -> RoomTake:
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "least_db"),
     [
-        EchoPath(delay_ms=20, gain_db=0, rt60_s=0.2),
-        EchoPath(delay_ms=60, gain_db=6, rt60_s=0.4, distortion=0.3),
+        (EchoPath(delay_ms=20, gain_db=0, rt60_s=0.2), 25.0),  # about 35 dB measured
+        (EchoPath(delay_ms=60, gain_db=6, rt60_s=0.4, distortion=0.3), 20.0),  # about 26 dB
     ],
     ids=["small-room", "loud-reverberant"],
 )
-def test_the_canceller_takes_his_voice_out_of_the_microphone(his_voice, path) -> None:
+def test_the_canceller_takes_his_voice_out_of_the_microphone(his_voice, path, least_db) -> None:
+    """AEC3 through livekit is not bit-for-bit repeatable from one instance to the next, so each
+    room keeps a margin below what it measured."""
     take = _take(his_voice, path)
     assert take.duration_s > 8
     cleaned = cancel(take, EchoCanceller)
     assert len(cleaned) == len(take.echo)
-    assert erle_db(take, cleaned, after_s=1.0) >= 25.0
+    assert erle_db(take, cleaned, after_s=1.0) >= least_db
     # Without the canceller nothing is taken out: the measure itself is honest.
     assert erle_db(take, np.concatenate(take.heard)) < 1.0
 
@@ -99,7 +101,8 @@ def test_a_far_end_at_another_rate_and_a_gap_in_listening(his_voice) -> None:
         position += len(slow)
         if k not in gap:
             out.append((k, canceller.clean(heard)))
-    after = np.concatenate([c for k, c in out if k >= 200])  # from 6 s on
+    assert canceller.restarts == 1, "started afresh after the gap"
+    after = np.concatenate([c for k, c in out if k >= 200])  # from 6 s on: a second after the gap
     echo = take.echo[200 * BLOCK : 200 * BLOCK + len(after)]
     left = np.sum((after.astype(np.float64) / 32768) ** 2)
     assert 10 * np.log10(np.sum(echo.astype(np.float64) ** 2) / left) >= 20.0

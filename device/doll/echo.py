@@ -43,7 +43,9 @@ class EchoCanceller:
         self.rate = rate
         self._frame = rate * FRAME_MS // 1000
         self._speaker = speaker
+        self._noise_suppression = noise_suppression
         self._apm, self._frame_type = _load_apm(noise_suppression)
+        self.restarts = 0  # fresh starts after a gap
         self._reference: Listener[Played] | None = None
         self._resampler = None
         self._resampler_rate = 0
@@ -84,10 +86,14 @@ class EchoCanceller:
                 self._resampler = None  # the speaker's stream was opened again: a fresh start
             self._next_position = played.position + len(played.samples)
             self._far = np.concatenate([self._far, self._resample(played)])
-        # After a gap (nobody listened, so no block was cleaned) the reference piled up: what
-        # played then is long gone from the room; keep only what this block can still hear.
+        # After a gap (the stream was closed, so no block was cleaned) the reference piled up:
+        # what played then is long gone from the room. Keep only what this block can hear, and
+        # start the canceller afresh: AEC3 converges again within a second from a fresh start,
+        # where the old one, its alignment lost, sometimes did not within three.
         if len(self._far) > block_samples + round(_MAX_LEAD_S * self.rate):
             self._far = self._far[-block_samples:]
+            self._apm, self._frame_type = _load_apm(self._noise_suppression)
+            self.restarts += 1
 
     def _resample(self, played: Played) -> np.ndarray:
         samples = np.asarray(played.samples, np.int16)
