@@ -35,24 +35,20 @@ class EchoCanceller:
     """Cleans microphone blocks (int16 mono at ``rate``) of the speaker's sound.
 
     ``speaker`` is the doll's :class:`~device.doll.audio_io.Speaker` (its ``reference()`` is
-    subscribed at the first block); ``noise_suppression`` also runs WebRTC's noise suppressor.
-    Not thread-safe: call :meth:`clean` from the loop only.
+    subscribed at the first block). Not thread-safe: call :meth:`clean` from the loop only.
     """
 
-    def __init__(self, speaker, rate: int, *, noise_suppression: bool = False) -> None:
+    def __init__(self, speaker, rate: int) -> None:
         self.rate = rate
         self._frame = rate * FRAME_MS // 1000
         self._speaker = speaker
-        self._noise_suppression = noise_suppression
-        self._apm, self._frame_type = _load_apm(noise_suppression)
+        self._apm, self._frame_type = _load_apm()
         self.restarts = 0  # fresh starts after a gap
         self._reference: Listener[Played] | None = None
-        self._resampler = None
-        self._resampler_rate = 0
+        self._resampler = None  # (the speaker's rate, a soxr stream from it to ours)
         self._far = np.zeros(0, np.int16)  # the speaker's output at our rate, not yet fed
         self._near = np.zeros(0, np.int16)  # microphone samples short of a whole frame
         self._next_position: int | None = None  # the speaker's sample after the last block taken
-        self.frames = 0  # microphone frames cleaned
 
     def clean(self, block: np.ndarray) -> np.ndarray:
         """``block`` with the speaker's echo taken out. What comes back is as long as the whole
@@ -67,7 +63,6 @@ class EchoCanceller:
             frame = self._frame_type(out[start : start + self._frame].tobytes(), self.rate, 1, self._frame)
             self._apm.process_stream(frame)
             out[start : start + self._frame] = np.frombuffer(bytes(frame.data), np.int16)
-            self.frames += 1
         return out
 
     def close(self) -> None:
@@ -92,19 +87,18 @@ class EchoCanceller:
         # where the old one, its alignment lost, sometimes did not within three.
         if len(self._far) > block_samples + round(_MAX_LEAD_S * self.rate):
             self._far = self._far[-block_samples:]
-            self._apm, self._frame_type = _load_apm(self._noise_suppression)
+            self._apm, self._frame_type = _load_apm()
             self.restarts += 1
 
     def _resample(self, played: Played) -> np.ndarray:
         samples = np.asarray(played.samples, np.int16)
         if played.rate == self.rate:
             return samples
-        if self._resampler is None or self._resampler_rate != played.rate:
+        if self._resampler is None or self._resampler[0] != played.rate:
             import soxr
 
-            self._resampler = soxr.ResampleStream(played.rate, self.rate, 1, dtype="int16")
-            self._resampler_rate = played.rate
-        return self._resampler.resample_chunk(samples)
+            self._resampler = (played.rate, soxr.ResampleStream(played.rate, self.rate, 1, dtype="int16"))
+        return self._resampler[1].resample_chunk(samples)
 
     def _feed_far(self) -> None:
         """One 10 ms frame of the far end for each frame of the microphone (silence when the
@@ -118,7 +112,7 @@ class EchoCanceller:
         self._apm.process_reverse_stream(self._frame_type(far.tobytes(), self.rate, 1, self._frame))
 
 
-def _load_apm(noise_suppression: bool):
+def _load_apm():
     try:
         from livekit.rtc import AudioFrame, AudioProcessingModule
     except ImportError as exc:
@@ -126,7 +120,5 @@ def _load_apm(noise_suppression: bool):
             f"the echo canceller needs the livekit package ({exc}): install the doll's extra "
             "(`pip install 'chachaping[device]'`), or set loop.barge_in.by: button"
         ) from None
-    apm = AudioProcessingModule(
-        echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True
-    )
+    apm = AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
     return apm, AudioFrame
