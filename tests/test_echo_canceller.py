@@ -160,3 +160,13 @@ def test_silero_on_her_real_voice_stops_him_early_in_her_first_words(her_voice) 
     assert fired_at is not None
     assert fired_at - first_sound <= 0.3
     assert detector.began_s is not None and detector.began_s <= fired_at
+
+
+def test_without_livekit_the_canceller_says_how_to_fix_it(monkeypatch) -> None:
+    import sys
+
+    from device.errors import AudioDeviceError
+
+    monkeypatch.setitem(sys.modules, "livekit.rtc", None)  # the import fails as if not installed
+    with pytest.raises(AudioDeviceError, match=r"needs the livekit package .*loop\.barge_in\.by: button"):
+        EchoCanceller(ScriptedSpeaker(), RATE)
