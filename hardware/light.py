@@ -8,6 +8,7 @@ RGB LED a colour:
 state         pattern                                     RGB colour
 ============  ==========================================  ===================
 IDLE          slow dim breathing, 3 s period (3 %..35 %)  soft pink-white
+WAITING       slow breathing, 5 s period (10 %..60 %)     soft green
 LISTENING     solid on, full                              green
 THINKING      blinking at 4 Hz (125 ms on, 125 ms off)    blue
 SPEAKING      pulsing, 1 s period (20 %..100 %)           pink
@@ -103,6 +104,7 @@ def _blinks(timings: tuple[float, ...], colour: Colour) -> Pattern:
 
 PATTERNS: dict[str, Pattern] = {
     "idle": _breathe(0.03, 0.35, 3.0, (1.0, 0.55, 0.65)),
+    "waiting": _breathe(0.1, 0.6, 5.0, (0.4, 1.0, 0.5)),
     "listening": _steady(1.0, (0.0, 1.0, 0.0)),
     "thinking": _blinks((0.125, 0.125), (0.0, 0.35, 1.0)),
     "speaking": _breathe(0.2, 1.0, 1.0, (1.0, 0.2, 0.6)),

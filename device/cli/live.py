@@ -25,6 +25,7 @@ _BUTTON_SECONDS = 10.0
 _MIC_SECONDS = 3.0
 _STATE_WORDS = {
     "idle": "waiting for the button (slow dim breathing)",
+    "waiting": "listening for her wake phrase, on the doll (slow brighter breathing)",
     "listening": "she is speaking (solid on)",
     "thinking": "waiting for the answer (fast blinking)",
     "speaking": "차차 is answering (pulsing)",
@@ -83,6 +84,7 @@ def run(args: Namespace, config) -> int:
                 mute_file=config.server.data_dir / STATE_FILE,
             ),
             canceller=_echo_canceller(config, speaker),
+            wake=_wake_templates(config),
         )
         asyncio.run(_until_signal(doll))
     return 0
@@ -101,6 +103,23 @@ def _echo_canceller(config, speaker):
     except AudioDeviceError as exc:
         _LOGGER.error("%s; until then only the button stops him", exc)
         return None
+
+
+def _wake_templates(config):
+    """Her enrolled wake phrase when ``loop.wake.enabled``; None (the button alone starts a turn)
+    when it is off or not enrolled, which is said."""
+    from device.cli.wake import wake_dir
+    from device.doll.wake import Enrolment, WakeEnrolmentError
+
+    if not config.loop.wake.enabled:
+        return None
+    try:
+        enrolment = Enrolment.load(wake_dir(config))
+    except WakeEnrolmentError as exc:
+        _LOGGER.error("%s; until then only the button starts a turn", exc)
+        return None
+    _LOGGER.info("listening for the wake phrase %r (%d recordings)", enrolment.phrase, len(enrolment.clips))
+    return enrolment.templates()
 
 
 async def _until_signal(doll) -> None:

@@ -40,7 +40,19 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from device.cli import admin, bench, conversation, doctor, live, memory, server, speech, telegram, voice
+    from device.cli import (
+        admin,
+        bench,
+        conversation,
+        doctor,
+        live,
+        memory,
+        server,
+        speech,
+        telegram,
+        voice,
+        wake,
+    )
 
     parser = argparse.ArgumentParser(
         prog="chacha", description="차차핑: a talking doll that answers in Korean as 차차."
@@ -108,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(bench_parsers)
     bench.register_endpoint(bench_parsers)
     bench.register_echo(bench_parsers)
+
+    wake.register(sub)
 
     p = sub.add_parser("doctor", help="check models, config, server, token and disk; say how to fix")
     p.add_argument(

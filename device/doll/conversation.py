@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,6 +40,22 @@ ECHO_GUARD_S = 0.15
 last block still sounds, and the room's echo of it dies away, before the microphone is heard."""
 
 _FAILURE_SHOW_S = 2.0  # how long an unexpected failure keeps the light on ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """How a turn begins to hear her: ``message`` for the light's log line; ``earcon``: the
+    ``listening`` earcon first; ``button``: the button is held and its release ends it (else her
+    silence does); ``window_s``: she must begin within this long (None: no limit); ``ears``: the
+    microphone's listener, already open (her words are in it), with ``first``, her blocks already
+    heard (else a listener opens once the earcon, or the echo guard, is over)."""
+
+    message: str
+    earcon: bool = False
+    button: bool = False
+    window_s: float | None = None
+    ears: Listener | None = None
+    first: tuple[np.ndarray, ...] = ()
 
 
 def is_goodbye(text: str, goodbyes: Iterable[str]) -> bool:
@@ -71,34 +88,51 @@ class Conversation:
         self._options = options
         self._last_backend = last_backend
         self.mute = MuteSwitch(options.mute_file)
+        self.waits_for_wake = False
+        """Set (by the doll) while it listens for her wake phrase between turns."""
         self.on_voice: Callable[[Listener, list[np.ndarray]], None] | None = None
         """Set (by the doll) when her voice may stop him: called with the microphone's listener
         and her first blocks once she has begun talking over him."""
 
     @property
     def at_rest(self) -> DollState:
-        """What the light shows between turns: IDLE, or MUTED while the doll does not listen by itself."""
-        return DollState.MUTED if self.mute.muted else DollState.IDLE
+        """What the light shows between turns: IDLE; WAITING while it listens for her wake phrase;
+        MUTED while it does not listen by itself."""
+        if self.mute.muted:
+            return DollState.MUTED
+        return DollState.WAITING if self.waits_for_wake else DollState.IDLE
 
     async def talk(self, turn: Turn) -> bool:
         """A press: listen while the button is held (or until she stops), answer. Returns whether
         the doll should keep listening for her next words (:meth:`follow_up`)."""
-        return await self._turn(turn, follow_up_s=None)
+        return await self._turn(turn, Opening("listening", earcon=True, button=True))
 
     async def barged_in(self, turn: Turn, ears: Listener, blocks: list[np.ndarray]) -> bool:
         """She talked over him: her turn, heard from ``blocks`` (her first words, already
         captured) on, through ``ears``, until she stops; answered as for a press."""
-        return await self._turn(turn, follow_up_s=None, began=(ears, blocks))
+        return await self._turn(
+            turn, Opening("listening: she talked over him", ears=ears, first=tuple(blocks))
+        )
+
+    async def woken(self, turn: Turn, ears: Listener) -> bool:
+        """She said the wake phrase: the ``listening`` earcon, and her words through ``ears``
+        (open since the phrase ended, so nothing she says over the earcon is lost), until she
+        stops; nothing if she does not begin within ``loop.wake.listen_s``."""
+        window_s = self._options.settings.wake.listen_s
+        return await self._turn(
+            turn, Opening("listening: she said the wake phrase", earcon=True, window_s=window_s, ears=ears)
+        )
 
     async def follow_up(self, turn: Turn) -> bool:
         """After his reply, no press: listen for ``loop.follow_up_s`` seconds with the light on;
         if she speaks, answer as for a press; if not, the conversation is over."""
-        return await self._turn(turn, follow_up_s=self._options.settings.follow_up_s)
+        window_s = self._options.settings.follow_up_s
+        return await self._turn(
+            turn, Opening(f"listening for her next words ({window_s:g} s)", window_s=window_s)
+        )
 
-    async def _turn(
-        self, turn: Turn, follow_up_s: float | None, began: tuple[Listener, list[np.ndarray]] | None = None
-    ) -> bool:
-        heard = await self._listen(turn, follow_up_s, began)
+    async def _turn(self, turn: Turn, opening: Opening) -> bool:
+        heard = await self._listen(turn, opening)
         if heard is None:
             return False
         draft, final = heard
@@ -115,7 +149,7 @@ class Conversation:
             await self._say(turn, self._voice.lines["nothing"], "speaking: asking her to say it again")
             # She is asked to say it again: listen for it, once (noise heard in a window must not
             # keep him asking).
-            return follow_up_s is None and not self.mute.muted
+            return opening.window_s is None and not self.mute.muted
         return await self._answer(turn, transcript.text, None)
 
     async def _audio_mode(self, turn: Turn) -> bool:
@@ -187,57 +221,51 @@ class Conversation:
         _LOGGER.debug("heard: %s", transcript.text or "(nothing readable)")
 
     async def _listen(
-        self,
-        turn: Turn,
-        follow_up_s: float | None,
-        began: tuple[Listener, list[np.ndarray]] | None = None,
+        self, turn: Turn, opening: Opening
     ) -> tuple[Transcript, Future[Transcript] | None] | None:
-        """Her words: while the button is held, in the window after his reply (``follow_up_s``),
-        or from where she talked over him (``began``); the last two ended by her silence; None
-        when she said nothing (or too little to answer)."""
+        """Her words, heard as ``opening`` says; None when she said nothing (or too little to
+        answer)."""
         clock, settings = self._options.clock, self._options.settings
-        if began is not None:
-            self._show.show(DollState.LISTENING, "listening: she talked over him")
-        elif follow_up_s is None:
-            self._show.show(DollState.LISTENING, "listening")
-        else:
-            self._show.show(DollState.LISTENING, f"listening for her next words ({follow_up_s:g} s)")
-        hearing = turn.hearing = self._ears.hearing(lead_s=follow_up_s or 0.0)
+        self._show.show(DollState.LISTENING, opening.message)
+        window_s = opening.window_s
+        hearing = turn.hearing = self._ears.hearing(lead_s=window_s or 0.0)
         if self._options.send_audio == "auto":
             turn.health = asyncio.ensure_future(self._server.client.health())
             turn.health.add_done_callback(quietly)
+        ears, chime = opening.ears, None
         try:
             await self._ears.on_stt(hearing.open)
-            if began is not None:  # no earcon: she is talking
-                ears, first = began
-                ended = await self._ears.on_stt(hearing.hear, first)
-            elif follow_up_s is None:
+            ended = await self._ears.on_stt(hearing.hear, list(opening.first)) if opening.first else None
+            if ears is not None:
+                if opening.earcon:  # played while her words go on being captured
+                    chime = asyncio.ensure_future(self._voice.earcon(turn, "listening"))
+            elif opening.earcon:
                 await self._voice.earcon(turn, "listening")
             else:  # no earcon: the "done" one has just played; its last block and echo die away
                 await clock.sleep_async(ECHO_GUARD_S)
-            if began is None:
-                ears, ended = self._ears.listen(), None  # her blocks from the end of the earcon on
+            ears = ears if ears is not None else self._ears.listen()  # her blocks from here on
             with ears as turn.ears:
                 if ended is not None:
                     reason = ended.reason
-                elif follow_up_s is None and began is None:
+                elif opening.button:
                     reason = await self._ears.hear(hearing, turn.ears, lambda: turn.released)
                 else:  # no button is held: her silence ends it (or the window's end)
-                    reason = await self._ears.hear(
-                        hearing, turn.ears, lambda: False, start_within_s=follow_up_s
-                    )
+                    reason = await self._ears.hear(hearing, turn.ears, lambda: False, start_within_s=window_s)
         except BaseException:
-            if began is not None:
-                began[0].close()
+            if ears is not None:
+                ears.close()
             self._ears.later(hearing.cancel)
             raise
+        finally:
+            if chime is not None and not chime.done():
+                chime.cancel()
         detector = hearing.detector
         turn.stopped_at = turn.released_at if reason == "release" else clock.now()
         turn.marks["stopped"] = turn.stopped_at
         turn.note(listen_end=reason, pauses=hearing.pauses, resumptions=hearing.resumptions)
         if reason == "quiet":
             self._ears.later(hearing.cancel)
-            _LOGGER.info("she said nothing for %g s after his reply: the conversation is over", follow_up_s)
+            _LOGGER.info("she said nothing for %g s: the conversation is over", window_s)
             return None
         if detector.speech_s * 1000 < settings.min_speech_ms:
             self._ears.later(hearing.cancel)
@@ -317,7 +345,7 @@ class Conversation:
         detector = self._ears.barge_in()
         ears = self._ears.listen()
         try:
-            await self._ears.until_she_speaks(ears, detector)
+            await self._ears.until_heard(ears, detector)
         except BaseException:
             ears.close()
             raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -30,6 +30,7 @@ from device.doll.vad import (
     VoiceActivity,
     create_vad,
 )
+from device.doll.wake import WakeDetector
 from device.stt.transcript import Transcript
 from hardware.clock import Clock, deadline
 
@@ -103,14 +104,20 @@ class Ears:
         """A detector of her voice over his (``loop.barge_in``), on the loaded VAD."""
         return VoiceBargeIn(self._vad, self._mic.sample_rate, self._settings.barge_in)
 
-    async def until_she_speaks(self, ears: Listener, detector: VoiceBargeIn) -> None:
-        """Feed ``ears`` to ``detector`` (on the STT thread) until she has begun talking."""
+    def wake(self, templates: Sequence[np.ndarray]) -> WakeDetector:
+        """A detector of her wake phrase (``loop.wake``) from her enrolled ``templates``, with the
+        loaded VAD to check that what matched is speech."""
+        return WakeDetector(templates, self._settings.wake.threshold, speech=self._vad)
+
+    async def until_heard(self, ears: Listener, detector: VoiceBargeIn | WakeDetector):
+        """Feed ``ears`` to ``detector`` (on the STT thread) from a fresh start until it hears what
+        it listens for (she has begun talking over him; her wake phrase); returns what it said."""
         await self.on_stt(detector.reset)
         while True:
             block = await ears.read()
             blocks = ([] if block is None else [block]) + ears.read_pending()
-            if blocks and await self.on_stt(detector.push, blocks):
-                return
+            if blocks and (heard := await self.on_stt(detector.push, blocks)):
+                return heard
 
     async def hear(
         self,

@@ -56,6 +56,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Sequence
+
+import numpy as np
 
 from device.doll.conversation import Conversation
 from device.doll.hearing import Ears
@@ -105,6 +108,7 @@ class Doll:
         button: Button,
         options: DollOptions | None = None,
         canceller: EchoCanceller | None = None,
+        wake: Sequence[np.ndarray] | None = None,
     ) -> None:
         self._options = options = options or DollOptions()
         clock, settings = options.clock, options.settings
@@ -136,6 +140,13 @@ class Doll:
             else:
                 mic.clean_with(canceller)
                 self._talk.on_voice = lambda ears, blocks: self._barged(ears, blocks)
+        self._wake = wake if settings.wake.enabled else None
+        if settings.wake.enabled and not wake:
+            _LOGGER.warning(
+                "loop.wake.enabled, but no wake phrase is enrolled: only the button starts a turn"
+            )
+            self._wake = None
+        self._waiting: asyncio.Task | None = None
         self._button = button
         self.ready = asyncio.Event()
         """Set once the doll runs: listening for the button, or showing ERROR while it tries a
@@ -201,7 +212,7 @@ class Doll:
             self._unwire_button()
             tasks = [
                 t
-                for t in (self._turns.task, *background, *self._server.close())
+                for t in (self._turns.task, self._waiting, *background, *self._server.close())
                 if t is not None and not t.done()
             ]
             for task in tasks:
@@ -249,8 +260,12 @@ class Doll:
             self._button.on_press = lambda: self._hand_over(self._pressed)
             self._button.on_release = lambda held_s: self._hand_over(self._released)
             self._button.on_long_press = lambda: self._hand_over(self._long_pressed)
+            self._wait_for_wake()
             rest = self._talk.at_rest
-            self._show.show(rest, f"{rest.value}: ready, press the button to talk")
+            hint = (
+                "say the wake phrase or press the button" if rest is DollState.WAITING else "press the button"
+            )
+            self._show.show(rest, f"{rest.value}: ready, {hint} to talk")
             self.ready.set()
             return True
         return False
@@ -323,6 +338,34 @@ class Doll:
             lambda turn: self._talk.barged_in(turn, ears, blocks), self._options.clock.now(), hands_free=True
         )
 
+    def _wait_for_wake(self) -> None:
+        """Between turns, unless muted: listen on the doll for her wake phrase (``loop.wake``)."""
+        waiting = self._wake is not None and not self._talk.mute.muted and not self._closing
+        self._talk.waits_for_wake = waiting
+        if waiting and (self._waiting is None or self._waiting.done()) and not self._turns.busy:
+            self._waiting = asyncio.create_task(self._until_woken(), name="chacha-wake")
+
+    def _stop_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and waiting is not asyncio.current_task():
+            waiting.cancel()
+
+    async def _until_woken(self) -> None:
+        """Feed the microphone to the wake detector until she says the phrase; then her turn,
+        heard through the same listener (nothing she says after the phrase is lost)."""
+        detector = self._ears.wake(self._wake)
+        ears = self._ears.listen()
+        try:
+            heard = await self._ears.until_heard(ears, detector)
+        except BaseException:
+            ears.close()
+            raise
+        if self._closing or self._turns.busy:
+            ears.close()
+            return
+        _LOGGER.info("heard the wake phrase (distance %.3f)", heard.distance)
+        self._begin(lambda turn: self._talk.woken(turn, ears), self._options.clock.now(), hands_free=True)
+
     def _interrupt(self, *, quiet: bool = False) -> None:
         """Drop the current turn now: silence, no more audio from it, its work cancelled."""
         turn = self._turns.drop()
@@ -333,6 +376,7 @@ class Doll:
             _LOGGER.info("interrupted while %s", self.state.value)
 
     def _begin(self, work, at: float, *, hands_free: bool = False) -> None:
+        self._stop_waiting()  # a turn has the microphone: the wake phrase is not listened for
         turn = self._turns.begin(at, lambda turn: self._guard(turn, work))
         turn.released = hands_free  # no button is held for a follow-up: a press starts a new turn
         self._voice.allow(turn)
@@ -360,6 +404,7 @@ class Doll:
             self._begin(self._talk.follow_up, self._options.clock.now(), hands_free=True)
             return
         self._voice.allow(None)
+        self._wait_for_wake()
         self._rest()
 
     def _last_backend(self) -> str | None:

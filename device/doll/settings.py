@@ -83,6 +83,31 @@ class BargeInSettings(BaseModel):
     )
 
 
+class WakeSettings(BaseModel):
+    """The wake phrase (``loop.wake``): she says it, and the doll listens with no press."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=False,
+        description="Listen, on the doll and nowhere else, for her enrolled wake phrase while it "
+        'rests (`chacha wake enroll` first; docs/turn-taking.md, "The wake phrase").',
+    )
+    threshold: float = Field(
+        default=0.33,
+        gt=0.0,
+        lt=1.0,
+        description="How close the microphone must come to one of her recordings of the phrase: "
+        "lower wakes less often by mistake and misses more (cosine distance, 0..1).",
+    )
+    listen_s: float = Field(
+        default=5.0,
+        ge=1.0,
+        le=30.0,
+        description="After the phrase, how long the doll waits for her to begin talking (seconds).",
+    )
+
+
 class LoopSettings(BaseModel):
     """How the doll listens, decides she has finished, and copes with a missing server."""
 
@@ -199,6 +224,7 @@ class LoopSettings(BaseModel):
         "(spaces and punctuation aside), he answers and the doll does not keep listening.",
     )
     barge_in: BargeInSettings = Field(default_factory=BargeInSettings)
+    wake: WakeSettings = Field(default_factory=WakeSettings)
 
     @model_validator(mode="after")
     def _silences_in_order(self) -> LoopSettings:

@@ -11,6 +11,9 @@ class DollState(StrEnum):
 
     IDLE = "idle"
     """Waiting for the button: slow, dim breathing."""
+    WAITING = "waiting"
+    """Resting, and listening on the doll for her wake phrase only (``loop.wake``): slow, brighter
+    breathing (green on an RGB light)."""
     LISTENING = "listening"
     """The button is held and she is speaking: solid on."""
     THINKING = "thinking"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,7 @@ class Rig:
     ``echo`` puts the card in a simulated room: the doll hears its own speaker.
     ``cancel_echo`` gives the doll the echo canceller (and, with ``loop.barge_in.by: voice``,
     the default, her voice stops him).
+    ``wake``: her enrolled wake phrase (templates), listened for when ``loop.wake.enabled``.
     ``follow_up_s`` (``loop.follow_up_s``, default 0 here) is the listening window after each
     reply: the tests of push-to-talk see a doll that rests after its reply; those of the
     follow-up ask for one.
@@ -60,6 +61,7 @@ class Rig:
         mute_file: Path | None = None,
         echo: EchoPath | None = None,
         cancel_echo: bool = False,
+        wake: Sequence[np.ndarray] | None = None,
     ) -> None:
         settings = (settings or LoopSettings()).model_copy(update={"follow_up_s": follow_up_s})
         self.clock = clock if clock is not None else SimulatedClock()
@@ -82,6 +84,7 @@ class Rig:
                 settings=settings, send_audio=send_audio, clock=self.clock, mute_file=mute_file
             ),
             canceller=EchoCanceller(self.speaker, self.mic.sample_rate) if cancel_echo else None,
+            wake=wake,
         )
         self.task: asyncio.Task | None = None
         self._stop_when: Callable[[], bool] | None = None

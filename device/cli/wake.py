@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`chacha wake enroll|check`: her wake phrase, enrolled from her own recordings and checked.
+
+The recordings are kept in ``server.data_dir``/wake on the doll (``chacha run`` reads them when
+``loop.wake.enabled`` is true). See :mod:`device.doll.wake` for how they are matched.
+"""
+
+from __future__ import annotations
+
+import logging
+from argparse import Namespace
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+_LONGEST_FILE_S = 60.0  # `check` reads recordings up to this long; `enroll` far less
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "wake",
+        help="her wake phrase: `wake enroll FILE...` (3 to 10 recordings), `wake check FILE...`",
+    )
+    wake_parsers = p.add_subparsers(dest="wake", required=True, metavar="WHAT")
+    e = wake_parsers.add_parser(
+        "enroll",
+        help="keep 3 to 10 recordings of her saying the phrase (each alone, WAV/FLAC/OGG) "
+        "as the doll's wake phrase",
+    )
+    e.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    e.add_argument("--phrase", default="차차야", help="what the recordings say (default 차차야)")
+    e.set_defaults(func=enroll)
+    c = wake_parsers.add_parser(
+        "check", help="would these recordings wake the doll? (the phrase should; other speech should not)"
+    )
+    c.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    c.set_defaults(func=check)
+
+
+def wake_dir(config) -> Path:
+    from device.doll.wake import WAKE_DIR
+
+    return config.server.data_dir / WAKE_DIR
+
+
+def enroll(args: Namespace, config) -> int:
+    from device.cli.errors import CommandError
+    from device.doll.wake import Enrolment, WakeEnrolmentError, leave_one_out, prepare_clips
+
+    recordings = [(str(path), _read(path, max_s=_LONGEST_FILE_S)) for path in args.files]
+    try:
+        clips = prepare_clips(recordings)
+    except WakeEnrolmentError as exc:
+        raise CommandError(f"{exc} (nothing was changed)") from None
+    threshold = config.loop.wake.threshold
+    distances = leave_one_out(clips, threshold)
+    folder = wake_dir(config)
+    Enrolment(folder, args.phrase, tuple(clips)).save()
+    print(f"Enrolled {len(clips)} recordings of {args.phrase!r} in {folder}.")
+    print(f"Each, against the others (distance; it wakes below loop.wake.threshold = {threshold:g}):")
+    for (name, _), clip, distance in zip(recordings, clips, distances, strict=True):
+        verdict = (
+            "ok" if distance < threshold else "would NOT wake: say it again the way she says it to the doll"
+        )
+        print(f"  {name}: {len(clip) / 16000:.2f} s, {distance:.3f}  {verdict}")
+    missed = sum(d >= threshold for d in distances)
+    if missed:
+        print(f"{missed} of {len(clips)} did not match the others: enrol again with recordings said alike.")
+    if not config.loop.wake.enabled:
+        print("The wake phrase is off: set loop.wake.enabled: true and restart `chacha run` to use it.")
+    else:
+        print("Restart the doll (`systemctl restart chacha-doll`) to use these recordings.")
+    return 0
+
+
+def check(args: Namespace, config) -> int:
+    from device.cli.errors import CommandError
+    from device.doll.vad import create_vad
+    from device.doll.wake import RATE, Enrolment, WakeDetector, WakeEnrolmentError
+
+    try:
+        enrolment = Enrolment.load(wake_dir(config))
+    except WakeEnrolmentError as exc:
+        raise CommandError(str(exc)) from None
+    templates = enrolment.templates()
+    threshold = config.loop.wake.threshold
+    vad = create_vad(config.loop, RATE)
+    print(f"Wake phrase {enrolment.phrase!r}, {len(templates)} recordings, threshold {threshold:g}:")
+    for path in args.files:
+        samples = _read(path, max_s=_LONGEST_FILE_S)
+        detector = WakeDetector(templates, threshold, speech=vad)
+        woke = []
+        block = RATE * 30 // 1000
+        for start in range(0, len(samples), block):
+            heard = detector.push([samples[start : start + block]])
+            if heard is not None:
+                woke.append(heard.at_s)
+        where = ", ".join(f"{at:.2f} s" for at in woke)
+        verdict = f"wakes at {where}" if woke else "does not wake"
+        print(f"  {path}: {verdict} (closest {detector.best:.3f})")
+    return 0
+
+
+def _read(path: Path, *, max_s: float):
+    from device.audio import load_audio
+
+    return load_audio(path, sample_rate=16000, max_s=max_s)
