@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,42 @@ def test_echo_bench_tunes_on_one_set_and_reports_on_the_other(tmp_path):
     assert shipped["interruptions"] == 2 * 3 and shipped["his_speech_min"] == 0.4
     assert held_out["without_canceller_self_interruptions_per_10_min"] > 100, "his own voice, uncancelled"
     assert 0 < report["cost_pct_of_one_core"]["canceller"] < 50
+
+
+def test_wake_bench_on_the_samples_and_its_corpus_errors(tmp_path):
+    """`chacha bench wake` with no corpus: 빅스비 enrolled from one real recording and heard in
+    the other, the other samples streamed as speech without it; a bad manifest is one line."""
+    out = tmp_path / "wake.json"
+    result = chacha("bench", "wake", "--output", str(out), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "this shows the bench runs, not how well the method works" in result.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    held_out = report["held_out"]
+    assert held_out["tests"] == 1 and held_out["detected"] == 1 and held_out["false_wakes"] == 0
+    assert 10 < held_out["hours"] * 3600 < 12  # the three other samples, 11.3 s
+    assert 0 < report["cpu_share_median"] < 0.5
+    broken = tmp_path / "corpus.json"
+    broken.write_text('{"phrases": {"차차야": {"positives": [{"path": "a.wav"}]}}}', encoding="utf-8")
+    result = chacha("bench", "wake", "--corpus", str(broken), cwd=ROOT)
+    assert result.returncode != 0 and "is not a wake corpus manifest" in result.stderr
+    result = chacha("bench", "wake", "--enrol", "0", cwd=ROOT)
+    assert result.returncode != 0 and "--enrol 0: give 1 to 10" in result.stderr
+
+
+def test_wake_bench_counts_a_wake_once_and_tunes_within_the_false_wake_target():
+    from device.bench.wake import GRID, Occurrence, _events, _score, choose
+
+    frames_per_s = 100
+    trace = [(0.5, True)] * (10 * frames_per_s)
+    for at in (200, 205, 260, 500):  # 2.0 s, 2.05 s (its own tail), 2.6 s, 5.0 s
+        trace[at] = (0.25, True)
+    trace[700] = (0.1, False)  # close, but not speech
+    assert _events(trace, 0.3) == [2.01, 5.01]
+    occurrence = Occurrence(Path("x.wav"), "a", "r", 1.5, 2.0)
+    hour = [(0.5, True)] * 100 + [(0.3, True)]  # one near miss in the phrase-free stream
+    measured = [{"positives": [(occurrence, trace)], "negatives": hour, "negatives_s": 3600.0}]
+    scored = _score(measured, 0.3)
+    assert scored["detected"] == 1 and scored["wakes_elsewhere_in_her_sentences"] == 1
+    assert scored["false_wakes"] == 0
+    threshold, grid = choose(measured)
+    assert threshold == 0.30 and len(grid) == len(GRID)  # 0.31 would wake on the near miss

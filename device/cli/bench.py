@@ -351,6 +351,50 @@ def bench_echo(args: Namespace, config: ChachaConfig) -> int:
     return 0
 
 
+def bench_wake(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.wake import load_corpus, run, samples_corpus, table
+    from device.cli.errors import CommandError
+
+    if not 1 <= args.enrol <= 10:
+        raise CommandError(f"--enrol {args.enrol}: give 1 to 10 recordings")
+    if args.cores:
+        pin_cores(args.cores)
+    try:
+        if args.corpus is None:
+            print(
+                "No --corpus: the repository's samples (one phrase said twice): this shows the bench runs, "
+                'not how well the method works (docs/benchmarks.md, "Wake phrase").'
+            )
+            report = run(samples_corpus(), enrol=1, threshold=args.threshold)
+        else:
+            report = run(load_corpus(args.corpus), enrol=args.enrol, threshold=args.threshold)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"wake bench: {exc}") from None
+    report["cores"] = args.cores
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(table(report))
+    return 0
+
+
+def register_wake(bench) -> None:
+    """Add `wake` to the `chacha bench` sub-commands."""
+    p = bench.add_parser(
+        "wake", help="the enrolled wake phrase on real speech: detection, false wakes per hour, cost"
+    )
+    p.add_argument(
+        "--corpus", type=Path, metavar="JSON", help="a corpus manifest (default: the repository's samples)"
+    )
+    p.add_argument(
+        "--enrol", type=int, default=3, help="recordings enrolled per speaker and phrase (default 3)"
+    )
+    p.add_argument("--threshold", type=float, help="report at this threshold instead of the tuned one")
+    p.add_argument("--cores", type=int, help="pin to N cores first (1 = a Pi-class budget)")
+    p.add_argument("--output", type=Path, metavar="JSON", help="write the results as JSON here")
+    p.set_defaults(func=bench_wake)
+
+
 def register_echo(bench) -> None:
     """Add `echo` to the `chacha bench` sub-commands."""
     p = bench.add_parser(

@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(bench_parsers)
     bench.register_endpoint(bench_parsers)
     bench.register_echo(bench_parsers)
+    bench.register_wake(bench_parsers)
 
     wake.register(sub)
 
