@@ -12,6 +12,7 @@ real server over loopback; every time is simulated.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,17 @@ def test_the_waiting_doll_sends_nothing_and_a_muted_one_does_not_wake(
     assert state is DollState.MUTED and turns == 0
     assert all(method == "GET" for method, _ in requests), requests
     assert _hers(server) == []
+
+
+def test_the_doctor_says_whether_the_wake_phrase_is_enrolled(tmp_path):
+    from device.cli.doctor import check_conversation
+    from device.config import load_config
+
+    config, _ = load_config(Path(_config(tmp_path, enabled=True)))
+    (check,) = check_conversation(config)
+    assert check.status == "FAIL" and "chacha wake enroll" in check.detail
+    clips = tuple(prepare_clips([(f"{i}.wav", _enrolled_bixby()) for i in range(3)]))
+    Enrolment(tmp_path / "data" / "wake", "빅스비", clips).save()
+    (check,) = check_conversation(config)
+    assert check.status == "OK" and "'빅스비', 3 recordings" in check.detail
+    assert check_conversation(load_config(Path(_config(tmp_path, enabled=False)))[0]) == []

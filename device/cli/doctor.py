@@ -115,6 +115,36 @@ def check_gpio(config: ChachaConfig) -> Check:
     )
 
 
+def check_conversation(config: ChachaConfig) -> list[Check]:
+    """The wake phrase and barge-in by voice, when the configuration turns them on."""
+    checks = []
+    wake = config.loop.wake
+    if wake.enabled:
+        from device.cli.wake import wake_dir
+        from device.doll.wake import Enrolment, WakeEnrolmentError
+
+        try:
+            enrolment = Enrolment.load(wake_dir(config))
+            checks.append(
+                _ok(
+                    "wake phrase",
+                    f"{enrolment.phrase!r}, {len(enrolment.clips)} recordings, threshold {wake.threshold:g}",
+                )
+            )
+        except WakeEnrolmentError as exc:
+            checks.append(_fail("wake phrase", f"{exc}; until then only the button starts a turn"))
+    if config.loop.barge_in.by == "voice":
+        from device.doll.echo import load_apm
+        from device.errors import AudioDeviceError
+
+        try:
+            load_apm()
+            checks.append(_ok("echo canceller", "WebRTC AEC3 (livekit): her voice can stop him"))
+        except AudioDeviceError as exc:
+            checks.append(_fail("echo canceller", str(exc)))
+    return checks
+
+
 def check_secrets(config: ChachaConfig) -> list[Check]:
     checks = []
     secrets = Secrets()
@@ -240,6 +270,7 @@ def run_checks(config: ChachaConfig, source: Path | None, *, measure_stt: bool =
     checks += _guard("speech synthesis", lambda: check_speech_synthesis(config))
     checks += _guard("audio", check_audio_devices)
     checks += _guard("GPIO", lambda: check_gpio(config))
+    checks += _guard("conversation", lambda: check_conversation(config))
     checks += check_secrets(config)
     checks += _guard("server", lambda: check_server(config))
     checks += _guard("disk", lambda: check_disk(config))

@@ -42,7 +42,7 @@ class EchoCanceller:
         self.rate = rate
         self._frame = rate * FRAME_MS // 1000
         self._speaker = speaker
-        self._apm, self._frame_type = _load_apm()
+        self._apm, self._frame_type = load_apm()
         self.restarts = 0  # fresh starts after a gap
         self._reference: Listener[Played] | None = None
         self._resampler = None  # (the speaker's rate, a soxr stream from it to ours)
@@ -87,7 +87,7 @@ class EchoCanceller:
         # where the old one, its alignment lost, sometimes did not within three.
         if len(self._far) > block_samples + round(_MAX_LEAD_S * self.rate):
             self._far = self._far[-block_samples:]
-            self._apm, self._frame_type = _load_apm()
+            self._apm, self._frame_type = load_apm()
             self.restarts += 1
 
     def _resample(self, played: Played) -> np.ndarray:
@@ -112,7 +112,9 @@ class EchoCanceller:
         self._apm.process_reverse_stream(self._frame_type(far.tobytes(), self.rate, 1, self._frame))
 
 
-def _load_apm():
+def load_apm():
+    """A fresh AEC3 (livekit's ``AudioProcessingModule``) and livekit's frame type; a missing
+    livekit is an AudioDeviceError that says how to install it or turn voice barge-in off."""
     try:
         from livekit.rtc import AudioFrame, AudioProcessingModule
     except ImportError as exc:
