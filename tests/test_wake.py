@@ -286,3 +286,32 @@ def test_the_doctor_says_whether_the_wake_phrase_is_enrolled(tmp_path):
     (check,) = check_conversation(config)
     assert check.status == "OK" and "'빅스비', 3 recordings" in check.detail
     assert check_conversation(load_config(Path(_config(tmp_path, enabled=False)))[0]) == []
+
+
+def test_chacha_wake_enroll_records_her_takes_from_the_doll_microphone(tmp_path, monkeypatch, capsys):
+    from fakes.sounddevice import FakeSoundDevice
+
+    from device import audio
+
+    card = FakeSoundDevice(input_speed=4.0)
+    monkeypatch.setattr(audio, "load_portaudio", lambda: card)
+    bixby = _read("ko-bixby.wav")
+    takes = []
+
+    def enter(prompt: str) -> str:  # she says it once the take starts
+        takes.append(prompt)
+        card.say(bixby)
+        return ""
+
+    monkeypatch.setattr("builtins.input", enter)
+    config = _config(tmp_path, enabled=True)
+    assert main(["--config", config, "--debug", "wake", "enroll", "--record", "3"]) == 0
+    out = capsys.readouterr().out
+    assert takes == [f"take {n} of 3: press Enter, then say it" for n in (1, 2, 3)]
+    assert "Enrolled 3 recordings of '차차야'" in out and "would NOT wake" not in out
+    clips = Enrolment.load(tmp_path / "data" / "wake").clips
+    assert all(1.0 < len(clip) / RATE < 2.0 for clip in clips), [len(c) / RATE for c in clips]
+    assert main(["--config", config, "wake", "enroll", "--record", "2"]) != 0
+    assert "--record 2: record 3 to 10 takes" in capsys.readouterr().err
+    assert main(["--config", config, "wake", "enroll"]) != 0
+    assert "FILE...) or --record N" in capsys.readouterr().err

@@ -209,16 +209,16 @@ def _test_button(config, seconds: float) -> None:
     print("done")
 
 
-async def _test_mic(config, seconds: float) -> None:
+async def capture(config, seconds: float, backend=None) -> np.ndarray:
+    """``seconds`` of the doll's microphone (``audio.input_device``, at ``audio.capture_rate``);
+    a card that gives nothing for 2 s is an AudioDeviceError that says what to check."""
     from device import audio
     from device.doll import audio_io
     from device.errors import AudioDeviceError
 
-    backend = audio.load_portaudio()
-    mic = audio_io.Microphone(config.audio, backend=backend)
+    mic = audio_io.Microphone(config.audio, backend=backend or audio.load_portaudio())
     wanted = round(seconds * mic.sample_rate)
     blocks: list[np.ndarray] = []
-    print(f"recording {seconds:g} s: say something", flush=True)
     ears = mic.listen()
     mic.start()
     try:
@@ -235,7 +235,15 @@ async def _test_mic(config, seconds: float) -> None:
                 got += len(block)
     finally:
         mic.stop()
-    samples = np.concatenate(blocks)[:wanted]
+    return np.concatenate(blocks)[:wanted]
+
+
+async def _test_mic(config, seconds: float) -> None:
+    from device import audio
+
+    backend = audio.load_portaudio()
+    print(f"recording {seconds:g} s: say something", flush=True)
+    samples = await capture(config, seconds, backend)
     peak, rms = audio.peak_dbfs(samples), audio.rms_dbfs(samples)
     print(f"level: peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS")
     if peak < -40:
@@ -243,7 +251,7 @@ async def _test_mic(config, seconds: float) -> None:
     elif peak > -1:
         print("that clips: lower the capture level (`alsamixer`, F4)")
     print("playing it back", flush=True)
-    await _play(config, backend, [(samples, mic.sample_rate)])
+    await _play(config, backend, [(samples, config.audio.capture_rate)])
 
 
 async def _test_speaker(config) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 _LOGGER = logging.getLogger(__name__)
 
 _LONGEST_FILE_S = 60.0  # `check` reads recordings up to this long; `enroll` far less
+RECORD_S = 2.5
+"""One take of `chacha wake enroll --record`: she says the phrase once inside it."""
 
 
 def register(sub) -> None:
@@ -27,7 +29,13 @@ def register(sub) -> None:
         help="keep 3 to 10 recordings of her saying the phrase (each alone, WAV/FLAC/OGG) "
         "as the doll's wake phrase",
     )
-    e.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    e.add_argument("files", type=Path, nargs="*", metavar="FILE")
+    e.add_argument(
+        "--record",
+        type=int,
+        metavar="N",
+        help=f"record N takes from the doll's microphone instead ({RECORD_S:g} s each, after Enter)",
+    )
     e.add_argument("--phrase", default="차차야", help="what the recordings say (default 차차야)")
     e.set_defaults(func=enroll)
     c = wake_parsers.add_parser(
@@ -47,7 +55,12 @@ def enroll(args: Namespace, config) -> int:
     from device.cli.errors import CommandError
     from device.doll.wake import Enrolment, WakeEnrolmentError, leave_one_out, prepare_clips
 
-    recordings = [(str(path), _read(path, max_s=_LONGEST_FILE_S)) for path in args.files]
+    if bool(args.files) == bool(args.record):
+        raise CommandError("give the recordings (FILE...) or --record N, one of the two")
+    if args.record:
+        recordings = _record(config, args.record)
+    else:
+        recordings = [(str(path), _read(path, max_s=_LONGEST_FILE_S)) for path in args.files]
     try:
         clips = prepare_clips(recordings)
     except WakeEnrolmentError as exc:
@@ -71,6 +84,34 @@ def enroll(args: Namespace, config) -> int:
     else:
         print("Restart the doll (`systemctl restart chacha-doll`) to use these recordings.")
     return 0
+
+
+def _record(config, takes: int, ask=None) -> list[tuple[str, object]]:
+    """``takes`` recordings of her saying the phrase, from the doll's microphone, at 16 kHz."""
+    import asyncio
+
+    import soxr
+
+    from device.cli.errors import CommandError
+    from device.cli.live import capture
+    from device.doll.wake import MAX_CLIPS, MIN_CLIPS, RATE
+
+    if not MIN_CLIPS <= takes <= MAX_CLIPS:
+        raise CommandError(f"--record {takes}: record {MIN_CLIPS} to {MAX_CLIPS} takes")
+    ask = ask or input
+    rate = config.audio.capture_rate
+    print(
+        f"{takes} takes of {RECORD_S:g} s. Hold the doll as she will, and say the phrase once in each take."
+    )
+    recordings = []
+    for number in range(1, takes + 1):
+        ask(f"take {number} of {takes}: press Enter, then say it")
+        print("  listening...", flush=True)
+        samples = asyncio.run(capture(config, RECORD_S))
+        if rate != RATE:
+            samples = soxr.resample(samples, rate, RATE).astype(samples.dtype)
+        recordings.append((f"take {number}", samples))
+    return recordings
 
 
 def check(args: Namespace, config) -> int:
