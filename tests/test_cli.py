@@ -310,6 +310,14 @@ def test_status_says_whether_the_doll_listens_by_itself(tmp_path):
     )  # as the doll keeps it
     muted = chacha("status", env_extra=env)
     assert "Doll:     muted: it listens only while the button is held" in muted.stdout
+    (tmp_path / "chachaping" / "doll.json").write_text('{"muted": false}', encoding="utf-8")
+    config = tmp_path / "chacha.yaml"
+    config.write_text("loop:\n  wake:\n    enabled: true\n", encoding="utf-8")
+    waking = chacha("--config", str(config), "status", env_extra=env)
+    assert (
+        "reply (loop.follow_up_s), and after her wake phrase (none enrolled: `chacha wake enroll`)"
+        in waking.stdout
+    ), waking.stdout
 
 
 def test_persona_set_show_and_reload(tmp_path):

@@ -41,10 +41,26 @@ def _doll_line(config: ChachaConfig) -> str:
 
     if read_muted(config.server.data_dir / STATE_FILE):
         return "muted: it listens only while the button is held (a long press unmutes it)"
+    heard = ["while the button is held"]
     if config.loop.follow_up_s > 0:
-        window = config.loop.follow_up_s
-        return f"listens while the button is held, and {window:g} s after each reply (loop.follow_up_s)"
-    return "listens while the button is held (loop.follow_up_s: 0)"
+        heard.append(f"{config.loop.follow_up_s:g} s after each reply (loop.follow_up_s)")
+    if config.loop.wake.enabled:
+        heard.append(f"after her wake phrase ({_wake_words(config)})")
+    if len(heard) == 1:
+        return "listens while the button is held (loop.follow_up_s: 0)"
+    return "listens " + ", ".join(heard[:-1]) + ", and " + heard[-1]
+
+
+def _wake_words(config: ChachaConfig) -> str:
+    """The enrolled wake phrase, as `chacha status` shows it; or what is wrong with it."""
+    from device.cli.wake import wake_dir
+    from device.doll.wake import Enrolment, WakeEnrolmentError
+
+    try:
+        enrolment = Enrolment.load(wake_dir(config))
+    except WakeEnrolmentError:
+        return "none enrolled: `chacha wake enroll`"
+    return f"{enrolment.phrase!r}, matched on the doll"
 
 
 def status(args: Namespace, config: ChachaConfig) -> int:
