@@ -315,3 +315,38 @@ def test_chacha_wake_enroll_records_her_takes_from_the_doll_microphone(tmp_path,
     assert "--record 2: record 3 to 10 takes" in capsys.readouterr().err
     assert main(["--config", config, "wake", "enroll"]) != 0
     assert "FILE...) or --record N" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # real Vosk
+def test_with_the_server_down_it_does_not_listen_for_the_phrase_until_the_server_is_back(
+    start_server, token, transcriber, engine, tmp_path
+):
+    """Nothing could answer her: the light shows ERROR, not that the doll listens, and the
+    microphone has no listener; when the health check finds the server, it waits again."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    servers = []
+    settings = LoopSettings(wake=WakeSettings(enabled=True), earcons=False, server_retry_initial_s=1.0)
+
+    async def scenario():
+        url = f"http://127.0.0.1:{port}"
+        async with Rig(
+            url, token, transcriber, engine, settings=settings, wake=[template(_enrolled_bixby())]
+        ) as rig:
+            await rig.until_state(DollState.ERROR, 10.0)
+            assert rig.mic.listeners == 0, "no wake listener while the server is down"
+            rig.say(_read("ko-bixby.wav"))
+            await rig.sleep(4.0)
+            assert rig.doll.turns == 0 and rig.doll.state is DollState.ERROR
+            servers.append(start_server(data_dir=tmp_path / "d", port=port))
+            await rig.until_state(DollState.WAITING, 30.0)
+            await rig.until(lambda: rig.mic.listeners == 1, "the wake listener", 2.0)
+
+    try:
+        run(scenario())
+    finally:
+        for server in servers:
+            server.stop()

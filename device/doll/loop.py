@@ -8,6 +8,9 @@ States are :class:`hardware.DollState`, and the status light shows each one::
       └──── drained ◄── SPEAKING ◄────────────────────────────────────────────┘
     ERROR: the server is unreachable (or a turn or a part failed); a background task asks its
            health with exponential backoff and the doll returns to IDLE by itself when it answers.
+    WAITING (instead of IDLE, with ``loop.wake.enabled`` and her phrase enrolled): it rests and
+           listens, on the doll, for her wake phrase; MUTED (``loop.long_press: mute``): it rests
+           and listens only while the button is held.
 
 The loop composes four parts, each in its own module with a narrow interface:
 
@@ -34,6 +37,12 @@ The loop composes four parts, each in its own module with a narrow interface:
 - **Press while THINKING or SPEAKING** interrupts: the speaker is silenced at once, the
   request and pending synthesis are cancelled, and a new turn starts listening. Audio plays
   only for the current turn, so nothing of the old reply can play afterwards.
+- **The wake phrase** (WAITING): a listener feeds the microphone to
+  :class:`~device.doll.wake.WakeDetector` on the STT thread. When her enrolled phrase matches,
+  a turn begins with no press: the ``listening`` earcon plays while the same listener goes on
+  capturing, so what she says right after the phrase is her turn, ended by her silence (or by
+  ``loop.wake.listen_s`` without speech). Any turn takes the microphone from the wake listener;
+  it listens again once the doll rests.
 - **Long press** (held ``hardware.hold_s`` while IDLE, or while listening before any speech
   was heard): ``loop.long_press: repeat`` says the last reply again (or that there is none
   yet); ``status`` says whether the server answers and which brain gave the last reply;
@@ -346,6 +355,7 @@ class Doll:
             self._waiting = asyncio.create_task(self._until_woken(), name="chacha-wake")
 
     def _stop_waiting(self) -> None:
+        self._talk.waits_for_wake = False
         waiting, self._waiting = self._waiting, None
         if waiting is not None and waiting is not asyncio.current_task():
             waiting.cancel()
@@ -404,14 +414,20 @@ class Doll:
             self._begin(self._talk.follow_up, self._options.clock.now(), hands_free=True)
             return
         self._voice.allow(None)
-        self._wait_for_wake()
         self._rest()
 
     def _last_backend(self) -> str | None:
         return next((r.backend for r in reversed(self.reports) if r.backend), None)
 
     def _rest(self) -> None:
-        self._show.show(DollState.ERROR if self.server_down else self._talk.at_rest)
+        """Between turns: the light, and the wake phrase listened for unless the server is down
+        (nothing could answer her; the light shows ERROR, not that the doll listens)."""
+        if self.server_down:
+            self._stop_waiting()
+            self._show.show(DollState.ERROR)
+            return
+        self._wait_for_wake()
+        self._show.show(self._talk.at_rest)
 
     # -- the server ---------------------------------------------------------------------
 
@@ -422,6 +438,7 @@ class Doll:
     async def _check_server_at_start(self) -> None:
         failure = await self._server.check()
         if failure is not None and not self._turns.busy:
+            self._stop_waiting()
             self._show.show(DollState.ERROR, f"error: {failure}; checking again in the background")
 
 
