@@ -75,6 +75,8 @@ $(UV): system-deps scripts/uv-requirements.txt
 		$(TOOLS)/bin/python -m pip install --disable-pip-version-check -q --require-hashes --no-deps \
 			-r scripts/uv-requirements.txt
 
+# WAKE_CORPUS=manifest.json: the wake phrase on a real-speech corpus (docs/benchmarks.md, "Wake
+# phrase"); without it, on the repository's samples only.
 bench: test-deps
 	$(BIN)/chacha bench stt samples --repeat 5 --output bench/results/stt-2cores.json
 	$(BIN)/chacha bench stt samples --repeat 5 --cores 1 --output bench/results/stt-1core.json
@@ -82,6 +84,7 @@ bench: test-deps
 	$(BIN)/chacha bench memory --cores 1 --output bench/results/memory.json
 	$(BIN)/chacha bench limits --output bench/results/limits.json
 	$(BIN)/chacha bench echo --cores 1 --output bench/results/echo.json
+	$(BIN)/chacha bench wake --cores 1 $(if $(WAKE_CORPUS),--corpus $(WAKE_CORPUS) --output bench/results/wake.json,--output bench/results/wake-samples.json)
 
 lint: test-deps
 	$(BIN)/ruff check .
