@@ -60,12 +60,7 @@ def _keywords_without_bixby() -> np.ndarray:
 
 
 def _wakes(detector: WakeDetector, samples: np.ndarray, block: int = 480) -> list[float]:
-    heard = []
-    for start in range(0, len(samples), block):
-        found = detector.push([samples[start : start + block]])
-        if found is not None:
-            heard.append(found.at_s)
-    return heard
+    return [heard.at_s for heard in detector.scan(samples, block)]
 
 
 @pytest.fixture(scope="module")

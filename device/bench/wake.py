@@ -36,7 +36,6 @@ import numpy as np
 
 from device.doll.wake import HOP, RATE, REFRACTORY_S, WakeDetector, template, trim
 
-BLOCK = RATE * 30 // 1000
 WINDOW_AFTER_S = 0.5
 """A wake up to this long after the phrase ended still counts as hearing it."""
 TARGET_FALSE_PER_HOUR = 0.5
@@ -144,15 +143,6 @@ def enrolments(corpus: Corpus, phrases: list[str], *, enrol: int) -> list[Enroll
     return found
 
 
-def _stream(detector: WakeDetector, samples: np.ndarray) -> list[float]:
-    woke = []
-    for start in range(0, len(samples), BLOCK):
-        heard = detector.push([samples[start : start + BLOCK]])
-        if heard is not None:
-            woke.append(heard.at_s)
-    return woke
-
-
 def _events(trace: list[tuple[float, bool]], threshold: float) -> list[float]:
     """Where (seconds) the detector would wake at ``threshold`` (its refractory time kept)."""
     events, quiet_until = [], -1.0
@@ -173,7 +163,7 @@ def _negatives_trace(enrolled: Enrolled, negatives: list[Path], make_vad) -> tup
         samples = _read(path)
         audio_s += len(samples) / RATE
         started = time.process_time()
-        _stream(detector, samples)
+        detector.scan(samples)
         cpu_s += time.process_time() - started
     return detector.trace, audio_s, cpu_s
 
@@ -183,7 +173,7 @@ def _positive_traces(enrolled: Enrolled, make_vad) -> list[tuple[Occurrence, lis
     for occurrence in enrolled.tests:
         detector = WakeDetector(enrolled.templates, 0.0, speech=make_vad())
         detector.trace = []
-        _stream(detector, _read(occurrence.path))
+        detector.scan(_read(occurrence.path))
         traces.append((occurrence, detector.trace))
     return traces
 

@@ -72,9 +72,7 @@ def bench_latency(args: Namespace, config: ChachaConfig) -> int:
         tokens_per_s=args.tokens_per_s,
     )
     report = {"cores": args.cores, "latency": results}
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, report, indent=2)
     for entry in results:
         m = entry["median_ms"]
         print(
@@ -133,9 +131,7 @@ def bench_memory(args: Namespace, config: ChachaConfig) -> int:
         report = run(sizes, recall_path=args.recall_set, split=args.split)
     except (OSError, ValueError) as exc:
         raise CommandError(f"memory bench: {exc}") from None
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, report, indent=2)
     print(json.dumps(report, ensure_ascii=False) if args.json else render(report))
     return 0
 
@@ -147,9 +143,7 @@ def bench_limits(args: Namespace, config: ChachaConfig) -> int:
 
     with tempfile.TemporaryDirectory(prefix="chacha-bench-limits-") as data_dir:
         report = run(Path(data_dir))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, report, indent=2)
     print(json.dumps(report, ensure_ascii=False) if args.json else render(report))
     return 0
 
@@ -240,9 +234,7 @@ def bench_stt(args: Namespace, config: ChachaConfig) -> int:
             for name, r in zip(engines, reports, strict=True)
         ],
     }
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, result, indent=2)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -285,9 +277,7 @@ def bench_endpoint(args: Namespace, config: ChachaConfig) -> int:
             raise CommandError(f"--variants {exc}") from None
         variants[name] = settings
     result = run(config, args.set_dir, variants, sample=args.sample)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_json(args.output, result, indent=1)
     print(table(result))
     print()
     print(targets_table(result["targets"]))
@@ -344,11 +334,17 @@ def bench_echo(args: Namespace, config: ChachaConfig) -> int:
     except (OSError, ValueError) as exc:
         raise CommandError(f"echo bench: {exc}") from None
     report["cores"] = args.cores
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_json(args.output, report, indent=1)
     print(table(report))
     return 0
+
+
+def write_json(path: Path | None, report: dict, *, indent: int = 1) -> None:
+    """Write a benchmark's results to ``path`` (its folder made), unless it is None."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=indent) + "\n", encoding="utf-8")
 
 
 def bench_wake(args: Namespace, config: ChachaConfig) -> int:
@@ -371,9 +367,7 @@ def bench_wake(args: Namespace, config: ChachaConfig) -> int:
     except (OSError, ValueError) as exc:
         raise CommandError(f"wake bench: {exc}") from None
     report["cores"] = args.cores
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_json(args.output, report, indent=1)
     print(table(report))
     return 0
 

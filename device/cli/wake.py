@@ -130,12 +130,7 @@ def check(args: Namespace, config) -> int:
     for path in args.files:
         samples = _read(path, max_s=_LONGEST_FILE_S)
         detector = WakeDetector(templates, threshold, speech=vad)
-        woke = []
-        block = RATE * 30 // 1000
-        for start in range(0, len(samples), block):
-            heard = detector.push([samples[start : start + block]])
-            if heard is not None:
-                woke.append(heard.at_s)
+        woke = [heard.at_s for heard in detector.scan(samples)]
         where = ", ".join(f"{at:.2f} s" for at in woke)
         verdict = f"wakes at {where}" if woke else "does not wake"
         print(f"  {path}: {verdict} (closest {detector.best:.3f})")

@@ -251,6 +251,15 @@ class WakeDetector:
                     heard = found
         return heard
 
+    def scan(self, samples: np.ndarray, block: int = RATE * 30 // 1000) -> list[WakeHeard]:
+        """A whole recording, in ``block``-sample pieces as a microphone gives it; every wake."""
+        heard = []
+        for start in range(0, len(samples), block):
+            found = self.push([samples[start : start + block]])
+            if found is not None:
+                heard.append(found)
+        return heard
+
     def _frame(self, row: np.ndarray, level: float, is_speech: bool) -> WakeHeard | None:
         self._frames += 1
         step = HOP / RATE
