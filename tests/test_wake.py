@@ -174,7 +174,10 @@ def test_chacha_wake_enroll_and_check(tmp_path, capsys):
     assert main(["--config", config, "wake", "enroll", "--phrase", "빅스비", *files]) == 0
     out = capsys.readouterr().out
     assert "Enrolled 3 recordings of '빅스비'" in out and "loop.wake.enabled: true" in out
-    assert "would NOT wake" not in out
+    # Each recording against the other two: the same take twice matches; the cut from another
+    # recording (0.32 from them) is flagged, as enrolment should flag a take said differently.
+    assert f"{files[0]}: 0.81 s, 0.3" in out and "would NOT wake" in out.split(files[0])[1].splitlines()[0]
+    assert out.count("  ok") == 2 and "1 of 3 did not match the others" in out
     manifest = json.loads((tmp_path / "data" / "wake" / "wake.json").read_text(encoding="utf-8"))
     assert manifest["phrase"] == "빅스비" and len(manifest["clips"]) == 3
     other = tmp_path / "sentence.wav"

@@ -94,7 +94,7 @@ class WakeSettings(BaseModel):
         'rests (`chacha wake enroll` first; docs/turn-taking.md, "The wake phrase").',
     )
     threshold: float = Field(
-        default=0.33,
+        default=0.25,
         gt=0.0,
         lt=1.0,
         description="How close the microphone must come to one of her recordings of the phrase: "
