@@ -21,6 +21,7 @@ from conftest import ROOT
 from fakes.rig import Rig, run
 from fakes.wiretap import Wiretap
 
+from device.bench.simulated_audio import EchoPath
 from device.cli.main import main
 from device.doll.settings import LoopSettings, WakeSettings
 from device.doll.states import DollState
@@ -138,13 +139,13 @@ def test_an_enrolment_is_kept_whole_and_a_broken_one_says_what_to_do(tmp_path):
     loaded = Enrolment.load(folder)
     assert loaded.phrase == "빅스비" and len(loaded.clips) == 3
     np.testing.assert_array_equal(loaded.clips[0], clips[0])
-    Enrolment(folder, "빅스비", clips[:2] + clips[:1]).save()
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "clip-01.wav",
-        "clip-02.wav",
-        "clip-03.wav",
-        "wake.json",
-    ]
+    first = sorted(p.name for p in folder.iterdir())
+    Enrolment(folder, "빅스비", clips[:2] + clips[:1]).save()  # enrolled again: the old clips go
+    again = sorted(p.name for p in folder.iterdir())
+    assert (
+        len(first) == len(again) == 4 and "wake.json" in again and not set(first) & set(again) - {"wake.json"}
+    )
+    np.testing.assert_array_equal(Enrolment.load(folder).clips[2], clips[0])
     (folder / "wake.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(WakeEnrolmentError, match="cannot be read .*enrol again"):
         Enrolment.load(folder)
@@ -205,13 +206,24 @@ def _hers(server) -> list[str]:
 
 
 @pytest.mark.slow  # real Vosk
-def test_she_says_the_phrase_and_then_talks_no_press(start_server, token, transcriber, engine, speech):
+@pytest.mark.parametrize("pause_s", [0.5, 1.5])  # in one breath; after waiting for the earcon
+def test_she_says_the_phrase_and_then_talks_no_press(
+    start_server, token, transcriber, engine, speech, pause_s
+):
+    """In a room where the doll hears its own earcon (as loud as it plays, reverberant)."""
     server = start_server()
-    said = np.concatenate([_read("ko-bixby.wav"), np.zeros(RATE // 2, np.int16), speech])
+    said = np.concatenate([_read("ko-bixby.wav"), np.zeros(int(pause_s * RATE), np.int16), speech])
+    room = EchoPath(delay_ms=40.0, gain_db=0.0, rt60_s=0.4, distortion=0.1)
 
     async def scenario():
         async with Rig(
-            server.url, token, transcriber, engine, settings=WAKE, wake=[template(_enrolled_bixby())]
+            server.url,
+            token,
+            transcriber,
+            engine,
+            settings=WAKE,
+            wake=[template(_enrolled_bixby())],
+            echo=room,
         ) as rig:
             assert rig.doll.state is DollState.WAITING, "the light says the doll listens for the phrase"
             await rig.sleep(1.0)
@@ -295,20 +307,29 @@ def test_chacha_wake_enroll_records_her_takes_from_the_doll_microphone(tmp_path,
     monkeypatch.setattr(audio, "load_portaudio", lambda: card)
     bixby = _read("ko-bixby.wav")
     takes = []
+    said = iter([None, bixby, bixby, bixby])  # she stays silent in the first take
 
     def enter(prompt: str) -> str:  # she says it once the take starts
         takes.append(prompt)
-        card.say(bixby)
+        if (samples := next(said)) is not None:
+            card.say(samples)
         return ""
 
     monkeypatch.setattr("builtins.input", enter)
     config = _config(tmp_path, enabled=True)
     assert main(["--config", config, "--debug", "wake", "enroll", "--record", "3"]) == 0
     out = capsys.readouterr().out
-    assert takes == [f"take {n} of 3: press Enter, then say it" for n in (1, 2, 3)]
+    assert takes == [f"take {n} of 3: press Enter, then say it" for n in (1, 1, 2, 3)], (
+        "the silent take again"
+    )
+    assert "take 1: no phrase heard in it (silent or too short); once more:" in out
     assert "Enrolled 3 recordings of '차차야'" in out and "would NOT wake" not in out
     clips = Enrolment.load(tmp_path / "data" / "wake").clips
     assert all(1.0 < len(clip) / RATE < 2.0 for clip in clips), [len(c) / RATE for c in clips]
+    said = iter([None] * 3)
+    assert main(["--config", config, "wake", "enroll", "--record", "3"]) != 0  # a microphone gone quiet
+    assert "3 times: check the microphone with `chacha test mic`" in capsys.readouterr().err
+    assert len(Enrolment.load(tmp_path / "data" / "wake").clips) == 3, "the enrolment kept"
     assert main(["--config", config, "wake", "enroll", "--record", "2"]) != 0
     assert "--record 2: record 3 to 10 takes" in capsys.readouterr().err
     assert main(["--config", config, "wake", "enroll"]) != 0
@@ -348,3 +369,29 @@ def test_with_the_server_down_it_does_not_listen_for_the_phrase_until_the_server
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.slow  # real Vosk
+def test_a_wake_detector_that_breaks_is_logged_and_the_light_stops_saying_it_listens(
+    start_server, token, transcriber, engine, monkeypatch, caplog
+):
+    from device.doll.wake import WakeDetector
+
+    def broken(self, blocks):
+        raise RuntimeError("a bug in the detector")
+
+    monkeypatch.setattr(WakeDetector, "push", broken)
+    server = start_server()
+
+    async def scenario():
+        async with Rig(
+            server.url, token, transcriber, engine, settings=WAKE, wake=[template(_enrolled_bixby())]
+        ) as rig:
+            await rig.until_state(DollState.IDLE, 5.0)
+            await rig.sleep(1.0)
+            return rig.mic.listeners, rig.doll.state
+
+    listeners, state = run(scenario())
+    assert listeners == 0 and state is DollState.IDLE
+    assert "listening for the wake phrase failed; the button still works" in caplog.text
+    assert "a bug in the detector" in caplog.text

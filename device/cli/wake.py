@@ -15,6 +15,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _LONGEST_FILE_S = 60.0  # `check` reads recordings up to this long; `enroll` far less
 RECORD_S = 2.5
+_TRIES_PER_TAKE = 3
 """One take of `chacha wake enroll --record`: she says the phrase once inside it."""
 
 
@@ -53,7 +54,7 @@ def wake_dir(config) -> Path:
 
 def enroll(args: Namespace, config) -> int:
     from device.cli.errors import CommandError
-    from device.doll.wake import Enrolment, WakeEnrolmentError, leave_one_out, prepare_clips
+    from device.doll.wake import RATE, Enrolment, WakeEnrolmentError, leave_one_out, prepare_clips
 
     if bool(args.files) == bool(args.record):
         raise CommandError("give the recordings (FILE...) or --record N, one of the two")
@@ -75,14 +76,14 @@ def enroll(args: Namespace, config) -> int:
         verdict = (
             "ok" if distance < threshold else "would NOT wake: say it again the way she says it to the doll"
         )
-        print(f"  {name}: {len(clip) / 16000:.2f} s, {distance:.3f}  {verdict}")
+        print(f"  {name}: {len(clip) / RATE:.2f} s, {distance:.3f}  {verdict}")
     missed = sum(d >= threshold for d in distances)
     if missed:
         print(f"{missed} of {len(clips)} did not match the others: enrol again with recordings said alike.")
     if not config.loop.wake.enabled:
         print("The wake phrase is off: set loop.wake.enabled: true and restart `chacha run` to use it.")
     else:
-        print("Restart the doll (`systemctl restart chacha-doll`) to use these recordings.")
+        print("Restart the doll (`sudo systemctl restart chachaping-doll`) to use these recordings.")
     return 0
 
 
@@ -94,23 +95,39 @@ def _record(config, takes: int, ask=None) -> list[tuple[str, object]]:
 
     from device.cli.errors import CommandError
     from device.cli.live import capture
-    from device.doll.wake import MAX_CLIPS, MIN_CLIPS, RATE
+    from device.doll.wake import MAX_CLIPS, MIN_CLIPS, RATE, WakeEnrolmentError, prepare_clip
 
     if not MIN_CLIPS <= takes <= MAX_CLIPS:
         raise CommandError(f"--record {takes}: record {MIN_CLIPS} to {MAX_CLIPS} takes")
     ask = ask or input
     rate = config.audio.capture_rate
     print(
-        f"{takes} takes of {RECORD_S:g} s. Hold the doll as she will, and say the phrase once in each take."
+        f"{takes} takes of {RECORD_S:g} s. Hold the doll as she will, and say the phrase once in each "
+        "take. (The doll's own service holds the microphone: stop it first, "
+        "`sudo systemctl stop chachaping-doll`.)"
     )
     recordings = []
-    for number in range(1, takes + 1):
+    number, failed = 1, 0
+    while number <= takes:
         ask(f"take {number} of {takes}: press Enter, then say it")
         print("  listening...", flush=True)
         samples = asyncio.run(capture(config, RECORD_S))
         if rate != RATE:
             samples = soxr.resample(samples, rate, RATE).astype(samples.dtype)
-        recordings.append((f"take {number}", samples))
+        name = f"take {number}"
+        try:
+            prepare_clip(name, samples)
+        except WakeEnrolmentError as exc:  # this take only: say it again, the others are kept
+            failed += 1
+            if failed == _TRIES_PER_TAKE:
+                raise CommandError(
+                    f"{exc}, {failed} times: check the microphone with `chacha test mic` "
+                    "(nothing was changed)"
+                ) from None
+            print(f"  {exc}; once more:")
+            continue
+        recordings.append((name, samples))
+        number, failed = number + 1, 0
     return recordings
 
 

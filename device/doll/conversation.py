@@ -239,6 +239,7 @@ class Conversation:
             if ears is not None:
                 if opening.earcon:  # played while her words go on being captured
                     chime = asyncio.ensure_future(self._voice.earcon(turn, "listening"))
+                    chime.add_done_callback(quietly)
             elif opening.earcon:
                 await self._voice.earcon(turn, "listening")
             else:  # no earcon: the "done" one has just played; its last block and echo die away

@@ -149,12 +149,11 @@ class Doll:
             else:
                 mic.clean_with(canceller)
                 self._talk.on_voice = lambda ears, blocks: self._barged(ears, blocks)
-        self._wake = wake if settings.wake.enabled else None
+        self._wake = wake if settings.wake.enabled and wake else None
         if settings.wake.enabled and not wake:
             _LOGGER.warning(
                 "loop.wake.enabled, but no wake phrase is enrolled: only the button starts a turn"
             )
-            self._wake = None
         self._waiting: asyncio.Task | None = None
         self._button = button
         self.ready = asyncio.Event()
@@ -363,13 +362,19 @@ class Doll:
     async def _until_woken(self) -> None:
         """Feed the microphone to the wake detector until she says the phrase; then her turn,
         heard through the same listener (nothing she says after the phrase is lost)."""
-        detector = self._ears.wake(self._wake)
         ears = self._ears.listen()
         try:
-            heard = await self._ears.until_heard(ears, detector)
-        except BaseException:
+            heard = await self._ears.until_heard(ears, self._ears.wake(self._wake))
+        except asyncio.CancelledError:
             ears.close()
             raise
+        except Exception:  # a bug: said and shown (IDLE); the next rest listens again
+            ears.close()
+            _LOGGER.exception("listening for the wake phrase failed; the button still works")
+            self._stop_waiting()
+            if not self._turns.busy and not self.server_down:
+                self._show.show(self._talk.at_rest)
+            return
         if self._closing or self._turns.busy:
             ears.close()
             return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,13 +341,16 @@ class Enrolment:
         return [template(clip) for clip in self.clips]
 
     def save(self) -> None:
-        """Write the clips and the manifest (the manifest last: a cut power leaves the old one)."""
+        """Write the clips under new names, then the manifest that names them, then remove the
+        old clips: until the manifest is replaced the old enrolment stands whole, so a cut power
+        leaves either the old one or the new one."""
         import soundfile
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        generation = uuid.uuid4().hex[:8]
         names = []
         for number, clip in enumerate(self.clips, 1):
-            name = f"clip-{number:02d}.wav"
+            name = f"clip-{generation}-{number:02d}.wav"
             partial = self.folder / f".{name}.part"
             soundfile.write(partial, clip, RATE, subtype="PCM_16", format="WAV")
             partial.replace(self.folder / name)
@@ -369,19 +373,22 @@ def prepare_clips(recordings: Sequence[tuple[str, np.ndarray]]) -> list[np.ndarr
             f"{len(recordings)} recording(s) given: enrol {MIN_CLIPS} to {MAX_CLIPS} recordings of "
             "her saying the phrase, each on its own"
         )
-    clips = []
-    for name, samples in recordings:
-        clip = trim(samples)
-        length_s = len(clip) / RATE
-        if length_s < MIN_CLIP_S or _loudest_dbfs(clip) < MIN_LEVEL_DBFS:
-            raise WakeEnrolmentError(f"{name}: no phrase heard in it (silent or too short)")
-        if length_s > MAX_CLIP_S:
-            raise WakeEnrolmentError(
-                f"{name}: {length_s:.1f} s of sound: record only the phrase (at most {MAX_CLIP_S:g} s), "
-                "in a quiet room"
-            )
-        clips.append(clip.astype(np.int16))
-    return clips
+    return [prepare_clip(name, samples) for name, samples in recordings]
+
+
+def prepare_clip(name: str, samples: np.ndarray) -> np.ndarray:
+    """One recording of the phrase, trimmed to its sound; WakeEnrolmentError (naming ``name``)
+    when it is silent or holds more than the phrase."""
+    clip = trim(samples)
+    length_s = len(clip) / RATE
+    if length_s < MIN_CLIP_S or _loudest_dbfs(clip) < MIN_LEVEL_DBFS:
+        raise WakeEnrolmentError(f"{name}: no phrase heard in it (silent or too short)")
+    if length_s > MAX_CLIP_S:
+        raise WakeEnrolmentError(
+            f"{name}: {length_s:.1f} s of sound: record only the phrase (at most {MAX_CLIP_S:g} s), "
+            "in a quiet room"
+        )
+    return clip.astype(np.int16)
 
 
 def _loudest_dbfs(samples: np.ndarray) -> float:
