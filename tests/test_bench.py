@@ -169,6 +169,8 @@ def test_wake_bench_on_the_samples_and_its_corpus_errors(tmp_path):
     assert result.returncode != 0 and "is not a wake corpus manifest" in result.stderr
     result = chacha("bench", "wake", "--enrol", "0", cwd=ROOT)
     assert result.returncode != 0 and "--enrol 0: give 1 to 10" in result.stderr
+    result = chacha("bench", "wake", "--threshold", "1.5", cwd=ROOT)
+    assert result.returncode != 0 and "--threshold 1.5: give a distance between 0 and 1" in result.stderr
 
 
 def test_wake_bench_counts_a_wake_once_and_tunes_within_the_false_wake_target():

@@ -146,6 +146,13 @@ def test_an_enrolment_is_kept_whole_and_a_broken_one_says_what_to_do(tmp_path):
         len(first) == len(again) == 4 and "wake.json" in again and not set(first) & set(again) - {"wake.json"}
     )
     np.testing.assert_array_equal(Enrolment.load(folder).clips[2], clips[0])
+    sf.write(
+        folder / json.loads((folder / "wake.json").read_text(encoding="utf-8"))["clips"][0],
+        np.zeros(100, np.int16),
+        RATE,
+    )
+    with pytest.raises(WakeEnrolmentError, match=r"shorter than 0.25 s\): enrol again"):
+        Enrolment.load(folder)
     (folder / "wake.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(WakeEnrolmentError, match="cannot be read .*enrol again"):
         Enrolment.load(folder)

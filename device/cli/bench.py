@@ -353,6 +353,8 @@ def bench_wake(args: Namespace, config: ChachaConfig) -> int:
 
     if not 1 <= args.enrol <= 10:
         raise CommandError(f"--enrol {args.enrol}: give 1 to 10 recordings")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise CommandError(f"--threshold {args.threshold:g}: give a distance between 0 and 1")
     if args.cores:
         pin_cores(args.cores)
     try:

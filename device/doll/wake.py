@@ -324,6 +324,8 @@ class Enrolment:
                 samples, rate = soundfile.read(folder / name, dtype="int16")
                 if rate != RATE or samples.ndim != 1:
                     raise ValueError(f"{name} is not {RATE} Hz mono")
+                if len(samples) < MIN_CLIP_S * RATE:
+                    raise ValueError(f"{name} is shorter than {MIN_CLIP_S:g} s")
                 clips.append(samples)
             return cls(folder, str(meta["phrase"]), tuple(clips))
         except FileNotFoundError:
