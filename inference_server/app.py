@@ -1,4 +1,5 @@
 """The HTTP API: POST /v1/chat streams 차차's reply sentence by sentence; GET /v1/health;
+POST /v1/tentative/{request_id} keeps a tentative reply she is about to hear;
 PATCH /v1/conversations/{conversation}/turns/{turn_id} corrects what she said;
 POST /v1/conversations/{conversation}/turns/{reply_id}/heard keeps only what she heard of his reply;
 DELETE /v1/conversations/{conversation} deletes a history; /v1/memory lists, searches, adds,
@@ -179,15 +180,29 @@ def create_app(chat: ChatService, *, token: str, settings: ServerSettings | None
         )
         return JSONResponse(answer.model_dump(mode="json"))
 
-    @app.post("/v1/chat")
-    async def chat_turn(request: ChatRequest) -> StreamingResponse:
+    @app.post("/v1/chat", response_model=None)
+    async def chat_turn(request: ChatRequest) -> StreamingResponse | JSONResponse:
         audio = AudioClip(request.audio.mime_type, request.audio.decoded()) if request.audio else None
+        if request.tentative is not None and (reason := chat.tentative_refusal()) is not None:
+            return JSONResponse({"detail": f"no tentative reply now: {reason}"}, status_code=409)
 
         async def events() -> AsyncIterator[bytes]:
-            async for event in chat.reply(request.conversation, request.text, request.channel, audio=audio):
+            async for event in chat.reply(
+                request.conversation, request.text, request.channel, audio=audio, tentative=request.tentative
+            ):
                 yield encode_event(event)
 
         return StreamingResponse(events(), media_type=NDJSON)
+
+    @app.post("/v1/tentative/{request_id}")
+    async def keep_tentative(request_id: str) -> JSONResponse:
+        """She is hearing the tentative reply ``request_id`` begin: store it as any other."""
+        if not chat.keep(request_id):
+            return JSONResponse(
+                {"detail": f"no tentative reply {request_id} is being answered: it ended or was dropped"},
+                status_code=404,
+            )
+        return JSONResponse({"kept": request_id})
 
     @app.patch("/v1/conversations/{conversation}/turns/{turn_id}")
     async def correct_turn(conversation: ConversationId, turn_id: StoredId, body: TurnText) -> JSONResponse:

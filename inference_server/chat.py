@@ -41,6 +41,11 @@ from inference_server.store import ConversationStore
 
 _LOGGER = logging.getLogger(__name__)
 
+HOLD_S = 30.0
+"""How long a tentative reply that has fully arrived waits to be kept or dropped; the doll does
+either within a second or two, so one it never hears about is stored (nothing is lost)."""
+_NOT_STORED_YET = 2**62  # the history window of a turn not yet stored: everything before it
+
 MEMORY_TICK_S = 60.0
 """How often idle sessions are ended and due reflections run."""
 FORGOT_REPLY = "알았어, 그 얘기는 이제 잊을게."
@@ -121,6 +126,7 @@ class ChatService:
             memory.chain = memory.chain.sharing(self.chain)  # reflection skips a sick backend as turns do
         self._ticker: asyncio.Task | None = None
         self.wall_clock = wall_clock  # the server's, for the health's clock status
+        self._held: dict[str, asyncio.Event] = {}  # tentative replies not yet kept, by request id
 
     def now(self) -> float:
         """The time now (epoch seconds) by the service's clock."""
@@ -186,8 +192,60 @@ class ChatService:
         backend = self.chain.preferred()
         return backend is not None and hears_audio(backend)
 
+    def tentative_refusal(self) -> str | None:
+        """Why a tentative request may not be made now (None: it may).
+
+        A tentative reply may be dropped unheard, so it spends only what Telegram could spend
+        too: never the doll's reserve of the day's requests, which is kept for her turns."""
+        backend = self.chain.preferred()
+        status = getattr(backend, "quota_status", lambda: None)() if backend is not None else None
+        if status is not None and status.left_today_for_telegram <= 0:
+            return (
+                f"{status.left_today} of today's {status.requests_per_day} requests to {status.model} "
+                "are left, all kept for her confirmed turns: ask once she has finished"
+            )
+        return None
+
+    def keep(self, request_id: str) -> bool:
+        """She heard the tentative reply ``request_id`` begin: store it (False: no such reply now;
+        it has ended, or was dropped)."""
+        kept = self._held.get(request_id)
+        if kept is None:
+            return False
+        kept.set()
+        return True
+
     async def reply(
-        self, conversation: str, text: str, channel: str, *, audio: AudioClip | None = None
+        self,
+        conversation: str,
+        text: str,
+        channel: str,
+        *,
+        audio: AudioClip | None = None,
+        tentative: str | None = None,
+    ) -> AsyncIterator[ChatEvent]:
+        """His reply to her ``text``, sentence by sentence, then its summary.
+
+        ``tentative``: the doll's id for a reply asked for before it is sure she has finished.
+        Nothing of it is stored until :meth:`keep` is called with that id (she is about to hear
+        it); a reply whose stream is closed before that (she went on talking) leaves no trace in
+        the history, the memories or the summaries. Once kept it is stored like any other.
+        """
+        if tentative is None:
+            async for event in self._reply(conversation, text, channel, audio, None):
+                yield event
+            return
+        if tentative in self._held:
+            raise ValueError(f"tentative request {tentative} is already being answered")
+        kept = self._held[tentative] = asyncio.Event()
+        try:
+            async for event in self._reply(conversation, text, channel, audio, kept):
+                yield event
+        finally:
+            self._held.pop(tentative, None)
+
+    async def _reply(
+        self, conversation: str, text: str, channel: str, audio: AudioClip | None, kept: asyncio.Event | None
     ) -> AsyncIterator[ChatEvent]:
         started = time.perf_counter()
         disk = await asyncio.to_thread(self.disk.check)
@@ -206,16 +264,22 @@ class ChatService:
                     async for event in self._write_failed(exc, conversation, channel, started):
                         yield event
                 return
-        try:
-            turn_id = await asyncio.to_thread(
-                self.store.add, conversation, "user", text, channel=channel, source="stt" if audio else "text"
+
+        def add_hers() -> int:
+            return self.store.add(
+                conversation, "user", text, channel=channel, source="stt" if audio else "text"
             )
-        except (sqlite3.Error, OSError) as exc:
-            async for event in self._write_failed(exc, conversation, channel, started):
-                yield event
-            return
-        self.disk.succeeded()
-        window = await asyncio.to_thread(self.window.build, conversation, turn_id)
+
+        turn_id: int | None = None
+        if kept is None:
+            try:
+                turn_id = await asyncio.to_thread(add_hers)
+            except (sqlite3.Error, OSError) as exc:
+                async for event in self._write_failed(exc, conversation, channel, started):
+                    yield event
+                return
+            self.disk.succeeded()
+        window = await asyncio.to_thread(self.window.build, conversation, turn_id or _NOT_STORED_YET)
         memories = None
         if self.memory is not None:
             try:
@@ -238,6 +302,7 @@ class ChatService:
             text=text,
             channel=channel,
             audio=audio,
+            tentative=kept is not None,
             system_instruction=persona.system_instruction(self._clock()),
             history=window.as_history(),
             summary=window.summary,
@@ -267,10 +332,14 @@ class ChatService:
                         first_ms = first_ms or (time.perf_counter() - started) * 1000
                         sentences.append(sentence)
                         # What he has said is on record before she hears it: a crash, a hang-up or
-                        # a cut leaves his words so far in the history, marked as cut off.
-                        reply_id = await asyncio.to_thread(
-                            self._record_partial, conversation, reply_id, sentences, channel, backend.name
-                        )
+                        # a cut leaves his words so far in the history, marked as cut off. A
+                        # tentative reply is on record only once kept (she is hearing it).
+                        if kept is None or kept.is_set():
+                            if turn_id is None:
+                                turn_id = await asyncio.to_thread(add_hers)
+                            reply_id = await asyncio.to_thread(
+                                self._record_partial, conversation, reply_id, sentences, channel, backend.name
+                            )
                         yield SentenceEvent(index=len(sentences) - 1, text=sentence, reply_id=reply_id)
                         sent = len(sentences)
             except (sqlite3.Error, OSError) as exc:
@@ -312,6 +381,31 @@ class ChatService:
             if sentences:
                 break
             fallbacks.append(FallbackInfo(backend=backend.name, reason="empty", detail="no speakable text"))
+        if kept is not None and turn_id is None and not full:
+            # The whole reply came before she heard it begin: wait for the doll to keep it (or
+            # to close the stream: she went on, and nothing is stored).
+            try:
+                await asyncio.wait_for(kept.wait(), HOLD_S)
+            except TimeoutError:
+                _LOGGER.warning(
+                    "a tentative reply was neither kept nor dropped in %.0f s: storing it", HOLD_S
+                )
+            try:
+                turn_id = turn_id or await asyncio.to_thread(add_hers)
+                if sentences:
+                    reply_id = await asyncio.to_thread(
+                        self._record_partial, conversation, reply_id, sentences, channel, used
+                    )
+            except (sqlite3.Error, OSError) as exc:
+                if not is_disk_full(exc):
+                    raise
+                self.disk.failed(exc)
+                full, sent = True, 0
+                sentences.clear()
+        if turn_id is None:  # the disk was full before anything of a tentative reply was stored
+            async for event in self._disk_full(conversation, channel, started):
+                yield event
+            return
         if full:
             del sentences[sent:]
             if reply_id is None:  # nothing of his is on record: hers is taken back, and he says why

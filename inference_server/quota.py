@@ -183,8 +183,13 @@ class QuotaLedger:
 
     # -- admission -----------------------------------------------------------------------------
 
-    def admit(self, model: str, limits: QuotaSettings, *, channel: str, tokens: int) -> Admission:
-        """Count a request now if every limit allows it; otherwise say how long to wait or why not."""
+    def admit(
+        self, model: str, limits: QuotaSettings, *, channel: str, tokens: int, tentative: bool = False
+    ) -> Admission:
+        """Count a request now if every limit allows it; otherwise say how long to wait or why not.
+
+        The doll's reserve is for the doll's turns: Telegram, and a tentative request of the doll's
+        (which she may never hear), spend only the rest of the day."""
         now = self._clock()
         with self._lock:
             self._resettle(now)
@@ -195,11 +200,12 @@ class QuotaLedger:
             today = self._count_day(model, day)
             if today >= limits.requests_per_day:
                 return Admission(None, reason=f"today's {limits.requests_per_day} requests are spent")
-            if channel != "doll":
+            if channel != "doll" or tentative:
                 share = int(limits.requests_per_day * (1.0 - limits.doll_reserve))
                 if today >= share:
                     return Admission(
-                        None, reason=f"the rest of today's requests is kept for the doll ({today}/{share})"
+                        None,
+                        reason=f"the rest of today's requests is kept for the doll's turns ({today}/{share})",
                     )
             # Only the minute before now: a stamp after it (from a clock that ran ahead) is no slot.
             window = self._db.execute(

@@ -1,6 +1,6 @@
 """The server–client contract: the typed answers of the HTTP API, and the client that reads them."""
 
-from inference_server.api.client import InferenceClient, ServerUnavailable, TurnRejected
+from inference_server.api.client import InferenceClient, ServerUnavailable, TentativeRefused, TurnRejected
 from inference_server.api.models import (
     NDJSON,
     BackendStatus,
@@ -37,6 +37,7 @@ __all__ = [
     "SentenceEvent",
     "ServerUnavailable",
     "StoredTurn",
+    "TentativeRefused",
     "Timings",
     "TurnRejected",
     "decode_event",

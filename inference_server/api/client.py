@@ -45,6 +45,11 @@ class TurnRejected(ServerUnavailable):
         self.status_code = status_code
 
 
+class TentativeRefused(ServerUnavailable):
+    """The server will not answer a tentative request now (it would spend the doll's reserve of
+    the day's requests): ask again once she has surely finished."""
+
+
 class InferenceClient:
     def __init__(self, base_url: str, token: str, *, timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -52,15 +57,26 @@ class InferenceClient:
         self._timeout = httpx.Timeout(timeout_s, connect=5.0)
 
     async def chat(
-        self, text: str, *, conversation: str, channel: str = "doll", audio: tuple[str, bytes] | None = None
+        self,
+        text: str,
+        *,
+        conversation: str,
+        channel: str = "doll",
+        audio: tuple[str, bytes] | None = None,
+        tentative: str | None = None,
     ) -> AsyncIterator[SentenceEvent | FinalEvent]:
         """Yield each sentence as the server sends it, then the final summary.
 
-        `audio` is (mime type, bytes) of her recording, for a server in audio mode.
+        `audio` is (mime type, bytes) of her recording, for a server in audio mode. `tentative`:
+        an id for a reply asked for before she has surely finished; nothing of it is stored until
+        :meth:`keep` is called with it, and closing the stream first drops it. Raises
+        TentativeRefused when the server will not answer one now.
         """
-        body = {"conversation": conversation, "text": text, "channel": channel}
+        body: dict = {"conversation": conversation, "text": text, "channel": channel}
         if audio is not None:
             body["audio"] = {"mime_type": audio[0], "data": base64.b64encode(audio[1]).decode("ascii")}
+        if tentative is not None:
+            body["tentative"] = tentative
         try:
             async with (
                 httpx.AsyncClient(timeout=self._timeout) as http,
@@ -68,6 +84,8 @@ class InferenceClient:
             ):
                 if response.status_code != 200:
                     await response.aread()
+                    if tentative is not None and response.status_code == 409:
+                        raise TentativeRefused(self.refusal(response))
                     raise ServerUnavailable(self.refusal(response))
                 async for line in response.aiter_lines():
                     if not line.strip():
@@ -122,6 +140,16 @@ class InferenceClient:
         if response.status_code != 200:
             raise ServerUnavailable(self.refusal(response))
         return response.json()
+
+    async def keep(self, tentative: str) -> bool:
+        """She is about to hear the tentative reply ``tentative``: have the server store it.
+        False when the server has no such reply (it was dropped, or long finished)."""
+        response = await self._send("POST", f"/v1/tentative/{quote(tentative, safe='')}")
+        if response.status_code == 404 and not self._unknown_path(response):
+            return False
+        if response.status_code != 200:
+            raise ServerUnavailable(self.refusal(response))
+        return True
 
     async def correct_turn(self, conversation: str, turn_id: int, text: str) -> StoredTurn:
         """Replace the stored text of her turn `turn_id` (the final event's) with a better transcript.

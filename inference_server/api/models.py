@@ -114,6 +114,12 @@ class ChatRequest(_Request):
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what she said")
     channel: Literal["doll", "telegram", "cli"] = "doll"
     audio: AudioPayload | None = Field(None, description="her utterance as sound (audio mode)")
+    tentative: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="the doll's id for a reply asked for before she has surely finished: nothing "
+        "is stored until POST /v1/tentative/{id} keeps it; closing the stream drops it",
+    )
 
     @field_validator("text")
     @classmethod

@@ -35,6 +35,7 @@ class LLMRequest:
     memories: str | None = None  # what he remembers of her life (a prompt section, headed)
     max_output_tokens: int | None = None  # None = the backend's default (`stream` takes it too)
     json: bool = False  # for `complete`: ask for a JSON answer
+    tentative: bool = False  # the doll may drop the reply unheard: never spend its quota reserve
 
     def instruction(self) -> str:
         """The system instruction with the summary and the memories added (each under a heading)."""

@@ -237,7 +237,12 @@ class GeminiBackend:
         limits = self.settings.quota
         while True:
             admission = await asyncio.to_thread(
-                self.ledger.admit, self.settings.model, limits, channel=request.channel, tokens=tokens
+                self.ledger.admit,
+                self.settings.model,
+                limits,
+                channel=request.channel,
+                tokens=tokens,
+                tentative=request.tentative,
             )
             if admission.admitted:
                 return admission.request_id
