@@ -38,9 +38,8 @@ async def _first_then(client: InferenceClient, tentative: str, then) -> list:
     async with contextlib.aclosing(chat) as stream:
         async for event in stream:
             events.append(event)
-            if len(events) == 1:
-                if await then() is False:
-                    break
+            if len(events) == 1 and await then() is False:
+                break
     return events
 
 
@@ -58,14 +57,19 @@ def test_a_kept_tentative_reply_is_stored_whole(start_server, token, fake, phras
     events = asyncio.run(_first_then(client, "turn-0001-a", keep))
     final = events[-1]
     assert isinstance(final, ReplyFinal) and isinstance(final.turn_id, int)
-    assert [e.text for e in events if isinstance(e, ReplySentence)] == ["응, 나는 책 읽었어.", "너는 뭐 했어?"]
+    assert [e.text for e in events if isinstance(e, ReplySentence)] == [
+        "응, 나는 책 읽었어.",
+        "너는 뭐 했어?",
+    ]
     assert _stored(server) == [("user", "오늘 뭐 했어"), ("model", "응, 나는 책 읽었어. 너는 뭐 했어?")]
     hers = server.chat.store.recent("jinju", 20)[0]
     assert hers.id == final.turn_id
     assert not asyncio.run(client.keep("turn-0001-a")), "once answered, it is no longer held"
 
 
-def test_a_reply_that_arrives_whole_before_it_is_kept_waits_for_the_doll(start_server, token, fake, phrasebook):
+def test_a_reply_that_arrives_whole_before_it_is_kept_waits_for_the_doll(
+    start_server, token, fake, phrasebook
+):
     fake.push(Reply.stream(["응, 나는 책 읽었어."]))
     server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook))
     client = InferenceClient(server.url, token)
@@ -124,7 +128,9 @@ def test_a_tentative_request_never_spends_the_dolls_reserve(start_server, token,
         )
         ledger = QuotaLedger(tmp_path / "data" / "quota.sqlite3")
         server = start_server(
-            GeminiBackend(settings, "test-key", ledger), PhrasebookBackend(phrasebook), data_dir=tmp_path / "data"
+            GeminiBackend(settings, "test-key", ledger),
+            PhrasebookBackend(phrasebook),
+            data_dir=tmp_path / "data",
         )
         client = InferenceClient(server.url, token)
 

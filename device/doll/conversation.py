@@ -8,8 +8,10 @@ Everything it notes goes into the turn's report (:class:`device.doll.turn.TurnRe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -23,8 +25,9 @@ from device.doll.server_watch import ServerWatch, ask, quietly, status_line
 from device.doll.states import DollState
 from device.doll.status import StatusShow
 from device.doll.turn import DollOptions, Turn
+from device.doll.vad import SpeechEnded
 from device.stt.transcript import Transcript
-from inference_server.api import ReplyFinal, ServerUnavailable
+from inference_server.api import ReplyFinal, ServerUnavailable, TentativeRefused
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,6 +59,14 @@ class Opening:
     window_s: float | None = None
     ears: Listener | None = None
     first: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Early:
+    """Her turn is probably over (a tentative end): what she has said so far; the microphone's
+    listener (``turn.ears``) and her utterance (``turn.hearing``) are still open."""
+
+    text: str
 
 
 def is_goodbye(text: str, goodbyes: Iterable[str]) -> bool:
@@ -133,6 +144,11 @@ class Conversation:
 
     async def _turn(self, turn: Turn, opening: Opening) -> bool:
         heard = await self._listen(turn, opening)
+        while isinstance(heard, _Early):
+            answered = await self._ask_early(turn, opening, heard)
+            if isinstance(answered, bool):
+                return answered
+            heard = answered  # she went on: the rest of her turn
         if heard is None:
             return False
         draft, final = heard
@@ -225,7 +241,7 @@ class Conversation:
     ) -> tuple[Transcript, Future[Transcript] | None] | None:
         """Her words, heard as ``opening`` says; None when she said nothing (or too little to
         answer)."""
-        clock, settings = self._options.clock, self._options.settings
+        clock = self._options.clock
         self._show.show(DollState.LISTENING, opening.message)
         window_s = opening.window_s
         hearing = turn.hearing = self._ears.hearing(lead_s=window_s or 0.0)
@@ -245,13 +261,6 @@ class Conversation:
             else:  # no earcon: the "done" one has just played; its last block and echo die away
                 await clock.sleep_async(ECHO_GUARD_S)
             ears = ears if ears is not None else self._ears.listen()  # her blocks from here on
-            with ears as turn.ears:
-                if ended is not None:
-                    reason = ended.reason
-                elif opening.button:
-                    reason = await self._ears.hear(hearing, turn.ears, lambda: turn.released)
-                else:  # no button is held: her silence ends it (or the window's end)
-                    reason = await self._ears.hear(hearing, turn.ears, lambda: False, start_within_s=window_s)
         except BaseException:
             if ears is not None:
                 ears.close()
@@ -260,7 +269,35 @@ class Conversation:
         finally:
             if chime is not None and not chime.done():
                 chime.cancel()
+        turn.ears = ears
+        return await self._hear_on(turn, opening, ended.reason if isinstance(ended, SpeechEnded) else None)
+
+    async def _hear_some(self, turn: Turn, opening: Opening) -> str:
+        if opening.button:
+            return await self._ears.hear(turn.hearing, turn.ears, lambda: turn.released)
+        # no button is held: her silence ends it (or the window's end)
+        return await self._ears.hear(turn.hearing, turn.ears, lambda: False, start_within_s=opening.window_s)
+
+    async def _hear_on(
+        self, turn: Turn, opening: Opening, reason: str | None = None
+    ) -> tuple[Transcript, Future[Transcript] | None] | _Early | None:
+        """Hear her (through ``turn.ears``) until her turn is over, and its text; ``reason``: it is
+        over already (why). An :class:`_Early` when her turn is probably over and the reply may
+        be asked for while she is still heard (``loop.tentative_end``)."""
+        clock, settings = self._options.clock, self._options.settings
+        hearing, ears = turn.hearing, turn.ears
+        try:
+            while reason in (None, "tentative", "resumed"):
+                if reason == "tentative" and turn.ask_early and (text := hearing.detector.text.strip()):
+                    return _Early(text)
+                reason = await self._hear_some(turn, opening)
+        except BaseException:
+            ears.close()
+            self._ears.later(hearing.cancel)
+            raise
+        ears.close()
         detector = hearing.detector
+        window_s = opening.window_s
         turn.stopped_at = turn.released_at if reason == "release" else clock.now()
         turn.marks["stopped"] = turn.stopped_at
         turn.note(listen_end=reason, pauses=hearing.pauses, resumptions=hearing.resumptions)
@@ -287,14 +324,107 @@ class Conversation:
             _LOGGER.debug("heard (quick): %s", draft.text or "(nothing readable)")
         return draft, final
 
-    async def _answer(self, turn: Turn, text: str, recording: tuple[str, bytes] | None) -> bool:
+    async def _ask_early(self, turn: Turn, opening: Opening, early: _Early):
+        """Her turn is probably over: ask for his reply now, a tentative one, and go on hearing her
+        until his first sound. If she goes on before it, the reply is dropped unheard (the server
+        stores nothing of it) and her turn goes on as one; returns what :meth:`_hear_on` does then.
+        Otherwise her turn ends there, the server keeps the reply, and this returns what
+        :meth:`_answer` does."""
+        request_id = f"doll-{turn.number}-{uuid.uuid4().hex[:12]}"
+        self._show.show(DollState.THINKING, "thinking: she has probably finished (asking, still listening)")
+        turn.marks["stopped"] = turn.stopped_at = self._options.clock.now()
+        going_on = asyncio.create_task(self._hear_some(turn, opening), name=f"chacha-going-on-{turn.number}")
+        dropped = False
+
+        async def before_first_sound() -> bool:
+            nonlocal dropped
+            if going_on.done() and not going_on.cancelled() and going_on.result() in ("resumed", "tentative"):
+                dropped = True
+                return False
+            going_on.cancel()  # his voice begins: what she said is her turn
+            with contextlib.suppress(asyncio.CancelledError):
+                await going_on
+            self._server.errand(self._keep(request_id), f"chacha-keep-{turn.number}")
+            self._finish_early(turn, early.text)
+            return True
+
+        answer = asyncio.create_task(
+            self._answer(turn, early.text, None, tentative=request_id, gate=before_first_sound),
+            name=f"chacha-early-{turn.number}",
+        )
+        answered: bool | None = False
+        try:
+            await asyncio.wait({answer, going_on}, return_when=asyncio.FIRST_COMPLETED)
+            if not answer.done() and going_on.result() == "resumed":
+                dropped = True
+                answer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                answered = await answer
+        except BaseException:
+            answer.cancel()
+            going_on.cancel()
+            raise
+        if not dropped and answered is None:  # the server would not answer before she has surely finished
+            turn.ask_early = False
+            return await self._hear_on(turn, opening, await going_on)
+        if not dropped:
+            return answered
+        turn.note(retractions=(turn.report.retractions if turn.report else 0) + 1)
+        _LOGGER.info("she went on before his first sound: the early reply is dropped unheard")
+        self._show.show(DollState.LISTENING, "listening: she went on")
+        reason = going_on.result() if going_on.done() and not going_on.cancelled() else None
+        return await self._hear_on(turn, opening, None if reason in ("resumed", None) else reason)
+
+    async def _keep(self, request_id: str) -> None:
+        try:
+            if not await self._server.client.keep(request_id):
+                _LOGGER.warning("the server no longer held the early reply %s: it is not stored", request_id)
+        except ServerUnavailable as exc:
+            _LOGGER.warning("could not have the early reply stored (%s)", exc)
+
+    def _finish_early(self, turn: Turn, sent: str) -> None:
+        """Her turn is over at his first sound: close her utterance; when its text is ready and
+        differs from the partial text the reply was asked with, it replaces that in the history."""
+        turn_id: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        turn.turn_id = turn_id
+        turn.ears.close()
+        hearing = turn.hearing
+        turn.note(listen_end="tentative")
+
+        async def settle() -> None:
+            draft, final = await self._ears.on_stt(hearing.finish)
+            transcript = draft if final is None else await asyncio.wrap_future(final)
+            self._heard(turn, transcript)
+            turn.note(draft=draft, pauses=hearing.pauses, resumptions=hearing.resumptions)
+            stored = await turn_id
+            if stored is None or not transcript.text or transcript.text == sent:
+                return
+            try:
+                await self._server.client.correct_turn(self._options.conversation, stored, transcript.text)
+            except Exception as exc:
+                _LOGGER.warning("could not put the final text into the history (%s)", exc)
+
+        turn.final = self._server.errand(settle(), f"chacha-final-{turn.number}")
+
+    async def _answer(
+        self,
+        turn: Turn,
+        text: str,
+        recording: tuple[str, bytes] | None,
+        *,
+        tentative: str | None = None,
+        gate: Callable[[], Awaitable[bool]] | None = None,
+    ) -> bool | None:
         """Ask and speak his reply; whether to listen for her next words after it: his reply was
-        heard to its end and she did not say goodbye."""
+        heard to its end and she did not say goodbye. ``tentative``/``gate``: an early reply
+        (:meth:`_ask_early`); None when the server refused to answer one."""
         turn.marks["asked"] = self._options.clock.now()
         turn.note(audio_mode=recording is not None)
         replies: asyncio.Queue = asyncio.Queue()
         asking = asyncio.create_task(
-            ask(self._server.client, text, self._options.conversation, replies, recording),
+            ask(
+                self._server.client, text, self._options.conversation, replies, recording, tentative=tentative
+            ),
             name=f"chacha-ask-{turn.number}",
         )
         said = Said()
@@ -319,7 +449,7 @@ class Conversation:
                     _LOGGER.debug("the model heard: %s", end.heard)
 
         try:
-            end = await self._voice.reply(turn, replies, said, turn.marks, first_audio, ended)
+            end = await self._voice.reply(turn, replies, said, turn.marks, first_audio, ended, gate)
         except asyncio.CancelledError:
             self._report_cut(said)  # she talked over him: the history keeps what she heard
             raise
@@ -329,6 +459,9 @@ class Conversation:
                 task.cancel()
             if turn.turn_id is not None and not turn.turn_id.done():
                 turn.turn_id.set_result(None)
+        if isinstance(end, TentativeRefused):
+            _LOGGER.info("no early reply: %s", end)
+            return None
         if isinstance(end, ServerUnavailable):
             await self._server_failed(turn, end)
             return False

@@ -27,6 +27,7 @@ from device.doll.vad import (
     SpeechEnded,
     SpeechResumed,
     SpeechStarted,
+    TentativeEnd,
     VoiceActivity,
     create_vad,
 )
@@ -129,16 +130,21 @@ class Ears:
     ) -> str:
         """Feed ``ears`` to ``hearing`` until the release, the end of speech, or the length limit;
         returns why it ended: release, silence, max_length (the detector's), timeout, or quiet
-        (``start_within_s`` seconds of audio went by and she had not begun to speak)."""
+        (``start_within_s`` seconds of audio went by and she had not begun to speak); with
+        ``loop.tentative_end``, also tentative (her turn is probably over) and resumed (she went
+        on after that): call again to go on hearing her."""
         limit_s = self._settings.max_utterance_s + (start_within_s or 0.0) + _LISTEN_GRACE_S
         detector = hearing.detector
         try:
             async with deadline(self._clock, limit_s):
                 while not released():
-                    block = await ears.read()
-                    blocks = ([] if block is None else [block]) + ears.read_pending()
+                    if hearing.unheard:  # the blocks after the event the last call returned on
+                        blocks, hearing.unheard = hearing.unheard, []
+                    else:
+                        block = await ears.read()
+                        blocks = ([] if block is None else [block]) + ears.read_pending()
                     if blocks and (ended := await self.on_stt(hearing.hear, blocks)) is not None:
-                        return ended.reason
+                        return _reason(ended)
                     if (
                         start_within_s is not None
                         and not detector.started
@@ -148,9 +154,10 @@ class Ears:
         except TimeoutError:
             _LOGGER.warning("the microphone gave too little audio in %.0f s: is it still there?", limit_s)
             return "timeout"
-        rest = ears.read_pending()  # what was captured up to the release
-        if rest:
+        rest = hearing.unheard + ears.read_pending()  # what was captured up to the release
+        while rest and not hearing.detector.ended:
             await self.on_stt(hearing.hear, rest)
+            rest, hearing.unheard = hearing.unheard, []
         return "release"
 
     def on_stt(self, fn, *args):
@@ -161,6 +168,12 @@ class Ears:
         """Queue ``fn`` on the STT thread, not waiting for it."""
         with contextlib.suppress(RuntimeError):  # shut down: the process is ending anyway
             self._stt.submit(fn)
+
+
+def _reason(event: SpeechEnded | TentativeEnd | SpeechResumed) -> str:
+    if isinstance(event, SpeechEnded):
+        return event.reason
+    return "tentative" if isinstance(event, TentativeEnd) else "resumed"
 
 
 class Hearing:
@@ -183,6 +196,9 @@ class Hearing:
         self._partial = ""
         self.pauses = 0  # pauses long enough to start reading ahead
         self.resumptions = 0  # of those, how many she went on after
+        self.unheard: list[np.ndarray] = []  # blocks after the event the last hear() returned
+        self._paused = False
+        self._tentative = False
 
     @property
     def heard_speech(self) -> bool:
@@ -192,11 +208,18 @@ class Hearing:
         self.detector.reset()
         self._utterance = self._transcriber.stream()
 
-    def hear(self, blocks: list[np.ndarray]) -> SpeechEnded | None:
-        """Feed blocks to the VAD and (in ``stt.chunk_ms`` pieces) to the recogniser."""
+    def hear(self, blocks: list[np.ndarray]) -> SpeechEnded | TentativeEnd | SpeechResumed | None:
+        """Feed blocks to the VAD and (in ``stt.chunk_ms`` pieces) to the recogniser; returns the
+        end of her speech, a tentative end, or (after a tentative end) her going on, the first of
+        these in ``blocks`` (the blocks after it are not heard yet: they are returned to
+        :attr:`unheard`)."""
         ended = None
-        for block in blocks:
+        self.unheard = []
+        for n, block in enumerate(blocks):
             if self.detector.ended:
+                break
+            if ended is not None:  # a tentative end or her going on: the rest waits for the caller
+                self.unheard = blocks[n:]
                 break
             self._pending.append(block)
             self._pending_samples += len(block)
@@ -212,10 +235,19 @@ class Hearing:
                     if self._utterance is not None:
                         self._utterance.pause(last_speech_s)
                     self.pauses += 1
-                case SpeechResumed():
-                    if self._utterance is not None:
+                    self._paused = True
+                case SpeechResumed() as event:
+                    if self._utterance is not None and self._paused:
                         self._utterance.resume()
-                    self.resumptions += 1
+                    self.resumptions += self._paused
+                    self._paused = False
+                    if self._tentative:
+                        self._tentative = False
+                        ended = event
+                case TentativeEnd() as event:
+                    self._feed()
+                    self._tentative = True
+                    ended = event
                 case SpeechEnded() as event:
                     ended = event
         return ended

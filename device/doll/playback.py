@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -131,6 +131,7 @@ class Voice:
         marks: dict[str, float],
         on_first_audio: Callable[[], None],
         on_end: Callable[[ReplyFinal | ServerUnavailable | None], None],
+        gate: Callable[[], Awaitable[bool]] | None = None,
     ) -> ReplyFinal | ServerUnavailable | None:
         """Speak the sentences arriving on ``replies`` (see :func:`device.doll.server_watch.ask`)
         as they come, noting in ``said`` what was queued; returns how the stream ended (the
@@ -138,7 +139,8 @@ class Voice:
 
         ``marks`` gets the first sentence's and first audio's times; ``on_first_audio`` is called
         when the first audio is queued, ``on_end`` when the stream ended, before the wait for the
-        last audio to sound. A bug in the stream is raised."""
+        last audio to sound; ``gate``, when the first audio is ready and before it is played: if
+        it answers False, nothing is played and None is returned. A bug in the stream is raised."""
         end: ReplyFinal | ServerUnavailable | None = None
         while True:
             match await replies.get():
@@ -150,6 +152,8 @@ class Voice:
                     if not audio:
                         continue
                     marks.setdefault("first_audio_ready", self._clock.now())
+                    if not said.sentences and gate is not None and not await gate():
+                        return None
                     starts_at = self._speaker.queued + _leading_silence(audio)
                     if not self.play(owner, audio):
                         return None

@@ -105,11 +105,20 @@ class ServerWatch:
 
 
 async def ask(
-    client, text: str, conversation: str, replies: asyncio.Queue, recording: tuple[str, bytes] | None = None
+    client,
+    text: str,
+    conversation: str,
+    replies: asyncio.Queue,
+    recording: tuple[str, bytes] | None = None,
+    *,
+    tentative: str | None = None,
 ) -> None:
-    """Stream 차차's reply into ``replies``: sentences, the summary or the failure, then None."""
+    """Stream 차차's reply into ``replies``: sentences, the summary or the failure, then None.
+    ``tentative``: the id of a reply asked for before she has surely finished."""
     try:
-        extra = {"audio": recording} if recording is not None else {}
+        extra: dict = {"audio": recording} if recording is not None else {}
+        if tentative is not None:
+            extra["tentative"] = tentative
         chat = client.chat(text, conversation=conversation, channel="doll", **extra)
         async with contextlib.aclosing(chat) as events:
             async for event in events:

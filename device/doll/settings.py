@@ -113,9 +113,11 @@ class LoopSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    end_of_turn: Literal["adaptive", "fixed"] = Field(
+    end_of_turn: Literal["cues", "adaptive", "fixed"] = Field(
         default="adaptive",
-        description="How the doll decides she has finished, even with the button held: 'adaptive' "
+        description="How the doll decides she has finished, even with the button held: 'cues' asks "
+        "a model fitted on real Korean speech, in every silent block, from the pitch, level and "
+        "length of her last words, their ending and the pause so far; 'adaptive' "
         "waits min_silence_ms after a finished Korean sentence, max_silence_ms after a connective "
         "or a filler (…는데, …고, 음), silence_ms otherwise; 'fixed' always waits silence_ms.",
     )
@@ -139,6 +141,13 @@ class LoopSettings(BaseModel):
         le=10000,
         description="Adaptive: the longest silence she may pause for after a connective or a filler "
         "before her turn ends (milliseconds).",
+    )
+    tentative_end: bool = Field(
+        default=False,
+        description="Ask for his reply as soon as her turn is probably over and keep listening: if "
+        "she goes on before his first sound, the reply is dropped unheard (and not stored) and her "
+        "turn goes on as one. Costs a request each time she does (never from the doll's quota "
+        "reserve); her turn ends for sure after max_silence_ms.",
     )
     speculate_after_ms: int = Field(
         default=150,

@@ -53,7 +53,8 @@ class TurnReport:
     ``draft``/``transcript``: the quick and the final text (in audio mode the final one may come
     after the reply began; the report waits for it). ``audio_mode``: the request carried her
     recording, ``recording_s`` long. ``pauses``/``resumptions``: pauses long enough to read ahead
-    at, and how many she went on after.
+    at, and how many she went on after. ``retractions``: replies asked for at a tentative end and
+    dropped unheard because she went on.
     """
 
     number: int
@@ -68,6 +69,7 @@ class TurnReport:
     recording_s: float = 0.0
     pauses: int = 0
     resumptions: int = 0
+    retractions: int = 0
 
 
 @dataclass(eq=False)
@@ -86,6 +88,7 @@ class Turn:
     marks: dict[str, float] = field(default_factory=dict)  # stage → the doll's clock
     report: TurnReport | None = None  # so far (without marks)
     final: asyncio.Task | None = None  # audio mode: keeping the final text, after the reply began
+    ask_early: bool = True  # at a tentative end (loop.tentative_end); False once the server refused
 
     def note(self, **changes: Any) -> None:
         """Add ``changes`` to the turn's report."""

@@ -14,7 +14,9 @@ probability that it holds speech:
 ``min_speech_ms`` of speech has been heard; :class:`PauseBegan` when a pause in her speech
 reaches ``speculate_after_ms`` and :class:`SpeechResumed` if she goes on after it; then
 :class:`SpeechEnded` after the silence that :class:`device.doll.turn_end.TurnEnd` asks for
-given her last words (reason ``"silence"``), or when the utterance reaches
+given her last words, or the first silent block in which
+:class:`device.doll.turn_cues.CueModel` finds her turn over (``end_of_turn: cues``; reason
+``"silence"``), or when the utterance reaches
 ``max_utterance_s`` (``"max_length"``), whichever comes first. Times are audio time (samples
 fed), not wall time.
 """
@@ -29,6 +31,7 @@ import numpy as np
 
 from device.audio import rms_dbfs, to_float
 from device.doll.settings import LoopSettings
+from device.doll.turn_cues import CueModel, Prosody, pause_features
 from device.doll.turn_end import TurnEnd
 from device.errors import STTError
 
@@ -65,6 +68,16 @@ class SpeechResumed:
 
 
 @dataclass(frozen=True)
+class TentativeEnd:
+    """Her turn is probably over (``loop.tentative_end``): a reply may be asked for now, and
+    listening goes on; if she speaks again a :class:`SpeechResumed` follows, and later another
+    tentative end. Listening ends for sure after ``loop.max_silence_ms`` of silence."""
+
+    at_s: float  # seconds of audio heard when it was judged over
+    last_speech_s: float | None
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     """Listening should stop: after enough silence, or at the length limit."""
 
@@ -74,7 +87,7 @@ class SpeechEnded:
     last_speech_s: float | None  # where the last speech ended (seconds into the utterance)
 
 
-Event = SpeechStarted | PauseBegan | SpeechResumed | SpeechEnded
+Event = SpeechStarted | PauseBegan | SpeechResumed | TentativeEnd | SpeechEnded
 
 
 _WORD_LAG_S = 0.45  # a streaming recogniser names her last word within this much silence
@@ -205,6 +218,7 @@ class EndpointRules:
     min_speech_ms: int = 250  # speech needed before an utterance has begun
     max_utterance_s: float = 15.0
     speculate_after_ms: int | None = None  # a pause this long is reported (PauseBegan)
+    confirm_ms: int | None = None  # tentative ends: this much silence ends her turn for sure
 
     @property
     def neg_threshold(self) -> float:
@@ -225,6 +239,7 @@ class _Utterance:
     speaking: bool = False
     silence_s: float = 0.0
     paused: bool = False
+    tentative: bool = False  # a TentativeEnd was reported in this pause
     text: str = ""
     text_at_pause: str = ""
 
@@ -253,19 +268,35 @@ class EndpointDetector:
         max_utterance_s: float = 15.0,
         turn_end: TurnEnd | None = None,
         speculate_after_ms: int | None = None,
+        cues: CueModel | None = None,
+        prosody: bool = False,
+        confirm_ms: int | None = None,
     ) -> None:
         self.vad = vad
         self.turn_end = turn_end or TurnEnd("fixed", neutral_s=silence_ms / 1000)
+        self.cues = cues
+        """With a model, it (not ``turn_end``) decides when a pause ends her turn."""
+        self.prosody = Prosody(sample_rate) if cues is not None or prosody else None
+        """Pitch and level of her speech (with ``cues``, or ``prosody=True`` to trace them)."""
+        self._pause_prosody: dict[str, float] = {}
         self.rules = EndpointRules(
-            sample_rate, threshold, silence_ms, min_speech_ms, max_utterance_s, speculate_after_ms
+            sample_rate, threshold, silence_ms, min_speech_ms, max_utterance_s, speculate_after_ms, confirm_ms
         )
         self._now = _Utterance()
         self.reset()
 
     @classmethod
     def from_settings(
-        cls, settings: LoopSettings, vad: VoiceActivity | None, sample_rate: int
+        cls,
+        settings: LoopSettings,
+        vad: VoiceActivity | None,
+        sample_rate: int,
+        *,
+        cues: CueModel | None = None,
+        prosody: bool = False,
     ) -> EndpointDetector:
+        """The detector ``loop`` describes; ``cues``: this model rather than the shipped one
+        decides (whatever ``end_of_turn`` says); ``prosody``: track pitch and level anyway."""
         return cls(
             vad,
             sample_rate=sample_rate,
@@ -280,12 +311,17 @@ class EndpointDetector:
                 continuing_s=settings.max_silence_ms / 1000,
             ),
             speculate_after_ms=settings.speculate_after_ms,
+            cues=cues or (CueModel.load() if settings.end_of_turn == "cues" else None),
+            prosody=prosody,
+            confirm_ms=settings.max_silence_ms if settings.tentative_end else None,
         )
 
     def reset(self) -> None:
         """Start a new utterance (and reset the VAD's own state)."""
         if self.vad is not None:
             self.vad.reset()
+        if getattr(self, "prosody", None) is not None:
+            self.prosody.reset()
         self._now = _Utterance()
 
     # -- what the utterance has heard so far ------------------------------------------------------
@@ -363,7 +399,28 @@ class EndpointDetector:
             raise TypeError("this detector has no VAD: give it probabilities with push_probability()")
         if self._now.ended:
             return None
-        return self.push_probability(self.vad(block), len(block) / self.rules.sample_rate)
+        probability = self.vad(block)
+        if self.prosody is not None:
+            self.prosody.push(block, self._would_speak(probability))
+        return self.push_probability(probability, len(block) / self.rules.sample_rate)
+
+    def _would_speak(self, probability: float) -> bool:
+        if probability >= self.rules.threshold:
+            return True
+        return self._now.speaking and probability >= self.rules.neg_threshold
+
+    def pause_features(self) -> dict[str, float] | None:
+        """The cues of the pause she is in now (None when she is not pausing, or no prosody)."""
+        if not self.pausing or self.prosody is None:
+            return None
+        now = self._now
+        return pause_features(self._pause_prosody, now.silence_s, now.text, now.text_at_pause)
+
+    def _turn_over(self) -> bool:
+        if self.cues is None:
+            return self._now.silence_s >= self.silence_needed_s - 1e-9
+        features = self.pause_features()
+        return features is not None and self.cues.ends(features)
 
     def push_probability(self, probability: float, duration_s: float) -> Event | None:
         """Take the speech probability of the next ``duration_s`` seconds of audio."""
@@ -386,14 +443,22 @@ class EndpointDetector:
             if not now.started and now.speech_s >= rules.min_speech_ms / 1000 - 1e-9:
                 now.started = True
                 event = SpeechStarted(now.first_speech_s)
-            elif now.paused:
-                now.paused = False
+            elif now.paused or now.tentative:
+                now.paused = now.tentative = False
                 event = SpeechResumed(began)
         else:
             if now.silence_s == 0.0:
                 now.text_at_pause = now.text
+                if self.prosody is not None:
+                    self._pause_prosody = self.prosody.features()
             now.silence_s += duration_s
-            if now.started and now.silence_s >= self.silence_needed_s - 1e-9:
+            if now.started and rules.confirm_ms is not None:
+                if now.silence_s >= max(rules.confirm_ms / 1000, self.silence_needed_s) - 1e-9:
+                    return self._end("silence")
+                if not now.tentative and self._turn_over():
+                    now.tentative = True
+                    return TentativeEnd(now.elapsed_s, now.last_speech_s)
+            elif now.started and self._turn_over():
                 return self._end("silence")
             if not now.started and now.silence_s >= rules.silence_ms / 1000 - 1e-9:
                 now.speech_s = 0.0  # stray noise, long ago: forget it
