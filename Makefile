@@ -76,7 +76,8 @@ $(UV): system-deps scripts/uv-requirements.txt
 			-r scripts/uv-requirements.txt
 
 # WAKE_CORPUS=manifest.json: the wake phrase on a real-speech corpus (docs/benchmarks.md, "Wake
-# phrase"); without it, on the repository's samples only.
+# phrase"); without it, on the repository's samples only. TURN_CORPUS=manifest.json: the end of
+# turn's cues fitted and compared on real speech (docs/benchmarks.md, "End of turn on real speech").
 bench: test-deps
 	$(BIN)/chacha bench stt samples --repeat 5 --output bench/results/stt-2cores.json
 	$(BIN)/chacha bench stt samples --repeat 5 --cores 1 --output bench/results/stt-1core.json
@@ -85,6 +86,7 @@ bench: test-deps
 	$(BIN)/chacha bench limits --output bench/results/limits.json
 	$(BIN)/chacha bench echo --cores 1 --output bench/results/echo.json
 	$(BIN)/chacha bench wake --cores 1 $(if $(WAKE_CORPUS),--corpus $(WAKE_CORPUS) --output bench/results/wake.json,--output bench/results/wake-samples.json)
+	$(if $(TURN_CORPUS),$(BIN)/chacha bench endpoint --corpus $(TURN_CORPUS) --per-speaker 12 --output bench/results/endpoint-corpus.json,@echo "no TURN_CORPUS: the end of turn is measured on the paused set only (bench all)")
 
 lint: test-deps
 	$(BIN)/ruff check .

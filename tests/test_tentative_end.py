@@ -105,3 +105,34 @@ def test_a_finished_sentence_is_answered_from_the_tentative_end(
     assert _stored(server) == [("user", report.transcript.text), ("model", "응, 그랬구나.")]
     assert "걸어" in report.transcript.text
     assert speaking >= asked
+
+
+def test_when_the_server_refuses_an_early_reply_her_tentative_end_is_her_end(
+    start_server, token, tmp_path, transcriber, engine, speech, phrasebook
+) -> None:
+    """Only the doll's quota reserve is left: the server answers 409 to the early request, and the
+    doll ends her turn there and asks once, as without tentative ends (not 1.5 s later)."""
+    settings = LoopSettings(tentative_end=True, earcons=False)
+    with FakeGemini() as fake:
+        fake.push(Reply.stream(["응, 그랬구나."]))
+        server = start_server(gemini_backend(fake.base_url), PhrasebookBackend(phrasebook), data_dir=tmp_path)
+        server.chat.tentative_refusal = lambda: "only the doll's reserve is left (this test)"
+
+        async def scenario():
+            async with Rig(server.url, token, transcriber, engine, settings=settings, hold_s=30.0) as rig:
+                await rig.press()
+                await rig.listening_with_open_ears()
+                fed = rig.say(speech)
+                await rig.until_state(DollState.THINKING, 6.0)
+                await rig.until_state(DollState.SPEAKING, 5.0)  # she holds the button throughout
+                await rig.release()
+                await rig.until_state(DollState.IDLE, 10.0)
+                return rig, fed
+
+        rig, fed = run(scenario())
+        assert len(fake.requests) == 1, "only the request made once her turn was over reached Gemini"
+    report = rig.doll.reports[-1]
+    assert report.listen_end == "silence" and report.retractions == 0
+    assert report.marks["stopped"] - fed < SPEECH_END_S + 1.0
+    assert report.reply == "응, 그랬구나."
+    assert [role for role, _ in _stored(server)] == ["user", "model"]

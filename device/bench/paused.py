@@ -26,7 +26,6 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -65,7 +64,7 @@ class Item:
     """One utterance: its audio and where her speech is."""
 
     name: str
-    source: Literal["real", "espeak"]
+    source: str  # real | espeak (the paused set) | a corpus source's id
     utterance: str  # which utterance it is made from ("real", "espeak-1", …)
     pause_ms: int  # 0: whole, no pause
     boundary: int  # which boundary the pause is at (1 = after the first word/phrase; 0: whole)
@@ -76,6 +75,9 @@ class Item:
     pause_start: int | None  # the pause, in samples (None when whole)
     pause_end: int | None
     samples: np.ndarray
+    speaker: str = ""  # who is speaking (a corpus's speaker id; "" for the sample and espeak-ng)
+    split: str = ""  # tune | test (a corpus's); "" for the paused set
+    natural: bool = False  # the pause is her own (a corpus recording's), not spliced in
 
     @property
     def paused(self) -> bool:

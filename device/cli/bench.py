@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -267,6 +268,10 @@ def bench_endpoint(args: Namespace, config: ChachaConfig) -> int:
     from device.bench.endpoint import DEFAULT_VARIANTS, parse_variant, run, table, targets_table
     from device.cli.errors import CommandError
 
+    if args.corpus is not None:
+        return _bench_endpoint_corpus(args, config)
+    if args.fit is not None:
+        raise CommandError("--fit needs --corpus: the model is fitted on a corpus's tune split")
     if not args.sample.is_file():
         raise CommandError(f"recording {args.sample} not found: give --sample WAV (real Korean speech)")
     variants = {}
@@ -281,6 +286,42 @@ def bench_endpoint(args: Namespace, config: ChachaConfig) -> int:
     print(table(result))
     print()
     print(targets_table(result["targets"]))
+    return 0
+
+
+def _bench_endpoint_corpus(args: Namespace, config: ChachaConfig) -> int:
+    from device.bench.cues import corpus_table, run_corpus, sweep_table
+    from device.bench.turn_corpus import CorpusError
+    from device.cli.errors import CommandError
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            print(f"heard {done} of {total} utterances", file=sys.stderr, flush=True)
+
+    try:
+        result = run_corpus(
+            config,
+            args.corpus,
+            fit_to=args.fit,
+            first_sound_s=args.first_sound_s,
+            per_speaker=args.per_speaker,
+            progress=progress,
+        )
+    except (CorpusError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    write_json(args.output, result, indent=1)
+    for split in ("tune", "test"):
+        counts = result["splits"][split]
+        print(f"\n{split}: {counts['items']} items, speakers {', '.join(counts['speakers'])}")
+        print(corpus_table(result, split))
+    print("\nthe cue model at other thresholds (test):")
+    print(sweep_table(result))
+    print()
+    for target in result["targets"]:
+        verdict = "met" if target["met"] else "MISSED"
+        print(f"{target['what']}: {target['value']} (goal ≤ {target['goal']}) {verdict}")
+    if args.fit is not None:
+        print(f"\nthe model fitted on the tune split is in {args.fit}")
     return 0
 
 
@@ -304,6 +345,27 @@ def register_endpoint(bench) -> None:
         help="where the paused utterances are built (default build/endpoint-set)",
     )
     p.add_argument("--sample", type=Path, default=DEFAULT_RECORDING, help="the real recording to pause")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="MANIFEST",
+        help="real speech (device/bench/turn_corpus.py): fit the end-of-turn cues on its tune split "
+        "and compare every rule, as tentative ends too, on its test split",
+    )
+    p.add_argument(
+        "--fit", type=Path, metavar="JSON", help="with --corpus: write the fitted model here (the doll's is "
+        "device/doll/data/turn_model.json)"
+    )  # fmt: skip
+    p.add_argument(
+        "--per-speaker", type=int, metavar="N", help="with --corpus: at most N utterances of each speaker"
+    )
+    p.add_argument(
+        "--first-sound-s",
+        type=float,
+        default=0.9,
+        metavar="S",
+        help="with --corpus: from a tentative end to his first sound (default 0.9 s, the latency bench's)",
+    )
     p.set_defaults(func=bench_endpoint)
 
 

@@ -116,7 +116,7 @@ def check_gpio(config: ChachaConfig) -> Check:
 
 
 def check_conversation(config: ChachaConfig) -> list[Check]:
-    """The wake phrase and barge-in by voice, when the configuration turns them on."""
+    """The wake phrase, the cue model and barge-in by voice, when the configuration turns them on."""
     checks = []
     wake = config.loop.wake
     if wake.enabled:
@@ -133,6 +133,21 @@ def check_conversation(config: ChachaConfig) -> list[Check]:
             )
         except WakeEnrolmentError as exc:
             checks.append(_fail("wake phrase", f"{exc}; until then only the button starts a turn"))
+    if config.loop.end_of_turn == "cues":
+        from device.doll.turn_cues import CueModel
+
+        try:
+            model = CueModel.load()
+            checks.append(
+                _ok("end of turn", f"cues: {len(model.features)} features, threshold {model.threshold:g}")
+            )
+        except (OSError, ValueError) as exc:
+            checks.append(
+                _fail(
+                    "end of turn",
+                    f"the cue model does not load ({exc}): reinstall, or set loop.end_of_turn: adaptive",
+                )
+            )
     if config.loop.barge_in.by == "voice":
         from device.doll.echo import load_apm
         from device.errors import AudioDeviceError

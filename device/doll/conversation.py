@@ -288,8 +288,12 @@ class Conversation:
         hearing, ears = turn.hearing, turn.ears
         try:
             while reason in (None, "tentative", "resumed"):
-                if reason == "tentative" and turn.ask_early and (text := hearing.detector.text.strip()):
-                    return _Early(text)
+                if reason == "tentative":
+                    if turn.ask_early and (text := hearing.detector.text.strip()):
+                        return _Early(text)
+                    if not turn.ask_early:
+                        reason = "silence"  # no early asking this turn: a tentative end is her end
+                        break
                 reason = await self._hear_some(turn, opening)
         except BaseException:
             ears.close()
@@ -348,8 +352,9 @@ class Conversation:
             self._finish_early(turn, early.text)
             return True
 
+        recording = await self._ears.on_stt(turn.hearing.recording) if await self._audio_mode(turn) else None
         answer = asyncio.create_task(
-            self._answer(turn, early.text, None, tentative=request_id, gate=before_first_sound),
+            self._answer(turn, early.text, recording, tentative=request_id, gate=before_first_sound),
             name=f"chacha-early-{turn.number}",
         )
         answered: bool | None = False
@@ -364,9 +369,14 @@ class Conversation:
             answer.cancel()
             going_on.cancel()
             raise
-        if not dropped and answered is None:  # the server would not answer before she has surely finished
-            turn.ask_early = False
-            return await self._hear_on(turn, opening, await going_on)
+        if not dropped and answered is None:  # the server will not answer early (quota reserve):
+            turn.ask_early = False  # her tentative ends are her ends, as without tentative_end
+            if going_on.done():
+                return await self._hear_on(turn, opening, going_on.result())
+            going_on.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await going_on
+            return await self._hear_on(turn, opening, "silence")
         if not dropped:
             return answered
         turn.note(retractions=(turn.report.retractions if turn.report else 0) + 1)

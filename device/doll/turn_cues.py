@@ -24,6 +24,7 @@ the first time that reaches the model's threshold (between ``min_pause_s`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -37,12 +38,20 @@ from device.doll.turn_end import ending_cue
 
 CUES: dict[str, tuple[str, ...]] = {
     "pause": ("pause_s", "log_pause"),
-    "words": ("text_final", "text_continuing", "text_new_final"),
-    "pitch": ("f0_end", "f0_slope", "voiced_end"),
-    "energy": ("energy_end", "energy_slope"),
-    "length": ("last_run_s", "speech_s"),
+    "words": (
+        "text_final",
+        "text_continuing",
+        "text_new_final",
+        "pause_x_text_final",
+        "pause_x_text_continuing",
+    ),
+    "pitch": ("f0_end", "f0_slope", "voiced_end", "pause_x_f0_end", "pause_x_f0_slope"),
+    "energy": ("energy_end", "energy_slope", "pause_x_energy_end"),
+    "length": ("last_run_s", "speech_s", "pause_x_last_run_s"),
 }
-"""Each cue and the features it gives the model."""
+"""Each cue and the features it gives the model; ``pause_x_…``: the feature times the log of the
+pause so far, so that a cue may count for more (or less) as the pause grows."""
+_CROSSED = ("text_final", "text_continuing", "f0_end", "f0_slope", "energy_end", "last_run_s")
 FEATURES: tuple[str, ...] = tuple(name for names in CUES.values() for name in names)
 
 _F0_MIN_HZ, _F0_MAX_HZ = 70.0, 400.0
@@ -157,7 +166,7 @@ def pause_features(
 ) -> dict[str, float]:
     """Every feature of a pause ``pause_s`` long: the prosody at its start, the words now."""
     cue = ending_cue(text)
-    return {
+    features = {
         "pause_s": pause_s,
         "log_pause": math.log(max(pause_s, 0.03)),
         "text_final": float(cue == "final"),
@@ -165,6 +174,9 @@ def pause_features(
         "text_new_final": float(cue == "final" and text != text_at_pause),
         **prosody,
     }
+    scale = features["log_pause"] - math.log(0.03)  # 0 when the pause begins
+    features |= {f"pause_x_{name}": features[name] * scale for name in _CROSSED}
+    return features
 
 
 @dataclass(frozen=True)
@@ -244,12 +256,16 @@ class CueModel:
 
     @classmethod
     def load(cls, path: Path | None = None) -> CueModel:
-        """The model at ``path``, or the shipped one."""
+        """The model at ``path``, or the shipped one (read once)."""
         if path is None:
-            text = resources.files("device.doll").joinpath("data/turn_model.json").read_text("utf-8")
-        else:
-            text = Path(path).read_text(encoding="utf-8")
-        return cls.from_json(json.loads(text))
+            return _shipped()
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@functools.cache
+def _shipped() -> CueModel:
+    text = resources.files("device.doll").joinpath("data/turn_model.json").read_text("utf-8")
+    return CueModel.from_json(json.loads(text))
 
 
 def fit(
