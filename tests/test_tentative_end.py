@@ -141,20 +141,7 @@ def test_when_the_server_refuses_an_early_reply_her_tentative_end_is_her_end(
     assert [role for role, _ in _stored(server)] == ["user", "model"]
 
 
-@pytest.mark.parametrize(
-    ("end_of_turn", "tentative"),
-    [
-        ("adaptive", False),
-        ("adaptive", True),
-        pytest.param(
-            "cues",
-            False,
-            marks=pytest.mark.xfail(
-                strict=True, reason="the shipped cue model waits ~1.3 s after this request (benchmarks.md)"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize(("end_of_turn", "tentative"), [("adaptive", False), ("adaptive", True)])
 def test_a_finished_request_ends_her_turn_quickly(
     start_server, token, transcriber, engine, end_of_turn, tentative
 ) -> None:
